@@ -1,0 +1,3 @@
+from pmoe_cli.app import main
+
+main()

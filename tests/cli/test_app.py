@@ -1,0 +1,42 @@
+import subprocess
+import sys
+
+from pmoe_core import __version__
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "pmoe_cli", *args], capture_output=True, text=True)
+
+
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"pmoe {__version__}"
+
+
+def test_help_lists_only_registered_commands():
+    out = run("--help")
+    assert out.returncode == 0
+    assert "Usage: pmoe" in out.stdout
+
+
+def test_unknown_command_is_usage_error():
+    out = run("no-such-command")
+    assert out.returncode == 2
+
+
+def test_pmoe_error_is_one_line_exit_1(monkeypatch, capsys):
+    import pytest
+
+    from pmoe_cli import app as app_module
+    from pmoe_core.errors import MissingFile
+
+    def boom(*a, **k):
+        raise MissingFile("no such file", "/tmp/x.ply")
+
+    monkeypatch.setattr(app_module, "app", boom)
+    with pytest.raises(SystemExit) as exc:
+        app_module.main([])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err == "pmoe: error: /tmp/x.ply: no such file\n"

@@ -1,0 +1,31 @@
+"""Shared test fixtures. Real sample files are read from ../shared/fixtures/real (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_FIXTURES = Path(os.environ.get("PMOE_REAL_FIXTURES", REPO.parent / "shared" / "fixtures" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real_fixtures() -> Path:
+    """The folder of real dataset sample files; the test is skipped, saying why, where it is absent."""
+    if not REAL_FIXTURES.is_dir():
+        pytest.skip(f"real sample files not found at {REAL_FIXTURES} (set PMOE_REAL_FIXTURES)")
+    return REAL_FIXTURES
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _small_torch_threads():
+    """Tests share 2 cores with each other's subprocesses; keep torch from oversubscribing."""
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+    except ImportError:
+        pass
+    yield
