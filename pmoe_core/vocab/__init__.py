@@ -1,0 +1,1 @@
+"""Benchmark label spaces, the unified vocabulary, and text embeddings of class names."""
