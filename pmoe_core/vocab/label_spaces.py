@@ -187,13 +187,18 @@ ALIASES: dict[str, str] = {
 }
 
 
+def _alias_key(name: str) -> str:
+    """Spelling-insensitive key: "Semantic-KITTI", "semantic_kitti" and "semantickitti" are one name."""
+    return "".join(ch for ch in name.strip().lower() if ch not in "_- ")
+
+
 def resolve_dataset(name: str) -> str:
     """Canonical dataset name from a user-typed name or alias (case-insensitive)."""
     from pmoe_core.errors import BadInput
 
-    key = name.strip().lower().replace("_", "")
+    key = _alias_key(name)
     for alias, canonical in ALIASES.items():
-        if key == alias.replace("_", ""):
+        if key == _alias_key(alias):
             return canonical
     known = ", ".join(LABEL_SPACES)
     raise BadInput(f"unknown dataset {name!r} (known: {known}; aliases: kitti, nus, s3d, mp3d, ...)")
