@@ -1,0 +1,81 @@
+"""PLY file <-> Scene: which vertex properties become which Scene fields, in both directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pmoe_core.errors import FormatError
+from pmoe_core.io.ply import read_ply_file, require_properties, write_ply_arrays
+from pmoe_core.scene import Scene
+
+# Scene field <- first vertex property present among these names (CloudCompare writes "scalar_<name>").
+COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
+STRENGTH_NAMES = ("intensity", "scalar_intensity", "strength", "reflectance", "remission", "scalar_Intensity")
+SEGMENT_NAMES = ("label", "segment", "scalar_label", "semantic", "class", "classification")
+INSTANCE_NAMES = ("instance", "scalar_instance", "instance_id")
+
+
+def read_ply(path: str | Path) -> Scene:
+    """A PLY point cloud or mesh (binary or ASCII; faces are not needed and not read) as a Scene.
+
+    x, y, z are required; red/green/blue (uint8, or floats in [0, 1]), nx/ny/nz, an intensity-like scalar and
+    label/instance scalars are taken when present.
+    """
+    path = Path(path)
+    _, elements = read_ply_file(path, elements=("vertex",))
+    vertex = elements.get("vertex")
+    if vertex is None:
+        raise FormatError("PLY has no vertex element", path)
+    require_properties(vertex, ("x", "y", "z"), "vertex", path)
+    fields: dict[str, np.ndarray] = {"coord": np.column_stack([vertex["x"], vertex["y"], vertex["z"]])}
+    rgb = next((names for names in COLOR_NAMES if all(n in vertex for n in names)), None)
+    if rgb is not None:
+        color = np.column_stack([vertex[n] for n in rgb])
+        if color.dtype.kind == "f":
+            color = color * 255.0 if color.max(initial=0) <= 1.0 else color
+            color = np.rint(color)
+        fields["color"] = np.clip(color, 0, 255).astype(np.uint8)
+    if all(n in vertex for n in ("nx", "ny", "nz")):
+        fields["normal"] = np.column_stack([vertex["nx"], vertex["ny"], vertex["nz"]])
+    strength = next((n for n in STRENGTH_NAMES if n in vertex), None)
+    if strength:
+        fields["strength"] = vertex[strength]
+    for field, names in (("segment", SEGMENT_NAMES), ("instance", INSTANCE_NAMES)):
+        name = next((n for n in names if n in vertex), None)
+        if name:
+            fields[field] = _integer_column(vertex[name], field, path, np.int16 if field == "segment" else np.int32)
+    return Scene(path.stem, **fields).validate(str(path))
+
+
+def _integer_column(values: np.ndarray, field: str, path: Path, dtype) -> np.ndarray:
+    info = np.iinfo(dtype)
+    if values.dtype.kind == "f" and not np.array_equal(values, np.round(values)):
+        raise FormatError(f"{field} property holds non-integer values", path)
+    if values.size and (values.min() < info.min or values.max() > info.max):
+        raise FormatError(f"{field} values {values.min()}..{values.max()} do not fit {np.dtype(dtype).name}", path)
+    return values.astype(dtype)
+
+
+def write_ply(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = None, binary: bool = True) -> None:
+    """Write a Scene as a PLY point cloud: x,y,z + red,green,blue / nx,ny,nz / intensity / label / instance.
+
+    `fields` picks Scene fields (default: all present). Labels are scalar vertex properties `label` (short) and
+    `instance` (int), which CloudCompare and MeshLab show as scalar fields and `read_ply` maps back.
+    """
+    wanted = scene.present_fields() if fields is None else [f for f in fields if getattr(scene, f) is not None]
+    vertex: dict[str, np.ndarray] = {}
+    for axis, name in enumerate("xyz"):
+        vertex[name] = scene.coord[:, axis]
+    if "color" in wanted:
+        vertex.update(red=scene.color[:, 0], green=scene.color[:, 1], blue=scene.color[:, 2])
+    if "normal" in wanted:
+        vertex.update(nx=scene.normal[:, 0], ny=scene.normal[:, 1], nz=scene.normal[:, 2])
+    if "strength" in wanted:
+        vertex["intensity"] = scene.strength
+    if "segment" in wanted:
+        vertex["label"] = scene.segment
+    if "instance" in wanted:
+        vertex["instance"] = scene.instance
+    write_ply_arrays(path, vertex, binary=binary, comments=(f"pmoe scene {scene.name}",))

@@ -1,0 +1,144 @@
+"""Matterport3D reader: region meshes from `v1/scans/<house>/region_segmentations.zip`, one scene per region.
+
+Region PLY: vertices x,y,z,nx,ny,nz,tx,ty,red,green,blue; faces vertex_indices, material_id, segment_id,
+category_id. Labels are per face: category_id is the 1-based `index` row of `category_mapping.tsv` (CRLF; -1 =
+unlabelled) -> nyu40id -> Matterport21. A vertex takes the majority label of its faces; unlabelled or
+non-benchmark faces vote for "ignore", which loses ties (ties between classes go to the lower class index).
+Scene name `<house>_<K:02d>`. Splits: Pointcept-style `scenes_{train,val,test}.txt` house lists from
+`Options.split_lists` or the raw root (houses no list names are left out); without lists every house is train.
+The zip is read in place; an unzipped `<house>/[<house>/]region_segmentations/` folder works too.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.io.ply import read_ply_bytes, require_properties
+from pmoe_core.scene import Scene
+from pmoe_core.sources.base import SceneRef, Warn
+from pmoe_core.sources.label_tables import column_map
+from pmoe_core.sources.meshes import check_faces, majority_vertex_label
+from pmoe_core.vocab.label_spaces import MATTERPORT3D
+
+NAME = "matterport3d"
+ALIASES = ("matterport", "mp3d")
+REGION = re.compile(r"(?:^|/)region_segmentations/region(\d+)\.ply$")
+SPLIT_FILES = {"train": "scenes_train.txt", "val": "scenes_val.txt", "test": "scenes_test.txt"}
+MAPPING = "category_mapping.tsv"
+
+
+@dataclass
+class Options:
+    split_lists: str | None = None  # folder holding scenes_{train,val,test}.txt (house ids)
+    category_mapping: str | None = None  # path of category_mapping.tsv (default: searched in the raw root)
+
+
+def list_scenes(root: Path, options: Options) -> list[SceneRef]:
+    root = Path(root)
+    scans = next((p for p in (root / "v1" / "scans", root / "scans") if p.is_dir()), root)
+    mapping = _mapping_path(root, options)
+    listed = _split_lists(root, options)
+    refs = []
+    for house in sorted(p for p in scans.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        split = listed.get(house.name) if listed is not None else "train"
+        if split is None:
+            continue
+        for number, path, member in _regions(house):
+            refs.append(SceneRef(f"{house.name}_{number:02d}", split, (path,), {"member": member,
+                                                                                  "mapping": str(mapping)}))
+    if not refs:
+        raise MissingFile("no <house>/region_segmentations.zip (or region_segmentations/) found", scans)
+    return refs
+
+
+def _mapping_path(root: Path, options: Options) -> Path:
+    if options.category_mapping:
+        path = Path(options.category_mapping)
+        if not path.is_file():
+            raise MissingFile("category mapping not found", path)
+        return path
+    for candidate in (root / MAPPING, root / "metadata" / MAPPING, root / "v1" / MAPPING, root / "v1" / "metadata" / MAPPING):
+        if candidate.is_file():
+            return candidate
+    raise MissingFile(f"{MAPPING} not found in the raw root or its metadata/ (pass -O category_mapping=PATH)", root)
+
+
+def _split_lists(root: Path, options: Options) -> dict[str, str] | None:
+    folder = Path(options.split_lists) if options.split_lists else root
+    files = {split: folder / name for split, name in SPLIT_FILES.items() if (folder / name).is_file()}
+    if not files:
+        if options.split_lists:
+            raise MissingFile(f"no {', '.join(SPLIT_FILES.values())} in the split-list folder", folder)
+        return None
+    return {line.strip(): split for split, path in files.items()
+            for line in path.read_text(errors="replace").splitlines() if line.strip()}
+
+
+def _regions(house: Path) -> list[tuple[int, str, str]]:
+    """(region number, file or zip path, zip member or "") for every region mesh of a house."""
+    archive = house / "region_segmentations.zip"
+    if archive.is_file():
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError) as err:
+            raise FormatError(f"cannot read zip archive ({err})", archive) from None
+        found = [(int(m.group(1)), str(archive), name) for name in names if (m := REGION.search(name))]
+    else:
+        found = [(int(m.group(1)), str(p), "") for p in house.glob("**/region_segmentations/region*.ply")
+                 if (m := REGION.search(p.as_posix()))]
+    return sorted(found)
+
+
+def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
+    path, member = Path(ref.paths[0]), ref.meta.get("member", "")
+    source = f"{path}:{member}" if member else str(path)
+    _, ply = read_ply_bytes(_read_bytes(path, member, source), source)
+    vertex, face = ply.get("vertex", {}), ply.get("face", {})
+    require_properties(vertex, ("x", "y", "z", "nx", "ny", "nz", "red", "green", "blue"), "vertex", source)
+    require_properties(face, ("vertex_indices", "category_id"), "face", source)
+    coord = np.column_stack([vertex["x"], vertex["y"], vertex["z"]]).astype(np.float32)
+    faces = check_faces(face["vertex_indices"], len(coord), source)
+    face_class = _face_classes(face["category_id"].astype(np.int64), ref.meta["mapping"], source)
+    segment = majority_vertex_label(faces, face_class, len(coord), MATTERPORT3D.num_classes)
+    scene = Scene(
+        ref.name,
+        coord,
+        color=np.column_stack([vertex["red"], vertex["green"], vertex["blue"]]).astype(np.uint8),
+        normal=np.column_stack([vertex["nx"], vertex["ny"], vertex["nz"]]).astype(np.float32),
+        segment=segment,
+    )
+    return scene.validate(source)
+
+
+def _face_classes(category: np.ndarray, mapping: str, source: str) -> np.ndarray:
+    """Matterport21 class per face from its 1-based category_mapping row (-1 = unlabelled -> ignore)."""
+    table = {int(k): v for k, v in column_map(mapping, "index", "nyu40id").items()}
+    lut = np.zeros(max(table, default=0) + 1, dtype=np.int64)
+    lut[list(table)] = list(table.values())
+    bad = (category < -1) | (category == 0) | (category >= len(lut))
+    if bad.any():
+        raise FormatError(f"{int(bad.sum())} faces have category_id outside -1 and 1..{len(lut) - 1} of {mapping} "
+                          f"(first: {int(category[bad][0])})", source)
+    nyu40 = np.where(category > 0, lut[np.maximum(category, 0)], 0)
+    return MATTERPORT3D.map_raw(nyu40)
+
+
+def _read_bytes(path: Path, member: str, source: str) -> bytes:
+    if not member:
+        if not path.is_file():
+            raise MissingFile("region mesh not found", path)
+        return path.read_bytes()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.read(member)
+    except KeyError:
+        raise MissingFile("member not in the archive", source) from None
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise FormatError(f"cannot read zip member ({err})", source) from None
