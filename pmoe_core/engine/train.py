@@ -1,0 +1,366 @@
+"""Joint training over several scene stores: mixed-dataset batches, language-guided loss, exact resume, DDP.
+
+The loop is written out plainly: build data, model, optimizer; optionally resume; then steps of
+(accumulate micro-batches -> clip -> step) with periodic logs and atomic checkpoints. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from pmoe_core.data.collate import SegTargets
+from pmoe_core.data.dataset import SceneDataset
+from pmoe_core.data.loader import Loader, make_loader
+from pmoe_core.data.recipes import RecipeConfig
+from pmoe_core.data.sampler import MixedBatchSampler
+from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_sync, shutdown
+from pmoe_core.engine.loss import label_space_loss
+from pmoe_core.engine.model_io import config_from_data, config_to_data
+from pmoe_core.engine.optim import OptimConfig, make_optimizer
+from pmoe_core.engine.runlog import RunLog
+from pmoe_core.errors import BadInput, StoreError
+from pmoe_core.models.batch import PointBatch
+from pmoe_core.models.moe import MoE, moe_aux_loss
+from pmoe_core.models.presets import build_model, get_config
+from pmoe_core.progress import Progress, silent
+from pmoe_core.store import StoreReader, find_stores
+from pmoe_core.vocab import dataset_entries
+from pmoe_core.vocab.label_spaces import resolve_dataset
+
+CHECKPOINT_NAME = "ckpt.pt"
+PRESET_ALIASES = {"s": "pmoe-s", "l": "pmoe-l", "tiny": "pmoe-tiny"}
+
+
+def resolve_preset(name: str) -> str:
+    return PRESET_ALIASES.get(name, name)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in the checkpoint so `--resume` can refuse a mismatched continuation."""
+
+    data: str
+    datasets: tuple[str, ...]
+    out: str = "runs/pmoe"
+    preset: str = "pmoe-tiny"
+    steps: int = 1000
+    batch_size: int = 4
+    accum: int = 1
+    samples_per_epoch: int | None = None
+    weights: dict[str, float] | None = None
+    mix: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    grad_clip: float = 1.0
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    aux_alpha: float | None = None  # override the preset's MoE balance-loss weight
+    drop_path: float | None = None  # override the preset's drop path
+    max_points: int | None = 102400
+    grid_indoor: float = 0.02
+    grid_outdoor: float = 0.05
+    workers: int = 2
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 100
+    resume: bool = False
+    backend: str | None = None
+    device: str = "auto"
+    tensorboard: bool = True
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    final_loss: float
+    losses: list[float]
+    seconds: float
+    points_per_s: float
+    in_sync: bool
+    interrupted: bool = False
+
+
+def pick_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{info.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast_for(amp: str, device: torch.device):
+    """bf16 autocast on GPU by default; CPU runs in fp32 unless asked (CPU bf16 is slower than fp32 here)."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "off"
+    if amp == "off":
+        return contextlib.nullcontext, None
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    if dtype is None:
+        raise BadInput(f"--amp must be auto, bf16, fp16 or off, got {amp!r}")
+    scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def training_stores(data: str, datasets: tuple[str, ...]) -> list[str]:
+    stores = []
+    for name in datasets:
+        found = find_stores(data, name)
+        if not found:
+            raise StoreError(f"no scene store for {name} (expected {name}.zarr or {name}.shard-K-of-N.zarr; "
+                             f"run `pmoe convert {name} RAW {data}`)", data)
+        stores += found
+    return stores
+
+
+def class_table(stores: list[str], label_spaces: dict[str, int]) -> tuple[torch.Tensor, str]:
+    """Class-name embeddings of every training label space, concatenated in the collator's order."""
+    tables: dict[str, np.ndarray] = {}
+    encoders = set()
+    for url in stores:
+        reader = StoreReader(url)
+        tables.setdefault(reader.dataset, reader.class_embeddings)
+        encoders.add(reader.encoder)
+    if len(encoders) != 1:
+        raise StoreError(f"training stores were embedded with different text encoders {sorted(encoders)}; "
+                         "convert them with one --text-encoder", ", ".join(stores))
+    table = np.concatenate([tables[d] for d in label_spaces]).astype(np.float32)
+    return torch.from_numpy(table), encoders.pop()
+
+
+def build_segmentation_model(preset: str, datasets: tuple[str, ...], text_dim: int, cfg: TrainConfig | None = None,
+                             config: Any = None) -> tuple[nn.Module, Any]:
+    """The model of a preset (or an explicit config), with run-level overrides applied."""
+    model_cfg = config if config is not None else get_config(resolve_preset(preset))
+    backbone_cfg = getattr(model_cfg, "backbone", model_cfg)
+    if cfg is not None:
+        changes: dict[str, Any] = {}
+        if cfg.drop_path is not None:
+            changes["drop_path"] = cfg.drop_path
+        if cfg.aux_alpha is not None and getattr(backbone_cfg, "moe", None) is not None:
+            changes["moe"] = dataclasses.replace(backbone_cfg.moe, aux_loss_alpha=cfg.aux_alpha)
+        if changes:
+            backbone_cfg = dataclasses.replace(backbone_cfg, **changes)
+            model_cfg = (dataclasses.replace(model_cfg, backbone=backbone_cfg) if hasattr(model_cfg, "backbone")
+                         else backbone_cfg)
+    model = build_model(model_cfg, dataset_names=datasets, text_dim=text_dim,
+                        backend=cfg.backend if cfg is not None else None)
+    return model, model_cfg
+
+
+def routing_stats(model: nn.Module) -> dict[str, Any]:
+    """Per-expert token fractions and mean router entropy of every MoE layer's last recorded forward."""
+    stats: dict[str, Any] = {}
+    for m in model.modules():
+        if isinstance(m, MoE) and m.last_routing is not None:
+            r = m.last_routing
+            frac = torch.bincount(r.expert_ids.reshape(-1), minlength=m.cfg.num_experts).float()
+            frac = (frac / frac.sum()).tolist()
+            entropy = float(-(r.probs * r.probs.clamp_min(1e-12).log()).sum(-1).mean())
+            stats[m.layer_name or f"moe{len(stats)}"] = {"fractions": [round(f, 4) for f in frac],
+                                                         "entropy": round(entropy, 4)}
+    return stats
+
+
+def _set_recording(model: nn.Module, on: bool) -> None:
+    for m in model.modules():
+        if isinstance(m, MoE):
+            m.record = on
+            if not on:
+                m.last_routing = None
+
+
+def _batches(loader: Loader) -> Iterator[tuple[PointBatch, SegTargets]]:
+    """An endless stream across epochs (the sampler advances its epoch at the end of each pass)."""
+    while True:
+        yield from loader
+
+
+def _meta(cfg: TrainConfig, model_cfg: Any, datasets: tuple[str, ...], class_names: dict[str, tuple[str, ...]],
+          encoder: str, step: int, epoch: int, complete: bool) -> dict[str, Any]:
+    return {
+        "kind": "segmentation",
+        "preset": resolve_preset(cfg.preset),
+        "config": config_to_data(model_cfg),
+        "step": step,
+        "epoch": epoch,
+        "datasets": list(datasets),
+        "label_spaces": {d: list(class_names[d]) for d in datasets},
+        "vocabulary": {d: [e.name for e in dataset_entries(d)] for d in datasets},
+        "text_encoder": encoder,
+        "train_args": _plain(dataclasses.asdict(cfg)),
+        "complete": complete,
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_resume(meta: dict[str, Any], cfg: TrainConfig, datasets: tuple[str, ...], path: Path) -> None:
+    if meta.get("kind") != "segmentation":
+        raise BadInput(f"cannot resume: checkpoint holds a {meta.get('kind')} model", path)
+    if meta.get("preset") != resolve_preset(cfg.preset) or tuple(meta.get("datasets", ())) != datasets:
+        raise BadInput(f"cannot resume: checkpoint was trained with --preset {meta.get('preset')} "
+                       f"--datasets {','.join(meta.get('datasets', []))}", path)
+    if meta.get("train_args", {}).get("steps") != cfg.steps:
+        raise BadInput(f"cannot resume: checkpoint schedule has {meta['train_args'].get('steps')} steps, "
+                       f"not {cfg.steps} (the OneCycle schedule depends on it)", path)
+
+
+def train(cfg: TrainConfig, progress: Progress = silent, echo: Callable[[str], None] = print) -> TrainResult:
+    info = init_distributed()
+    try:
+        return _train(cfg, info, progress, echo)
+    finally:
+        shutdown(info)
+
+
+def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[[str], None]) -> TrainResult:
+    datasets = tuple(resolve_dataset(d) for d in cfg.datasets)
+    if not datasets:
+        raise BadInput("--datasets needs at least one dataset")
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.accum < 1:
+        raise BadInput("--steps, --batch-size and --accum must be positive")
+    device = pick_device(cfg.device, info)
+    torch.manual_seed(cfg.seed + info.rank)
+    np.random.seed(cfg.seed + info.rank)
+
+    stores = training_stores(cfg.data, datasets)
+    recipe = RecipeConfig(indoor_grid=cfg.grid_indoor, outdoor_grid=cfg.grid_outdoor, max_points=cfg.max_points)
+    dataset = SceneDataset(stores, split="train", mode="train", config=recipe, seed=cfg.seed)
+    missing = [d for d in datasets if d not in dataset.datasets]
+    if missing:
+        raise StoreError(f"no train scenes for {', '.join(missing)}", cfg.data)
+    weights = {resolve_dataset(k): v for k, v in cfg.weights.items()} if cfg.weights else None
+    sampler = MixedBatchSampler(dataset.groups, cfg.batch_size, samples_per_epoch=cfg.samples_per_epoch,
+                                weights=weights, mix=cfg.mix, seed=cfg.seed, rank=info.rank,
+                                world_size=info.world_size)
+    loader = make_loader(dataset, sampler, num_workers=cfg.workers, seed=cfg.seed)
+    classes, encoder = class_table(stores, dataset.label_spaces)
+    classes = classes.to(device)
+
+    run_dir = Path(cfg.out)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    resume_payload = None
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise BadInput(f"--resume given but there is no {CHECKPOINT_NAME} to resume from", run_dir)
+        resume_payload = load_checkpoint(ckpt_path)
+        _check_resume(resume_payload["meta"], cfg, datasets, ckpt_path)
+    elif info.is_main and ckpt_path.exists():
+        raise BadInput(f"{CHECKPOINT_NAME} already exists; pass --resume to continue it or choose another --out",
+                       run_dir)
+
+    config = config_from_data(resume_payload["meta"]["config"], str(ckpt_path)) if resume_payload else None
+    model, model_cfg = build_segmentation_model(cfg.preset, datasets, classes.shape[1], cfg, config=config)
+    model.to(device)
+    optimizer, scheduler = make_optimizer(model, cfg.optim, cfg.steps)
+    step = 0
+    if resume_payload is not None:
+        model.load_state_dict(resume_payload["model"])
+        optimizer.load_state_dict(resume_payload["optimizer"])
+        scheduler.load_state_dict(resume_payload["scheduler"])
+        loader.load_state_dict(resume_payload["loader"])
+        set_rng_state(resume_payload["rng"])
+        step = int(resume_payload["meta"]["step"])
+
+    ddp_model: nn.Module = model
+    if info.enabled:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if device.type == "cuda" else None, find_unused_parameters=True)
+    needs_dataset = bool(getattr(model, "needs_dataset", False))
+    autocast, scaler = autocast_for(cfg.amp, device)
+    log = RunLog(run_dir, tensorboard=cfg.tensorboard) if info.is_main else None
+
+    def save(complete: bool) -> None:
+        if not info.is_main:
+            return
+        tensors = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                   "scheduler": scheduler.state_dict(), "rng": rng_state(), "loader": loader.state_dict(),
+                   "class_embeddings": classes.cpu()}
+        save_checkpoint(ckpt_path, _meta(cfg, model_cfg, datasets, dataset.class_names, encoder, step,
+                                         loader.state_dict()["epoch"], complete), tensors)
+
+    if info.is_main:
+        params = sum(p.numel() for p in model.parameters())
+        echo(f"training {resolve_preset(cfg.preset)} ({params / 1e6:.2f}M parameters) on {', '.join(datasets)}: "
+             f"{len(dataset)} train scenes, {info.world_size} process(es) on {device}, steps {step}->{cfg.steps}")
+    progress(total=cfg.steps, advance=step, message="training")
+    model.train()
+    stream = _batches(loader)
+    losses: list[float] = []
+    points_done, start = 0, time.perf_counter()
+    interrupted = False
+    try:
+        while step < cfg.steps:
+            record = info.is_main and (step + 1) % cfg.log_every == 0
+            _set_recording(model, record)
+            step_loss = 0.0
+            for micro in range(cfg.accum):
+                batch, targets = next(stream)
+                batch = batch.to(device)
+                sync = contextlib.nullcontext() if (not info.enabled or micro == cfg.accum - 1) else ddp_model.no_sync()
+                with sync:
+                    with autocast():
+                        logits = ddp_model(batch, classes, targets.datasets) if needs_dataset else ddp_model(batch, classes)
+                        loss = label_space_loss(logits, targets, batch.batch_index())
+                        aux = moe_aux_loss(model)
+                        if aux is not None:
+                            loss = loss + aux
+                    loss = loss / cfg.accum
+                    (scaler.scale(loss) if scaler else loss).backward()
+                step_loss += float(loss.detach())
+                points_done += int(batch.coord.shape[0])
+            if scaler:
+                scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            if not math.isfinite(step_loss):
+                raise FloatingPointError(f"loss became {step_loss} at step {step}")
+            losses.append(step_loss)
+            progress(advance=1, message=f"loss {step_loss:.4f}")
+            if log is not None and (record or step == cfg.steps):
+                elapsed = time.perf_counter() - start
+                log.log(step, loss=step_loss, lr=[g["lr"] for g in optimizer.param_groups], grad_norm=grad_norm,
+                        points_per_s=points_done / max(elapsed, 1e-9), epoch=loader.state_dict()["epoch"],
+                        experts=routing_stats(model))
+            if step % cfg.ckpt_every == 0 and step < cfg.steps:
+                save(complete=False)
+    except KeyboardInterrupt:
+        interrupted = True
+        save(complete=False)
+        if info.is_main:
+            echo(f"interrupted at step {step}: checkpoint saved, continue with --resume")
+    _set_recording(model, False)
+    in_sync = params_in_sync(model, info)
+    elapsed = time.perf_counter() - start
+    if not interrupted:
+        save(complete=True)
+        if log is not None:
+            log.log(step, event="end", seconds=round(elapsed, 3), in_sync=in_sync, world_size=info.world_size,
+                    loader=str(loader.throughput()))
+    if log is not None:
+        log.close()
+    return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, steps=step, final_loss=losses[-1] if losses else math.nan,
+                       losses=losses, seconds=elapsed, points_per_s=points_done / max(elapsed, 1e-9),
+                       in_sync=in_sync, interrupted=interrupted)
