@@ -72,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     ckpt_every: int = 100
+    stop_at: int | None = None  # save and stop at this step (wall-time limited jobs); --resume continues
     resume: bool = False
     backend: str | None = None
     device: str = "auto"
@@ -305,7 +306,8 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     points_done, start = 0, time.perf_counter()
     interrupted = False
     try:
-        while step < cfg.steps:
+        last = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+        while step < last:
             record = info.is_main and (step + 1) % cfg.log_every == 0
             _set_recording(model, record)
             step_loss = 0.0
@@ -344,7 +346,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
                 log.log(step, loss=step_loss, lr=[g["lr"] for g in optimizer.param_groups], grad_norm=grad_norm,
                         points_per_s=points_done / max(elapsed, 1e-9), epoch=loader.state_dict()["epoch"],
                         experts=routing_stats(model))
-            if step % cfg.ckpt_every == 0 and step < cfg.steps:
+            if step % cfg.ckpt_every == 0 and step < last:
                 save(complete=False)
     except KeyboardInterrupt:
         interrupted = True
@@ -355,7 +357,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     in_sync = params_in_sync(model, info)
     elapsed = time.perf_counter() - start
     if not interrupted:
-        save(complete=True)
+        save(complete=step >= cfg.steps)
         if log is not None:
             log.log(step, event="end", seconds=round(elapsed, 3), in_sync=in_sync, world_size=info.world_size,
                     loader=str(loader.throughput()))

@@ -1,0 +1,60 @@
+"""The CLI's progress callback: a rich bar (rate, ETA) on a terminal, plain lines when stderr is a log file."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class ProgressBar:
+    """Implements pmoe_core.progress.Progress. `label` leads the bar, `unit` names what the rate counts."""
+
+    def __init__(self, label: str, unit: str = "items", every: int = 1):
+        self.console = Console(stderr=True)
+        self.fancy = sys.stderr.isatty()
+        self.label, self.unit, self.every = label, unit, max(1, every)
+        self.total: int | None = None
+        self.done = 0
+        self.started = time.perf_counter()
+        self.bar: Progress | None = None
+        self.task = None
+
+    def __call__(self, *, total: int | None = None, advance: int = 0, message: str | None = None) -> None:
+        if total is not None:
+            self.total = total
+            self.started = time.perf_counter()
+            if self.fancy and self.bar is None:
+                self.bar = Progress(
+                    TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} " + self.unit + "/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), TextColumn("{task.description}"), console=self.console,
+                )
+                self.bar.start()
+                self.task = self.bar.add_task("", total=total, rate="-")
+            if advance:  # resuming: start the bar where the work stands
+                self.done = advance
+                if self.bar is not None:
+                    self.bar.update(self.task, completed=advance)
+                return
+        if advance:
+            self.done += advance
+            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+            if self.bar is not None:
+                self.bar.update(self.task, advance=advance, description=message or "", rate=f"{rate:.2f}")
+            elif self.done % self.every == 0 or self.done == self.total:
+                self.say(f"[{self.done}/{self.total}] {message or ''} ({rate:.2f} {self.unit}/s)")
+
+    def say(self, line: str) -> None:
+        """One line on stderr: above the bar on a terminal, unwrapped in logs."""
+        if self.fancy:
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

@@ -1,0 +1,123 @@
+"""Training: learning happens, checkpoints are complete and safe, resume is exact, DDP stays in sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pmoe_core.engine.checkpoint import load_checkpoint
+from pmoe_core.engine.runlog import read_log
+from pmoe_core.engine.train import TrainConfig, train
+from pmoe_core.errors import BadInput, StoreError
+
+
+def cfg(stores: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(data=str(stores), datasets=("scannet", "kitti"), out=str(out), preset="pmoe-tiny", steps=8,
+                batch_size=2, workers=0, log_every=4, ckpt_every=100, max_points=4000, tensorboard=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_learns_and_writes_a_complete_checkpoint(tiny_stores, tmp_path):
+    result = train(cfg(tiny_stores, tmp_path / "run", steps=12))
+    assert result.steps == 12 and not result.interrupted
+    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    assert last < 0.6 * first, result.losses
+    payload = load_checkpoint(result.checkpoint)
+    meta = payload["meta"]
+    assert meta["complete"] and meta["step"] == 12 and meta["datasets"] == ["scannet", "semantickitti"]
+    assert meta["label_spaces"]["scannet"][1] == "floor"
+    assert meta["vocabulary"]["semantickitti"][5] == "person"
+    assert payload["class_embeddings"].shape == (20 + 19, 384)
+    train_logs = [r for r in read_log(tmp_path / "run") if r["event"] == "train"]
+    assert [r["step"] for r in train_logs] == [4, 8, 12]
+    experts = train_logs[-1]["experts"]
+    assert experts, "MoE layers should report routing statistics"
+    for layer in experts.values():
+        assert len(layer["fractions"]) == 4 and abs(sum(layer["fractions"]) - 1) < 1e-3
+        assert 0 <= layer["entropy"] <= torch.log(torch.tensor(4.0)).item() + 1e-6
+
+
+def test_resume_continues_exactly(tiny_stores, tmp_path):
+    straight = train(cfg(tiny_stores, tmp_path / "a"))
+    first = train(cfg(tiny_stores, tmp_path / "b", stop_at=4))
+    assert first.steps == 4 and not load_checkpoint(first.checkpoint)["meta"]["complete"]
+    second = train(cfg(tiny_stores, tmp_path / "b", resume=True))
+    assert second.steps == 8
+    assert first.losses + second.losses == pytest.approx(straight.losses, rel=1e-5, abs=1e-6)
+    a = load_checkpoint(straight.checkpoint)["model"]
+    b = load_checkpoint(second.checkpoint)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_refuses_to_overwrite_or_resume_a_different_run(tiny_stores, tmp_path):
+    train(cfg(tiny_stores, tmp_path / "r", steps=2))
+    with pytest.raises(BadInput, match="already exists"):
+        train(cfg(tiny_stores, tmp_path / "r", steps=2))
+    with pytest.raises(BadInput, match="cannot resume"):
+        train(cfg(tiny_stores, tmp_path / "r", steps=2, resume=True, datasets=("scannet",)))
+    with pytest.raises(BadInput, match="no ckpt.pt"):
+        train(cfg(tiny_stores, tmp_path / "none", resume=True))
+
+
+def test_missing_store_is_a_clear_error(tiny_stores, tmp_path):
+    with pytest.raises(StoreError, match="no scene store for waymo"):
+        train(cfg(tiny_stores, tmp_path / "x", datasets=("waymo",)))
+
+
+def test_unmixed_batches_still_train(tiny_stores, tmp_path):
+    result = train(cfg(tiny_stores, tmp_path / "u", steps=4, mix=False, weights={"scannet": 3, "kitti": 1}))
+    assert result.steps == 4 and all(map(lambda v: v == v, result.losses))
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(tiny_stores, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "pmoe_cli", "train", "--preset", "pmoe-tiny", "--datasets", "scannet,kitti", "--data",
+           str(tiny_stores), "--out", str(out), "--steps", "4", "--batch-size", "1", "--workers", "0",
+           "--log-every", "2", "--max-points", "3000", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    end = [r for r in read_log(out) if r["event"] == "end"]
+    assert len(end) == 1, "only rank 0 writes the log"
+    assert end[0]["world_size"] == 2 and end[0]["in_sync"] is True
+    assert load_checkpoint(out / "ckpt.pt")["meta"]["complete"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_stores, tmp_path):
+    out = tmp_path / "int"
+    args = [sys.executable, "-m", "pmoe_cli", "train", "--preset", "pmoe-tiny", "--datasets", "scannet",
+            "--data", str(tiny_stores), "--out", str(out), "--steps", "400", "--batch-size", "1", "--workers", "0",
+            "--log-every", "1", "--max-points", "2000", "--threads", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    log = out / "log.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    meta = load_checkpoint(out / "ckpt.pt")["meta"]
+    assert not meta["complete"] and meta["step"] >= 2
+    resumed = subprocess.run(args[:args.index("400")] + ["402"] + args[args.index("400") + 1:] + ["--resume"],
+                             capture_output=True, text=True, env=_env(), timeout=300)
+    assert resumed.returncode != 0 and "schedule has 400 steps" in resumed.stderr  # a new schedule is refused
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == sorted(steps)
