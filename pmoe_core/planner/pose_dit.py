@@ -1,0 +1,154 @@
+"""Pose-DiT: a diffusion transformer over the (steps x {pick, place}) pose-token grid, conditioned on the LLM.
+
+Each block (ST-DiT order): spatial attention between the pick and place token of a step, temporal attention across
+steps (padded steps masked out as keys), cross-attention to the LLM's final hidden states, MLP. The timestep
+(sinusoidal -> MLP) plus the masked mean of the condition drive adaLN-Zero modulation: LayerNorm without affine,
+SiLU -> Linear(D, 9D) zero-initialised into shift/scale/gate for the spatial, temporal and MLP sublayers; the
+cross-attention output projection and the final layer are zero-initialised too, so a fresh DiT predicts v = 0.
+
+Stop mechanism: a length head (MLP on the pooled condition) classifies the number of steps 1..max_steps (cross
+entropy). The length is a property of the scene and instruction, not of the noisy sample, so it is predicted first;
+sampling then runs on exactly that many steps (temporal attention masked to them) and the plan stops there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pmoe_core.planner.pose_tokens import TOKEN_DIM
+
+
+@dataclass
+class PoseDiTConfig:
+    dim: int = 128
+    depth: int = 2
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    max_steps: int = 12  # LoHoRavens: blocks + 2
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """(B,) times in [0, 1] -> (B, dim) sinusoidal features (t scaled by 1000 as in DiT)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[:, None] * freqs
+    return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class Attention(nn.Module):
+    """Multi-head attention (self when `context` is None) with an optional key mask (True = attend)."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int | None = None):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim or dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, key_mask=None) -> torch.Tensor:
+        b, n, d = x.shape
+        context = x if context is None else context
+        h = self.heads
+        q = self.q(x).reshape(b, n, h, d // h).transpose(1, 2)
+        k, v = self.kv(context).reshape(b, context.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class STDiTBlock(nn.Module):
+    def __init__(self, cfg: PoseDiTConfig):
+        super().__init__()
+        d = cfg.dim
+        self.norm_s = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.spatial = Attention(d, cfg.heads)
+        self.norm_t = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.temporal = Attention(d, cfg.heads)
+        self.norm_c = nn.LayerNorm(d, eps=1e-6)
+        self.cross = Attention(d, cfg.heads)
+        self.norm_m = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        hidden = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 9 * d))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+        nn.init.zeros_(self.cross.out.weight)
+        nn.init.zeros_(self.cross.out.bias)
+
+    def forward(self, x, c, cond, cond_mask, step_mask):
+        """x (B, S, 2, D); c (B, D); cond (B, L, D); cond_mask (B, L); step_mask (B, S)."""
+        b, s, _, d = x.shape
+        mods = self.ada(c)[:, None, None, :].chunk(9, dim=-1)
+        sh_s, sc_s, g_s, sh_t, sc_t, g_t, sh_m, sc_m, g_m = mods
+
+        y = modulate(self.norm_s(x), sh_s, sc_s).reshape(b * s, 2, d)
+        x = x + g_s * self.spatial(y).reshape(b, s, 2, d)
+
+        y = modulate(self.norm_t(x), sh_t, sc_t).transpose(1, 2).reshape(b * 2, s, d)
+        y = self.temporal(y, key_mask=step_mask.repeat_interleave(2, dim=0))
+        x = x + g_t * y.reshape(b, 2, s, d).transpose(1, 2)
+
+        y = self.cross(self.norm_c(x).reshape(b, s * 2, d), cond, key_mask=cond_mask)
+        x = x + y.reshape(b, s, 2, d)
+
+        return x + g_m * self.mlp(modulate(self.norm_m(x), sh_m, sc_m))
+
+
+class PoseDiT(nn.Module):
+    """Velocity v(x_t, t | cond) on (B, S, 2, 9) pose tokens, plus the step-count (stop) head."""
+
+    def __init__(self, cfg: PoseDiTConfig, cond_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.inp = nn.Linear(TOKEN_DIM, d)
+        self.role = nn.Parameter(torch.randn(2, d) * 0.02)  # pick / place
+        self.step_pos = nn.Parameter(torch.randn(cfg.max_steps, d) * 0.02)  # temporal position embedding
+        self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
+        self.cond_proj = nn.Linear(cond_dim, d)
+        self.cond_pool = nn.Linear(d, d)
+        self.blocks = nn.ModuleList(STDiTBlock(cfg) for _ in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.out = nn.Linear(d, TOKEN_DIM)
+        for layer in (self.ada_out[1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.length_head = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, cfg.max_steps))
+
+    def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """LLM states (B, L, H) -> (projected sequence (B, L, D), pooled vector (B, D))."""
+        seq = self.cond_proj(cond)
+        w = cond_mask.to(seq.dtype)[..., None]
+        pooled = (seq * w).sum(1) / w.sum(1).clamp_min(1.0)
+        return seq, self.cond_pool(pooled)
+
+    def length_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, max_steps) logits; class i means i + 1 steps."""
+        return self.length_head(pooled)
+
+    def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask) -> torch.Tensor:
+        """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9)."""
+        s = x.shape[1]
+        if s > self.cfg.max_steps:
+            raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
+        h = self.inp(x) + self.role[None, None] + self.step_pos[None, :s, None]
+        c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + pooled
+        for block in self.blocks:
+            h = block(h, c, cond_seq, cond_mask, step_mask)
+        shift, scale = self.ada_out(c)[:, None, None, :].chunk(2, dim=-1)
+        return self.out(modulate(self.norm_out(h), shift, scale))
+
+
+def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B,) lengths -> (B, steps) bool, True on real steps."""
+    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]

@@ -1,0 +1,57 @@
+"""Scene cloud -> LLM-space tokens: PointNet++ -> spatial transformer -> linear projector (the Stage I aligner).
+
+Also turns a `Scene` (coord, uint8 colour) into the fixed-size (N, 6) float input the encoder takes: a seeded
+subsample, so the same scene always gives the same input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from pmoe_core.planner.pointnet2 import PointNet2Config, PointNet2Encoder
+from pmoe_core.planner.spatial_transformer import SpatialTransformer, SpatialTransformerConfig
+
+
+@dataclass
+class SceneEncoderConfig:
+    pointnet: PointNet2Config = field(default_factory=PointNet2Config)
+    spatial: SpatialTransformerConfig = field(default_factory=SpatialTransformerConfig)
+
+
+class SceneEncoder(nn.Module):
+    """points (B, N, 6: xyz + rgb) -> (tokens (B, M, llm_dim), centres (B, M, 3))."""
+
+    def __init__(self, cfg: SceneEncoderConfig, llm_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        self.pointnet = PointNet2Encoder(cfg.pointnet)
+        self.spatial = SpatialTransformer(cfg.pointnet.out_dim, cfg.spatial)
+        self.projector = nn.Linear(cfg.spatial.dim, llm_dim)
+
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, centres = self.pointnet(points)
+        return self.projector(self.spatial(features, centres)), centres
+
+
+def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 6) float32 encoder input from a cloud: xyz in metres, rgb (uint8 or [0, 1]) scaled to [0, 1].
+
+    Clouds larger than `n` are subsampled without replacement, smaller ones padded by repeating points (a repeated
+    point changes no max-pool), both with a generator seeded by `seed`.
+    """
+    coord = np.asarray(coord, dtype=np.float32)
+    rgb = np.asarray(color, dtype=np.float32)
+    if np.asarray(color).dtype == np.uint8:
+        rgb = rgb / 255.0
+    if len(coord) == 0:
+        raise ValueError("empty point cloud")
+    rng = np.random.default_rng(seed)
+    if len(coord) >= n:
+        idx = np.sort(rng.choice(len(coord), n, replace=False))
+    else:
+        idx = np.concatenate([np.arange(len(coord)), rng.choice(len(coord), n - len(coord), replace=True)])
+    return torch.from_numpy(np.concatenate([coord[idx], rgb[idx]], axis=1))
