@@ -1,0 +1,106 @@
+"""`pmoe check` and `pmoe info` on real stores, healthy and damaged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
+from store_fakes import embedding_cache, make_scene  # noqa: E402, F401
+
+from pmoe_cli import app as app_module  # noqa: E402
+from pmoe_core.schemas import validate  # noqa: E402
+from pmoe_core.store import StoreWriter, store_path  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("embedding_cache")
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        app_module.main(list(args))
+    out = capsys.readouterr()
+    return int(exc.value.code or 0), out.out, out.err
+
+
+@pytest.fixture
+def store(tmp_path) -> str:
+    url = store_path(str(tmp_path), "scannet")
+    with StoreWriter.open(url, "scannet") as w:
+        for i in range(3):
+            w.append("train", make_scene(f"t{i}", 100 + i))
+        w.append("test", make_scene("x0", 50, fields=("color",)))
+    return url
+
+
+def test_check_ok(store, capsys):
+    code, out, err = run_cli(capsys, "check", store)
+    assert code == 0, err
+    assert out.strip() == f"ok: {store}: scannet, 4 scenes (train 3, test 1), 353 points"
+
+
+def test_check_reports_corrupted_attributes(store, capsys):
+    group = zarr.open_group(store, mode="r+")
+    attrs = dict(group.attrs)
+    del attrs["dataset"]
+    attrs["classes"] = attrs["classes"][:5]
+    group.attrs.put(attrs)
+    code, out, err = run_cli(capsys, "check", store)
+    assert code == 1
+    assert err.count("\n") == 1
+    assert err.startswith(f"pmoe: error: {store}: attributes at (root): 'dataset' is a required property")
+
+    code, out, err = run_cli(capsys, "check", "--all", store)
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert "class_embeddings: shape (20, 384), expected (5, 384) = (classes, dim)" in lines
+    assert err.strip() == f"pmoe: error: {store}: {len(lines)} problem(s) found"
+
+
+def test_check_reports_damaged_point_data(store, capsys):
+    split = zarr.open_group(store, mode="r+")["train"]
+    split["segment"][5] = 20  # ScanNet20 has classes 0..19
+    split["offsets"][2] = split["offsets"][1] - 1
+    code, out, err = run_cli(capsys, "check", "--all", store)
+    assert code == 1
+    assert "train/offsets: not increasing at scene 1" in out
+    split["offsets"][2] = 201
+    code, out, err = run_cli(capsys, "check", store)
+    assert code == 1 and "train/segment: values span [-1, 20], allowed -1 .. 19" in err
+
+
+@pytest.mark.slow  # one real `pmoe` process: its start-up imports every registered command
+def test_check_exit_code_from_a_real_process(tmp_path):
+    bad = subprocess.run([sys.executable, "-m", "pmoe_cli", "check", str(tmp_path / "missing.zarr")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr == f"pmoe: error: {tmp_path / 'missing.zarr'}: no scene store here (expected a Zarr v3 " \
+                         "group written by pmoe convert)\n"
+
+
+def test_info_json_and_tables(store, capsys):
+    code, out, err = run_cli(capsys, "info", "--json", store)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["dataset"] == "scannet" and info["benchmark"] == "ScanNet20"
+    assert info["scenes"] == 4 and info["points"] == 353
+    assert info["text_encoder"] == "minilm" and info["embedding_dim"] == 384
+    train = info["splits"]["train"]
+    assert train["fields"] == ["coord", "color", "normal", "strength", "segment", "instance"]
+    segments = np.concatenate([make_scene(f"t{i}", 100 + i).segment for i in range(3)])
+    assert train["class_points"]["wall"] == int((segments == 0).sum())
+    assert train["ignored_points"] == int((segments == -1).sum())
+    assert sum(train["class_points"].values()) + train["ignored_points"] == 303
+    assert info["splits"]["test"] == {"scenes": 1, "points": 50, "fields": ["coord", "color"], "labeled": False,
+                                      "class_points": {}, "ignored_points": 0}
+    code, out, err = run_cli(capsys, "info", store)
+    assert code == 0 and "points per class" in out and "otherfurniture" in out and "train" in out
+
+
+def test_store_attributes_validate(store):
+    validate(dict(zarr.open_group(store, mode="r").attrs), "store", store)
