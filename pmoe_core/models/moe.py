@@ -1,0 +1,141 @@
+"""Sparse Mixture-of-Experts layer of Point-MoE: softmax router, top-k, gated-MLP experts, dropless dispatch.
+
+The router sees only token features (no dataset id), so experts specialise by what the points look like.
+Dispatch sorts the (token, expert) pairs by expert and runs every expert once on its contiguous slice: the work is
+the same as a dense gated MLP with k times the hidden size, plus one gather and one scatter. No token is dropped
+(no capacity factor) and no boolean mask per expert is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class MoEConfig:
+    num_experts: int = 8
+    top_k: int = 2
+    ratio: float = 2.0  # expert hidden size = ratio * channels
+    shared_expert: bool = False  # an always-on expert added to the routed ones (ablation; worse in the paper)
+    aux_loss_alpha: float = 0.0  # Switch balance loss weight; 0 in the paper's final setting
+
+
+@dataclass
+class Routing:
+    """Routing decision for N tokens: top-k expert ids and renormalised weights, and the full router softmax."""
+
+    expert_ids: torch.Tensor  # (N, k) int64
+    weights: torch.Tensor  # (N, k), rows sum to 1
+    probs: torch.Tensor  # (N, E), at least float32
+
+
+class GatedMLP(nn.Module):
+    """down(relu(gate(x)) * up(x)), bias-free: the expert function (also the dense baseline and shared expert)."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(channels, hidden, bias=False)
+        self.up = nn.Linear(channels, hidden, bias=False)
+        self.down = nn.Linear(hidden, channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.relu(self.gate(x)) * self.up(x))
+
+
+def expert_forward(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """One expert on a slice of tokens; weights stored (in, out) so this is three plain matmuls."""
+    return (F.relu(x @ w_gate) * (x @ w_up)) @ w_down
+
+
+class MoE(nn.Module):
+    """Top-k routed gated-MLP experts. forward(x (N, C)) -> (N, C).
+
+    `aux_loss` holds the Switch balance loss of the last forward when aux_loss_alpha > 0 (else None); the trainer adds
+    it (see `moe_aux_loss`). When `record` is set (by `routing.record_routing`), `last_routing` keeps the routing.
+    """
+
+    def __init__(self, channels: int, cfg: MoEConfig):
+        super().__init__()
+        if not 1 <= cfg.top_k <= cfg.num_experts:
+            raise ValueError(f"top_k must be in 1..num_experts, got {cfg.top_k} of {cfg.num_experts}")
+        self.cfg = cfg
+        self.channels = channels
+        self.hidden = max(1, int(round(channels * cfg.ratio)))
+        e, c, h = cfg.num_experts, channels, self.hidden
+        self.router = nn.Linear(c, e, bias=False)
+        # Stacked expert weights (E, in, out): one tensor per projection, ready for batched/grouped dispatch.
+        self.w_gate = nn.Parameter(torch.empty(e, c, h))
+        self.w_up = nn.Parameter(torch.empty(e, c, h))
+        self.w_down = nn.Parameter(torch.empty(e, h, c))
+        self.shared = GatedMLP(c, h) if cfg.shared_expert else None
+        self.reset_parameters()
+        self.aux_loss: torch.Tensor | None = None
+        self.record = False
+        self.last_routing: Routing | None = None
+        self.layer_name = ""  # stable name such as "enc2.block1.attn.proj", set by the owning block
+
+    def reset_parameters(self) -> None:
+        """Each expert initialised as nn.Linear would be: uniform(+-1/sqrt(fan_in))."""
+        for w in (self.w_gate, self.w_up, self.w_down):
+            bound = 1.0 / math.sqrt(w.shape[1])
+            nn.init.uniform_(w, -bound, bound)
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        return f"channels={self.channels}, experts={c.num_experts}, top_k={c.top_k}, hidden={self.hidden}, shared={c.shared_expert}"
+
+    def expert_parameters(self) -> int:
+        """Parameters of one routed expert (what a token does not touch when the expert is not selected)."""
+        return 3 * self.channels * self.hidden
+
+    def route(self, x: torch.Tensor) -> Routing:
+        logits = self.router(x)
+        probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # fp32 under AMP
+        weights, ids = probs.topk(self.cfg.top_k, dim=-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        return Routing(ids, weights, probs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        routing = self.route(x)
+        if self.record:
+            self.last_routing = Routing(routing.expert_ids.detach(), routing.weights.detach(), routing.probs.detach())
+        self.aux_loss = self._aux_loss(routing) if self.cfg.aux_loss_alpha > 0 else None
+        out = self.dispatch(x, routing.expert_ids, routing.weights.to(x.dtype))
+        if self.shared is not None:
+            out = out + self.shared(x)
+        return out
+
+    def dispatch(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Dropless grouped dispatch: sort (token, expert) pairs by expert, one matmul chain per expert slice."""
+        n, k = ids.shape
+        e = self.cfg.num_experts
+        flat_ids = ids.reshape(-1)
+        pair_order = torch.argsort(flat_ids, stable=True)  # pairs grouped by expert
+        token_idx = pair_order // k
+        counts = torch.bincount(flat_ids, minlength=e).tolist()  # the one host sync of the layer
+        tokens = x.index_select(0, token_idx)
+        outs = [
+            expert_forward(chunk, self.w_gate[i], self.w_up[i], self.w_down[i])
+            for i, chunk in enumerate(tokens.split(counts))
+            if counts[i]
+        ]
+        y = torch.cat(outs) if outs else tokens
+        y = y * weights.reshape(-1)[pair_order].unsqueeze(1)
+        return x.new_zeros(n, x.shape[1]).index_add(0, token_idx, y)
+
+    def _aux_loss(self, routing: Routing) -> torch.Tensor:
+        """Switch balance loss alpha * E * sum_i(mean router prob_i * fraction of assignments to i)."""
+        e = self.cfg.num_experts
+        frac = torch.bincount(routing.expert_ids.reshape(-1), minlength=e).float() / routing.expert_ids.numel()
+        return self.cfg.aux_loss_alpha * e * (routing.probs.mean(0) * frac).sum()
+
+
+def moe_aux_loss(model: nn.Module) -> torch.Tensor | None:
+    """Sum of the balance losses of every MoE layer's last forward (None when none computed one)."""
+    losses = [m.aux_loss for m in model.modules() if isinstance(m, MoE) and m.aux_loss is not None]
+    return torch.stack(losses).sum() if losses else None
