@@ -46,6 +46,7 @@ class DatasetResult:
     points: int  # original points that received a prediction (every stored point of the evaluated scenes)
     labelled_points: int  # of those, points with a label (the confusion total)
     outside_points: int | None  # label-free mode: labelled points predicted as an entry outside the label space
+    outside_entries: dict[str, int] | None  # label-free mode: those points by predicted vocabulary entry
     classes: list[ClassResult]
     columns: tuple[str, ...]  # confusion columns: the classes, then "outside" in label-free mode
     confusion: np.ndarray  # (classes, columns) int64, rows = ground truth
@@ -63,6 +64,7 @@ class DatasetResult:
             "points": self.points,
             "labelled_points": self.labelled_points,
             "outside_points": self.outside_points,
+            "outside_entries": self.outside_entries,
             "classes": [vars(c).copy() for c in self.classes],
             "confusion": {"columns": list(self.columns), "matrix": self.confusion.astype(int).tolist()},
         }
@@ -119,6 +121,7 @@ def write_report(report: EvalReport, path: str | Path) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

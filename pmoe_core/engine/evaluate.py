@@ -68,13 +68,25 @@ def evaluate(
     limit: int | None = None,
     progress: Progress = silent,
     batch_scenes: int = 1,
-    device: str = "cpu",
+    device: str = "auto",
+    text_weights: str | None = None,
 ) -> EvalReport:
     """Evaluate a `pmoe train` checkpoint on the `split` of each dataset's store in `data` (default datasets:
-    the checkpoint's training datasets). See the module docstring for label sets and voting."""
+    the checkpoint's training datasets). See the module docstring for label sets and voting.
+
+    `text_weights`: local text-encoder weights to embed the union vocabulary with (label-free mode; needed for
+    clip). `device`: "auto" = CUDA when available, else CPU."""
+    device = pick_device(device)
     model, meta = load_segmentation_model(str(checkpoint), device=device)
     return evaluate_model(model, meta, data, datasets, split=split, label_set=label_set, tta=tta, limit=limit,
-                          progress=progress, batch_scenes=batch_scenes, device=device, checkpoint=str(checkpoint))
+                          progress=progress, batch_scenes=batch_scenes, device=device, checkpoint=str(checkpoint),
+                          text_weights=text_weights)
+
+
+def pick_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 def evaluate_model(
@@ -90,6 +102,7 @@ def evaluate_model(
     batch_scenes: int = 1,
     device: str = "cpu",
     checkpoint: str = "",
+    text_weights: str | None = None,
 ) -> EvalReport:
     """`evaluate` for a model already in memory; `meta` is the checkpoint metadata (datasets, text_encoder, ...)."""
     if label_set not in LABEL_SETS:
@@ -102,7 +115,7 @@ def evaluate_model(
     trained_on = tuple(meta.get("datasets") or ())
     names = _dataset_names(datasets, trained_on)
     recipe = _recipe_config(meta)
-    inputs = [_open_dataset(name, data, split, label_set, limit, meta, recipe) for name in names]
+    inputs = [_open_dataset(name, data, split, label_set, limit, meta, recipe, text_weights) for name in names]
     for item in inputs:
         _check_dataset_id(model, item)
 
@@ -142,7 +155,7 @@ def _recipe_config(meta: dict[str, Any]) -> RecipeConfig:
 
 
 def _open_dataset(name: str, data: str, split: str, kind: str, limit: int | None, meta: dict[str, Any],
-                  recipe: RecipeConfig) -> DatasetInput:
+                  recipe: RecipeConfig, text_weights: str | None) -> DatasetInput:
     stores = find_stores(data, name)
     if not stores:
         raise StoreError(f"no scene store for {name} (expected {name}.zarr or {name}.shard-K-of-N.zarr; "
@@ -165,7 +178,11 @@ def _open_dataset(name: str, data: str, split: str, kind: str, limit: int | None
     if kind == "own":
         labels = own_label_set(classes, entries, first.class_embeddings)
     else:
-        labels = union_label_set(classes, entries, union_vocabulary(encoder))
+        union = union_vocabulary(encoder, text_weights)
+        if union.identity != first.attrs["text_encoder"]["identity"]:
+            raise BadInput(f"the union vocabulary was embedded by {union.identity}, but this store's classes by "
+                           f"{first.attrs['text_encoder']['identity']}: give the same encoder weights", first.url)
+        labels = union_label_set(classes, entries, union)
     scenes = SceneDataset(stores, split, mode="test", config=recipe)
     count = len(scenes) if limit is None else min(limit, len(scenes))
     return DatasetInput(name, scenes, count, labels, zero_shot=name not in (meta.get("datasets") or ()))
@@ -187,16 +204,21 @@ def _evaluate_dataset(model: nn.Module, item: DatasetInput, views: list[View], r
                       batch_scenes: int, device: torch.device, progress: Progress) -> DatasetResult:
     labels = item.label_set
     confusion = labels.confusion()
+    outside_rows = torch.zeros(labels.embeddings.shape[0], dtype=torch.int64)  # label-free: which entries
     points = 0
     embeddings = labels.embeddings.to(device)
     for start in range(0, item.count, batch_scenes):
         samples = [item.scenes.raw(i) for i in range(start, min(start + batch_scenes, item.count))]
         scores = vote_scenes(model, samples, views, recipe, embeddings, item.name)
-        pred = labels.to_column[scores.argmax(dim=1)]
-        confusion.update(pred, torch.from_numpy(np.concatenate([s.segment for s in samples])))
+        rows = scores.argmax(dim=1)
+        pred = labels.to_column[rows]
+        target = torch.from_numpy(np.concatenate([s.segment for s in samples]))
+        confusion.update(pred, target)
+        outside = (target >= 0) & (pred == len(labels.classes))
+        outside_rows += torch.bincount(rows[outside], minlength=outside_rows.shape[0])
         points += scores.shape[0]
         progress(advance=len(samples), message=item.name)
-    return _dataset_result(item, confusion.matrix, points)
+    return _dataset_result(item, confusion.matrix, points, outside_rows)
 
 
 def vote_scenes(model: nn.Module, samples: list[Sample], views: list[View], recipe: RecipeConfig,
@@ -232,7 +254,7 @@ def _forward(model: nn.Module, batch, embeddings: torch.Tensor, dataset: str) ->
     return model(batch, embeddings)
 
 
-def _dataset_result(item: DatasetInput, matrix: torch.Tensor, points: int) -> DatasetResult:
+def _dataset_result(item: DatasetInput, matrix: torch.Tensor, points: int, outside_rows: torch.Tensor) -> DatasetResult:
     labels = item.label_set
     num_classes = len(labels.classes)
     policy = absent_policy(item.name)
@@ -250,6 +272,8 @@ def _dataset_result(item: DatasetInput, matrix: torch.Tensor, points: int) -> Da
         points=points,
         labelled_points=int(confusion.sum()),
         outside_points=int(confusion[:, num_classes:].sum()) if labels.kind == "union" else None,
+        outside_entries=({labels.row_names[k]: int(v) for k, v in enumerate(outside_rows.tolist()) if v}
+                         if labels.kind == "union" else None),
         classes=[ClassResult(name, entry, iou, acc, support) for name, entry, iou, acc, support
                  in zip(labels.classes, labels.entries, metrics.iou, metrics.acc, metrics.support)],
         columns=labels.columns,

@@ -28,6 +28,7 @@ class LabelSet:
     kind: str  # "own" | "union"
     embeddings: torch.Tensor
     to_column: torch.Tensor  # int64; columns 0..C-1 are the dataset's classes, column C (union only) is outside
+    row_names: tuple[str, ...]  # what each scored row is: a class (own) or a vocabulary entry (union)
     classes: tuple[str, ...]
     entries: tuple[str, ...]  # unified-vocabulary entry of each dataset class
 
@@ -42,7 +43,7 @@ class LabelSet:
 
 def own_label_set(classes: tuple[str, ...], entries: tuple[str, ...], vectors: np.ndarray) -> LabelSet:
     return LabelSet("own", torch.from_numpy(np.asarray(vectors, np.float32)),
-                    torch.arange(len(classes), dtype=torch.int64), classes, entries)
+                    torch.arange(len(classes), dtype=torch.int64), classes, classes, entries)
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,11 @@ class UnionVocabulary:
 
 
 @lru_cache(maxsize=4)
-def union_vocabulary(encoder: str) -> UnionVocabulary:
-    """The union of all seven label spaces, embedded once per process (and cached on disk by the vocab cache)."""
-    emb = union_embeddings(None, encoder=encoder)
+def union_vocabulary(encoder: str, weights: str | None = None) -> UnionVocabulary:
+    """The union of all seven label spaces, embedded once per process (and cached on disk by the vocab cache).
+
+    `weights`: local encoder weights (required for clip; minilm defaults to the packaged model)."""
+    emb = union_embeddings(None, encoder=encoder, checkpoint=weights)
     return UnionVocabulary(tuple(emb.entries), np.asarray(emb.vectors, np.float32), emb.identity)
 
 
@@ -63,7 +66,7 @@ def union_label_set(classes: tuple[str, ...], entries: tuple[str, ...], union: U
     """Union rows -> the dataset class with that entry, or the outside column C."""
     column_of = {entry: c for c, entry in enumerate(entries)}
     to_column = torch.tensor([column_of.get(e, len(classes)) for e in union.entries], dtype=torch.int64)
-    return LabelSet("union", torch.from_numpy(union.vectors), to_column, classes, entries)
+    return LabelSet("union", torch.from_numpy(union.vectors), to_column, union.entries, classes, entries)
 
 
 def class_metrics(matrix: torch.Tensor, num_classes: int, absent: str) -> SegMetrics:
