@@ -5,8 +5,6 @@ from __future__ import annotations
 import typer
 
 from pmoe_cli.progress import ProgressBar
-from pmoe_core.engine.optim import OptimConfig
-from pmoe_core.engine.train import TrainConfig, train as run_train
 from pmoe_core.errors import BadInput
 
 HELP = """Train one model jointly on several datasets' scene stores (from `pmoe convert`).
@@ -63,6 +61,8 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     log_every: int = typer.Option(10, "--log-every", min=1),
     ckpt_every: int = typer.Option(100, "--ckpt-every", min=1),
+    precise_bn: int = typer.Option(0, "--precise-bn", min=0,
+                                   help="At the end, re-estimate BatchNorm statistics over N batches (short runs)."),
     stop_at: int | None = typer.Option(None, "--stop-at", min=1,
                                        help="Save and stop at this step (for wall-time limited jobs; --resume later)."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/ckpt.pt exactly where it stopped."),
@@ -70,16 +70,19 @@ def train(
     backend: str | None = typer.Option(None, "--backend", help="Sparse conv backend: spconv or torch."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
 ) -> None:
-    if threads:
-        import torch
+    import torch  # heavy imports stay inside the command, so `pmoe --help` and other commands start fast
 
+    from pmoe_core.engine.optim import OptimConfig
+    from pmoe_core.engine.train import TrainConfig, train as run_train
+
+    if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(
         data=data, datasets=tuple(d for d in datasets.split(",") if d.strip()), out=out, preset=preset, steps=steps,
         batch_size=batch_size, accum=accum, samples_per_epoch=samples_per_epoch, weights=_weights(weights), mix=mix,
         optim=OptimConfig(lr=lr, block_lr=block_lr, weight_decay=weight_decay), amp=amp, aux_alpha=aux_alpha,
         drop_path=drop_path, max_points=max_points, workers=workers, seed=seed, log_every=log_every,
-        ckpt_every=ckpt_every, stop_at=stop_at, resume=resume, device=device, backend=backend,
+        ckpt_every=ckpt_every, precise_bn=precise_bn, stop_at=stop_at, resume=resume, device=device, backend=backend,
     )
     bar = ProgressBar("training", unit="steps", every=log_every)
     try:

@@ -121,3 +121,20 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_stores, tmp_path):
     assert resumed.returncode != 0 and "schedule has 400 steps" in resumed.stderr  # a new schedule is refused
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == sorted(steps)
+
+
+def test_precise_bn_recalibrates_running_statistics(tiny_stores, tmp_path):
+    from pmoe_core.engine.checkpoint import load_checkpoint as load
+
+    plain = train(cfg(tiny_stores, tmp_path / "p", steps=4))
+    precise = train(cfg(tiny_stores, tmp_path / "q", steps=4, precise_bn=6))
+    a, b = load(plain.checkpoint)["model"], load(precise.checkpoint)["model"]
+    means = [k for k in a if k.endswith("running_mean")]
+    assert means
+    # Same weights (the recalibration runs after the last step), different BatchNorm statistics.
+    weights = [k for k in a if not k.startswith("backbone.") or "running" not in k and "num_batches" not in k]
+    for k in weights:
+        torch.testing.assert_close(a[k], b[k])
+    assert any(not torch.allclose(a[k], b[k]) for k in means)
+    # With momentum 0.01 four steps barely move the running mean off its initial zeros; the exact average does.
+    assert sum(float(b[k].abs().mean()) for k in means) > 5 * sum(float(a[k].abs().mean()) for k in means)
