@@ -21,7 +21,7 @@ from torch import nn
 from pmoe_core.data.collate import SegTargets
 from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.data.loader import Loader, make_loader
-from pmoe_core.data.recipes import RecipeConfig
+from pmoe_core.data.recipes import RecipeConfig, domain_of
 from pmoe_core.data.sampler import MixedBatchSampler
 from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_sync, shutdown
@@ -32,11 +32,12 @@ from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, StoreError
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE, moe_aux_loss
+from pmoe_core.models.ppt import PPTConfig
 from pmoe_core.models.presets import build_model, get_config
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
 from pmoe_core.vocab import dataset_entries
-from pmoe_core.vocab.label_spaces import resolve_dataset
+from pmoe_core.vocab.label_spaces import LABEL_SPACES, resolve_dataset
 
 CHECKPOINT_NAME = "ckpt.pt"
 PRESET_ALIASES = {"s": "pmoe-s", "l": "pmoe-l", "tiny": "pmoe-tiny"}
@@ -153,9 +154,23 @@ def build_segmentation_model(preset: str, datasets: tuple[str, ...], text_dim: i
             backbone_cfg = dataclasses.replace(backbone_cfg, **changes)
             model_cfg = (dataclasses.replace(model_cfg, backbone=backbone_cfg) if hasattr(model_cfg, "backbone")
                          else backbone_cfg)
+    if isinstance(model_cfg, PPTConfig) and config is None:
+        model_cfg = dataclasses.replace(model_cfg, datasets=datasets, unseen=ppt_unseen_norms(datasets))
     model = build_model(model_cfg, dataset_names=datasets, text_dim=text_dim,
                         backend=cfg.backend if cfg is not None else None)
     return model, model_cfg
+
+
+def ppt_unseen_norms(trained: tuple[str, ...]) -> dict[str, str]:
+    """PPT picks norms by dataset name; a zero-shot dataset borrows those of the first trained one of its domain
+    (indoor or outdoor), else of the first trained dataset. Recorded in the config, so eval uses the same rule."""
+    unseen = {}
+    for name in LABEL_SPACES:
+        if name in trained:
+            continue
+        same_domain = [d for d in trained if domain_of(d) == domain_of(name)]
+        unseen[name] = (same_domain or list(trained))[0]
+    return unseen
 
 
 def routing_stats(model: nn.Module) -> dict[str, Any]:
@@ -270,8 +285,13 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     if missing:
         raise StoreError(f"no train scenes for {', '.join(missing)}", cfg.data)
     weights = {resolve_dataset(k): v for k, v in cfg.weights.items()} if cfg.weights else None
+    mix = cfg.mix
+    if mix and isinstance(get_config(resolve_preset(cfg.preset)), PPTConfig):
+        mix = False  # PDNorm selects one norm per batch, so the PPT baseline trains on single-dataset batches
+        if info.is_main:
+            echo("note: the PPT baseline needs one dataset per batch; training with --no-mix")
     sampler = MixedBatchSampler(dataset.groups, cfg.batch_size, samples_per_epoch=cfg.samples_per_epoch,
-                                weights=weights, mix=cfg.mix, seed=cfg.seed, rank=info.rank,
+                                weights=weights, mix=mix, seed=cfg.seed, rank=info.rank,
                                 world_size=info.world_size)
     loader = make_loader(dataset, sampler, num_workers=cfg.workers, seed=cfg.seed)
     classes, encoder = class_table(stores, dataset.label_spaces)

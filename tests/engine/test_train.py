@@ -138,3 +138,14 @@ def test_precise_bn_recalibrates_running_statistics(tiny_stores, tmp_path):
     assert any(not torch.allclose(a[k], b[k]) for k in means)
     # With momentum 0.01 four steps barely move the running mean off its initial zeros; the exact average does.
     assert sum(float(b[k].abs().mean()) for k in means) > 5 * sum(float(a[k].abs().mean()) for k in means)
+
+
+def test_ppt_baseline_trains_unmixed_and_keeps_zero_shot_norms(tiny_stores, tmp_path, capsys):
+    from pmoe_core.engine.model_io import load_segmentation_model
+
+    result = train(cfg(tiny_stores, tmp_path / "ppt", preset="ppt-tiny", steps=3))
+    assert "training with --no-mix" in capsys.readouterr().out
+    model, meta = load_segmentation_model(str(result.checkpoint))
+    unseen = meta["config"]["unseen"]
+    assert unseen["matterport3d"] == "scannet" and unseen["waymo"] == "semantickitti"
+    assert model.backbone.cfg.unseen == unseen
