@@ -80,7 +80,10 @@ def convert(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N scenes of each split."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Reader processes (default: all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing store first instead of resuming."),
-    text_encoder: str = typer.Option("minilm", "--text-encoder", help="Encoder of the class-name embeddings."),
+    text_encoder: str = typer.Option("minilm", "--text-encoder",
+                                     help="Class-name text encoder: minilm (offline default) or clip (needs --text-weights)."),
+    text_weights: str | None = typer.Option(None, "--text-weights",
+                                            help="Local weights of the text encoder (an open_clip checkpoint for clip)."),
     shard: str | None = typer.Option(None, "--shard", help="K/N: convert every N-th scene from K (0-based)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable scene instead of skipping."),
     option: list[str] = typer.Option(None, "-O", "--option", help="Reader option KEY=VALUE; repeatable."),
@@ -94,7 +97,7 @@ def convert(
     try:
         summary = run_convert(
             dataset, raw, out, options=options, splits=split or None, limit=limit, workers=workers,
-            overwrite=overwrite, shard=parse_shard(shard) if shard else None, text_encoder=text_encoder,
+            overwrite=overwrite, shard=parse_shard(shard) if shard else None, text_encoder=text_encoder, text_checkpoint=text_weights,
             strict=strict, progress=bar, warn=warn,
         )
     finally:
@@ -107,7 +110,7 @@ convert.__doc__ = HELP
 
 def _print_summary(s: ConvertSummary) -> None:
     typer.echo(
-        f"{s.store}: wrote {s.written} scenes ({s.points:,} points), {s.already_present} already present, "
+        f"{s.store}: wrote {s.written} scene{'' if s.written == 1 else 's'} ({s.points:,} points), {s.already_present} already present, "
         f"{len(s.skipped)} skipped, {len(s.warnings)} warnings, {s.seconds:.1f} s"
     )
     for skipped in s.skipped:

@@ -29,6 +29,7 @@ def export(
 ) -> None:
     """Export one scene as PLY/LAS (colours kept, labels as scalar fields) or a whole split as HDF5."""
     reader = StoreReader(store)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if format is ExportFormat.h5:
         count = export_h5(reader, split, out, only=scene)
         typer.echo(f"exported {count} scenes of {reader.dataset}/{split} -> {out}")

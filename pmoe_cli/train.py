@@ -49,7 +49,7 @@ def train(
     lr: float = typer.Option(0.002, "--lr", help="Peak learning rate outside the transformer blocks."),
     block_lr: float = typer.Option(0.0006, "--block-lr", help="Peak learning rate of block parameters."),
     weight_decay: float = typer.Option(0.05, "--weight-decay"),
-    weights: str | None = typer.Option(None, "--weights", help="Per-dataset sampling weights, e.g. scannet=2,kitti=1."),
+    weights: str | None = typer.Option(None, "--weights", help="Per-dataset sampling weights naming every dataset, e.g. scannet=2,kitti=1 (default: by scene count)."),
     mix: bool = typer.Option(True, "--mix/--no-mix", help="Mixed-dataset batches (--no-mix: one dataset per batch)."),
     samples_per_epoch: int | None = typer.Option(None, "--samples-per-epoch", min=1,
                                                  help="Draws per epoch over all processes (default: all scenes)."),

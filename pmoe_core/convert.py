@@ -38,6 +38,7 @@ from pmoe_core.scene import Scene
 from pmoe_core.sources import get_source
 from pmoe_core.sources.base import SPLITS, SceneRef, Warn, noop_warn
 from pmoe_core.store import StoreWriter, store_path
+from pmoe_core.store.layout import is_url, local_or_url
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,16 @@ def _source_description(module: ModuleType, raw_root: Path, options: Any) -> str
     return text + (f" with options {', '.join(changed)}" if changed else "")
 
 
+def _check_same_options(stored: str, wanted: str, url: str) -> None:
+    """Resuming with other reader options would mix two selections (e.g. a scene in train and in val)."""
+    def options_of(description: str) -> str:
+        return description.partition(" with options ")[2] or "(defaults)"
+
+    if options_of(stored) != options_of(wanted):
+        raise BadInput(f"store was converted with reader options {options_of(stored)}, not {options_of(wanted)}; "
+                       "resume with the same -O options, or use --overwrite / another output folder", url)
+
+
 def convert(
     dataset: str,
     raw_root: str | Path,
@@ -249,6 +260,7 @@ def convert(
     overwrite: bool = False,
     shard: tuple[int, int] | None = None,
     text_encoder: str = "minilm",
+    text_checkpoint: str | None = None,
     strict: bool = False,
     progress: Progress = silent,
     warn: Warn = noop_warn,
@@ -274,8 +286,8 @@ def convert(
             raise BadInput(f"no scenes of split(s) {', '.join(unknown)} (found: {', '.join(found)})", raw_root)
     selected = select_scenes(refs, splits, limit, shard)
     url = store_path(out_dir, module.NAME, shard)
-    if "://" not in url:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    if not is_url(url):
+        Path(local_or_url(out_dir)).mkdir(parents=True, exist_ok=True)
     summary = ConvertSummary(dataset=module.NAME, store=url, selected=len(selected))
 
     def warn_all(message: str) -> None:
@@ -288,8 +300,10 @@ def convert(
         summary.skipped.append(SkippedScene(ref.name, ref.split, reason))
         warn_all(f"skipped scene {ref.name} ({ref.split}): {reason}")
 
-    with StoreWriter.open(url, module.NAME, text_encoder=text_encoder, overwrite=overwrite,
-                          source=_source_description(module, raw_root, options), warn=warn_all) as writer:
+    description = _source_description(module, raw_root, options)
+    with StoreWriter.open(url, module.NAME, text_encoder=text_encoder, text_checkpoint=text_checkpoint,
+                          overwrite=overwrite, source=description, warn=warn_all) as writer:
+        _check_same_options(str(writer.root.attrs.get("source", "")), description, url)
         committed = {split: writer.committed(split) for split in {r.split for r in selected}}
         todo = [r for r in selected if r.name not in committed[r.split]]
         summary.already_present = len(selected) - len(todo)

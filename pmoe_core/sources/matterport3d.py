@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 from pmoe_core.errors import FormatError, MissingFile
 from pmoe_core.io.ply import read_ply_bytes, require_properties
 from pmoe_core.scene import Scene
+from pmoe_core.sources.archive import read_member
 from pmoe_core.sources.base import SceneRef, Warn
 from pmoe_core.sources.label_tables import column_map
 from pmoe_core.sources.meshes import check_faces, majority_vertex_label
@@ -31,12 +32,15 @@ ALIASES = ("matterport", "mp3d")
 REGION = re.compile(r"(?:^|/)region_segmentations/region(\d+)\.ply$")
 SPLIT_FILES = {"train": "scenes_train.txt", "val": "scenes_val.txt", "test": "scenes_test.txt"}
 MAPPING = "category_mapping.tsv"
+MAX_REGION_BYTES = 2 << 30  # the largest release region mesh is ~100 MB; beyond this a zip entry is corrupt
 
 
 @dataclass
 class Options:
-    split_lists: str | None = None  # folder holding scenes_{train,val,test}.txt (house ids)
-    category_mapping: str | None = None  # path of category_mapping.tsv (default: searched in the raw root)
+    split_lists: str | None = field(default=None, metadata={
+        "help": "folder holding scenes_{train,val,test}.txt (house ids); default: all houses train"})
+    category_mapping: str | None = field(default=None, metadata={
+        "help": "path of category_mapping.tsv (default: searched in the raw root, metadata/, v1/)"})
 
 
 def list_scenes(root: Path, options: Options) -> list[SceneRef]:
@@ -135,10 +139,4 @@ def _read_bytes(path: Path, member: str, source: str) -> bytes:
         if not path.is_file():
             raise MissingFile("region mesh not found", path)
         return path.read_bytes()
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.read(member)
-    except KeyError:
-        raise MissingFile("member not in the archive", source) from None
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise FormatError(f"cannot read zip member ({err})", source) from None
+    return read_member(path, member, source, MAX_REGION_BYTES)

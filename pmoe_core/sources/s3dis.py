@@ -15,7 +15,7 @@ Rules for the known raw defects (each survived with a warning naming the file):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ COLUMNS = 6
 
 @dataclass
 class Options:
-    val_area: int = 5  # this area is the val split; every other area is train
+    val_area: int = field(default=5, metadata={"help": "this area is the val split; every other area is train"})
 
 
 def list_scenes(root: Path, options: Options) -> list[SceneRef]:
@@ -116,6 +116,8 @@ def parse_annotation(path: Path, warn: Warn) -> np.ndarray:
         lines = np.unique(np.cumsum(raw == 10)[stray] + 1)  # stray bytes are never newlines
         warn(f"{path}: removed {int(stray.sum())} stray byte(s) on line(s) {_few(lines)}")
         raw = raw[~stray]
+        if not raw.size:
+            return np.zeros((0, COLUMNS))
     newline = raw == 10
     line_of_byte = np.cumsum(newline) - newline
     space = _SPACE_BYTES[raw]

@@ -14,7 +14,7 @@ Splits: the official lists `scannetv2_{train,val,test}.txt` (from `Options.split
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +35,10 @@ SPLIT_FILES = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt", "test
 
 @dataclass
 class Options:
-    align: bool = True  # apply `axisAlignment` from <scene>.txt when present
-    split_lists: str | None = None  # folder holding scannetv2_{train,val,test}.txt
-    labels_tsv: str | None = None  # path of scannetv2-labels.combined.tsv (default: in the raw root)
+    align: bool = field(default=True, metadata={"help": "apply axisAlignment from <scene>.txt when present"})
+    split_lists: str | None = field(default=None, metadata={"help": "folder holding scannetv2_{train,val,test}.txt"})
+    labels_tsv: str | None = field(default=None, metadata={
+        "help": "path of scannetv2-labels.combined.tsv (default: in the raw root)"})
 
 
 def list_scenes(root: Path, options: Options) -> list[SceneRef]:
@@ -95,7 +96,11 @@ def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
         coord = _align(coord, scene_dir / f"{ref.name}.txt")
     faces = check_faces(ply["face"]["vertex_indices"], len(coord), mesh_path)
     color = np.column_stack([vertex["red"], vertex["green"], vertex["blue"]]).astype(np.uint8)
-    segment, instance = _labels(scene_dir, ref, len(coord), warn)
+    try:
+        segment, instance = _labels(scene_dir, ref, len(coord), warn)
+    except (OverflowError, TypeError, ValueError) as err:  # ids beyond int64/int32, non-integers, nested lists
+        raise FormatError(f"annotation ids cannot be decoded ({type(err).__name__}: {err})",
+                          scene_dir / f"{ref.name}.aggregation.json") from None
     scene = Scene(ref.name, coord.astype(np.float32), color=color, normal=vertex_normals(coord, faces),
                   segment=segment, instance=instance)
     return scene.validate(str(mesh_path))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pmoe_core.errors import FormatError, MissingFile
 from pmoe_core.scene import Scene
+from pmoe_core.sources.archive import read_member
 from pmoe_core.sources.base import SceneRef, Warn
 from pmoe_core.vocab.label_spaces import STRUCTURED3D
 
@@ -35,12 +36,16 @@ ALIASES = ("s3d", "struct3d")
 ROOM = re.compile(r"(?:^|/)(scene_(\d+))/2D_rendering/([^/]+)/panorama/camera_xyz\.txt$")
 Z_UP_TO_Y_UP = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float64)
 SWAP_Y_Z = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]], dtype=np.float64)
+# Release panoramas are 1024 x 512; anything far larger is a corrupt header or a decompression bomb, refused
+# before decoding (PIL only warns below 89M pixels, and a 16-bit image of that size is ~180 MB per copy).
+MAX_MEMBER_BYTES = 256 << 20
+MAX_PIXELS = 16 << 20
 
 
 @dataclass
 class Options:
-    render: str = "full"  # empty | simple | full (furnished)
-    lighting: str = "raw"  # rgb_<cold|raw|warm>light.png
+    render: str = field(default="full", metadata={"help": "renders to read: empty | simple | full (furnished)"})
+    lighting: str = field(default="raw", metadata={"help": "colour image rgb_<cold|raw|warm>light.png"})
 
 
 def split_of(scene_number: int) -> str:
@@ -129,13 +134,7 @@ def _reader(ref: SceneRef) -> tuple[Callable[[str], bytes], Callable[[str], str]
             return f"{base}:{prefix}{name}"
 
         def read(name: str) -> bytes:
-            try:
-                with zipfile.ZipFile(base) as zf:
-                    return zf.read(prefix + name)
-            except KeyError:
-                raise MissingFile("member not in the archive", where(name)) from None
-            except (zipfile.BadZipFile, OSError, EOFError) as err:
-                raise FormatError(f"cannot read zip member ({err})", where(name)) from None
+            return read_member(base, prefix + name, where(name), MAX_MEMBER_BYTES)
         return read, where
 
     def where_file(name: str) -> str:
@@ -162,17 +161,27 @@ def _camera(data: bytes, where: str) -> np.ndarray:
 def _image(data: bytes, where: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
+            _check_pixels(image, where)
             return np.array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise FormatError(f"cannot decode image ({err})", where) from None
+
+
+def _check_pixels(image: Image.Image, where: str) -> None:
+    """Refuse absurd image sizes from the header, before any pixel is decoded."""
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise FormatError(f"image claims {width} x {height} pixels, over the {MAX_PIXELS}-pixel limit "
+                          "(corrupt header or decompression bomb)", where)
 
 
 def _semantic(data: bytes, where: str) -> np.ndarray:
     """NYU40 ids from an 8-bit grey or palette PNG (palette indices are the ids); equal-channel RGB tolerated."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            _check_pixels(image, where)
             mode, array = image.mode, np.array(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise FormatError(f"cannot decode image ({err})", where) from None
     if array.ndim == 3:
         if not (array[..., 0] == array[..., 1]).all() or not (array[..., 0] == array[..., 2]).all():

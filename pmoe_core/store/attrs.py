@@ -29,11 +29,11 @@ class ClassTable:
     vectors: np.ndarray  # (C, D) float32
 
 
-def compute_class_table(dataset: str, encoder: str) -> ClassTable:
+def compute_class_table(dataset: str, encoder: str, checkpoint: str | None = None) -> ClassTable:
     """Ask the vocabulary for the class embeddings of `dataset` under text encoder `encoder` (cached on disk)."""
     from pmoe_core.vocab import class_embeddings
 
-    emb = class_embeddings(dataset, encoder)
+    emb = class_embeddings(dataset, encoder, checkpoint)
     return ClassTable(
         encoder=str(emb.encoder),
         identity=str(emb.identity),

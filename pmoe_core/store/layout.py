@@ -66,13 +66,19 @@ def store_path(out_dir: str, dataset: str, shard: tuple[int, int] | None = None)
 
 
 def is_url(url: str) -> bool:
-    return "://" in url
+    return "://" in url and not url.startswith("file://")
+
+
+def local_or_url(url: str) -> str:
+    """`file://` URLs name local paths: use the local store and lock, which are atomic (fsspec's are not)."""
+    return url[len("file://"):] if url.startswith("file://") else url
 
 
 def open_zarr_store(url: str | Store, *, read_only: bool) -> Store:
     """A zarr Store for a local path or an fsspec URL (or an already-built Store, e.g. a wrapper in tests)."""
     if isinstance(url, Store):
         return url
+    url = local_or_url(url)
     if is_url(url):
         return zarr.storage.FsspecStore.from_url(url, read_only=read_only)
     return zarr.storage.LocalStore(url, read_only=read_only)

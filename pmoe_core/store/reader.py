@@ -20,6 +20,7 @@ from pmoe_core.errors import BadInput, StoreError
 from pmoe_core.scene import FIELD_SPECS, Scene
 from pmoe_core.schemas import validate
 from pmoe_core.store.attrs import class_names
+from pmoe_core.store.validation import attribute_problems
 from pmoe_core.store.layout import (
     EMBEDDINGS,
     FORMAT_NAME,
@@ -114,6 +115,9 @@ class StoreReader:
             raise StoreError(f"store format version {self.attrs.get('format_version')} is not supported "
                              f"(this pmoe reads version {FORMAT_VERSION})", self.url)
         validate(self.attrs, "store", self.url)
+        problems = attribute_problems(self.attrs)  # e.g. class names edited: labels would be misread
+        if problems:
+            raise StoreError(f"{problems[0]} (pmoe check lists every problem)", self.url)
         self._splits = {s: _SplitView(self.url, s, self._root[s]) for s in split_groups(self._root)}
 
     @property

@@ -38,7 +38,8 @@ def _blocks(arr: zarr.Array, end: int) -> Iterator[np.ndarray]:
         yield arr[lo : min(lo + SHARD_POINTS, end)]
 
 
-def _check_attrs(attrs: dict[str, Any]) -> list[str]:
+def attribute_problems(attrs: dict[str, Any]) -> list[str]:
+    """Problems of the root attributes (schema, format version, class names vs the benchmark label space)."""
     validator = jsonschema.Draft202012Validator(load_schema("store"))
     problems = []
     for err in sorted(validator.iter_errors(attrs), key=lambda e: list(map(str, e.absolute_path))):
@@ -153,7 +154,7 @@ def check_store(url: str | Store) -> list[str]:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return ["no scene store here (expected a Zarr v3 group written by pmoe convert)"]
     attrs = dict(root.attrs)
-    problems = _check_attrs(attrs)
+    problems = attribute_problems(attrs)
     classes = attrs.get("classes")
     num_classes = len(classes) if isinstance(classes, list) and classes else None
     problems += _check_embeddings(root, attrs, num_classes)

@@ -35,6 +35,7 @@ from pmoe_core.store.layout import (
     committed_offsets,
     field_array_kwargs,
     group_arrays,
+    local_or_url,
     open_zarr_store,
     quiet_lock_listing,
     split_groups,
@@ -42,7 +43,8 @@ from pmoe_core.store.layout import (
 from pmoe_core.store.lock import WriterLock
 from pmoe_core.vocab.label_spaces import resolve_dataset
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# Scene names become file names downstream (route-inspect PLY folders): one path component, at most 200 bytes.
+_NAME_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,200}$")  # not "." or ".."
 _SPLIT_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -85,12 +87,14 @@ class StoreWriter:
         dataset: str,
         *,
         text_encoder: str = "minilm",
+        text_checkpoint: str | None = None,
         source: str = "",
         overwrite: bool = False,
         warn: Warn | None = None,
     ) -> "StoreWriter":
         """Create the store, or resume an existing one of the same dataset, format version and text encoder."""
         dataset = resolve_dataset(dataset)
+        url = local_or_url(url)
         warn = warn or _python_warn
         store = open_zarr_store(url, read_only=False)
         existing = _existing_attrs(store, url)
@@ -102,7 +106,7 @@ class StoreWriter:
                 writer = cls(url, root, lock, dataset, len(existing["classes"]))
                 writer._repair()
                 return writer
-            table = store_attrs.compute_class_table(dataset, text_encoder)
+            table = store_attrs.compute_class_table(dataset, text_encoder, text_checkpoint)
             attributes = store_attrs.build_attrs(dataset, table, source)
             validate(attributes, "store", url)
             root = zarr.open_group(store, mode="a")
@@ -159,9 +163,9 @@ class StoreWriter:
 
     def append(self, split: str, scene: Scene) -> None:
         """Validate `scene` and commit it as the next scene of `split` (all of it, or nothing a reader sees)."""
-        if not _SPLIT_RE.match(split):
+        if not _SPLIT_RE.fullmatch(split):
             raise FormatError(f"bad split name {split!r} (letters, digits, _ and - only)", self.url)
-        where = f"{self.url}/{split}/{scene.name}"
+        where = f"{self.url}/{split}/{scene.name if _NAME_RE.fullmatch(scene.name or '') else '(bad name)'}"
         self._validate(scene, where)
         state = self._splits.get(split)
         if state is not None and scene.name in state.names:
@@ -184,8 +188,8 @@ class StoreWriter:
         state.names.append(scene.name)
 
     def _validate(self, scene: Scene, where: str) -> None:
-        if not _NAME_RE.match(scene.name or ""):
-            raise FormatError(f"bad scene name {scene.name!r} (letters, digits, _ . - only)", where)
+        if not _NAME_RE.fullmatch(scene.name or ""):  # fullmatch: "$" alone accepts a trailing newline
+            raise FormatError(f"bad scene name {scene.name[:80]!r} (1-200 letters, digits, _ . - only)", where)
         scene.validate(source=where)
         if scene.segment is not None and len(scene):
             lo, hi = int(scene.segment.min()), int(scene.segment.max())

@@ -137,7 +137,7 @@ class MiniLMEncoder:
 # --- CLIP (open_clip, optional dependency, local checkpoint only) ---
 
 CLIP_HOWTO = (
-    "pass a local open_clip weights file with --checkpoint PATH (for the default "
+    "pass a local open_clip weights file (pmoe vocab --checkpoint PATH, pmoe convert --text-weights PATH; for the default "
     f"{CLIP_DEFAULT_ARCH} architecture e.g. open_clip_pytorch_model.bin from the Hugging Face repository "
     "laion/CLIP-ViT-B-16-laion2B-s34B-b88K, copied to this machine); pmoe never downloads models at run time"
 )

@@ -41,11 +41,17 @@ def test_convert_writes_resumes_and_summarises(raw, tmp_path, capsys):
     assert "[5/5] val001" in stderr  # plain progress lines when stderr is not a terminal
     assert open_store(url).names("train") == ["train000", "train002"]
 
-    code, stdout, stderr = run_cli(capsys, "convert", "scannet", str(raw), out, "--workers", "1")
+    code, stdout, stderr = run_cli(capsys, "convert", "scannet", str(raw), out, "--workers", "1",
+                                   "-O", "fail=train001", "--option", "warn_on=val000")
     assert code == 0, stderr
-    assert "wrote 2 scenes" in stdout and ", 4 already present, 0 skipped, 0 warnings, " in stdout
-    assert open_store(url).names("train") == ["train000", "train002", "train001", "train003"]  # commit order
+    assert "wrote 1 scene (" in stdout and ", 4 already present, 1 skipped, 1 warnings, " in stdout
+    assert open_store(url).names("train") == ["train000", "train002", "train003"]  # commit order
     assert check_store(url) == []
+
+    # Other reader options would mix two selections in one store: refused, nothing written.
+    code, _, err = run_cli(capsys, "convert", "scannet", str(raw), out, "--workers", "1")
+    assert code == 1 and "store was converted with reader options fail='train001', warn_on='val000'" in err
+    assert open_store(url).names("train") == ["train000", "train002", "train003"]
 
 
 def test_strict_and_bad_options_fail_with_one_line(raw, tmp_path, capsys):
