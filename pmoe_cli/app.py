@@ -31,8 +31,31 @@ def _root(
     """Multi-dataset 3D point-cloud learning with Mixture-of-Experts (Point-MoE, 3D-MoE)."""
 
 
-# --- subcommands (one module each; only working commands are registered) ---
-# [register commands below this line]
+# --- subcommands: one module each, registered explicitly in pipeline order (the order `--help` lists them) ---
+from pmoe_cli.convert import convert as _convert  # noqa: E402
+from pmoe_cli.demo import demo as _demo  # noqa: E402
+from pmoe_cli.eval import eval_cmd as _eval  # noqa: E402
+from pmoe_cli.export import export as _export  # noqa: E402
+from pmoe_cli.models import models as _models  # noqa: E402
+from pmoe_cli.plan import plan_app  # noqa: E402
+from pmoe_cli.route_inspect import route_inspect as _route_inspect  # noqa: E402
+from pmoe_cli.store_cmds import check as _check, info as _info  # noqa: E402
+from pmoe_cli.synth import synth as _synth  # noqa: E402
+from pmoe_cli.train import train as _train  # noqa: E402
+from pmoe_cli.vocab import vocab as _vocab  # noqa: E402
+
+app.command("demo")(_demo)
+app.command("synth")(_synth)
+app.command("convert")(_convert)
+app.command("check")(_check)
+app.command("info")(_info)
+app.command("export")(_export)
+app.command("vocab")(_vocab)
+app.command("models")(_models)
+app.command("train")(_train)
+app.command("eval")(_eval)
+app.command("route-inspect")(_route_inspect)
+app.add_typer(plan_app, name="plan")
 
 
 def main(argv: list[str] | None = None) -> None:

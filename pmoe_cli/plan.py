@@ -1,8 +1,16 @@
-"""`pmoe plan`: tabletop planning worlds (scenes, oracle/random benchmarks); model-based planning grows here."""
+"""`pmoe plan`: 3D-language tabletop planning.
+
+- `pmoe plan --scene S.ply --instruction "..."`: plan pick/place poses with a trained 3D-MoE planner (the packaged
+  default unless --checkpoint), print them, optionally write JSON and execute them in MuJoCo (--simulate).
+- `pmoe plan train`: train a planner (Stage I alignment, Stage II poses) on oracle demonstrations.
+- `pmoe plan scene` / `pmoe plan bench`: task scenes and success-rate benchmarks (oracle, random, model).
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 import typer
@@ -10,14 +18,25 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from pmoe_cli.progress import ProgressBar
+from pmoe_core.errors import BadInput
+from pmoe_core.io import read_point_cloud
 from pmoe_core.planner.episodes import POLICIES, bench_report, run_bench
+from pmoe_core.planner.metric import score
 from pmoe_core.planner.observe import observe
-from pmoe_core.planner.scene_io import save_episode
+from pmoe_core.planner.oracle import Step
+from pmoe_core.planner.scene_io import save_episode, sidecar_path
+from pmoe_core.planner.sim import execute
 from pmoe_core.planner.tasks import TASKS, make_scene
+
+# The planner model pulls in torch and transformers: imported inside the commands that need it.
+DEFAULT_TASKS = ("stack-blocks", "put-block-into-matching-bowl")  # = pmoe_core.planner.train.DEFAULT_TASKS
+PRESETS = ("default", "tiny")  # = pmoe_core.planner.train.PRESETS
+from pmoe_core.planner.world import SceneDesc
 
 plan_app = typer.Typer(
     name="plan",
-    help="3D-language tabletop planning: task scenes, oracle/random benchmarks in MuJoCo.",
+    help="3D-language tabletop planning: plan poses with the 3D-MoE model, train it, task scenes, benchmarks.",
     invoke_without_command=True,
     add_completion=False,
 )
@@ -26,11 +45,118 @@ TASK_HELP = "task family: " + ", ".join(TASKS)
 
 
 @plan_app.callback(invoke_without_command=True)
-def _plan(ctx: typer.Context) -> None:
-    """3D-language tabletop planning: task scenes, oracle/random benchmarks in MuJoCo."""
-    if ctx.invoked_subcommand is None:
+def _plan(
+    ctx: typer.Context,
+    scene_path: Path = typer.Option(None, "--scene", help="point cloud to plan on (PLY with red/green/blue)"),
+    instruction: str = typer.Option(
+        None, "--instruction", help='what to do, e.g. "stack all the blocks on the red block"'
+    ),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="planner checkpoint (default: the packaged one)"),
+    json_out: Path = typer.Option(None, "--json", help="also write the plan as JSON here (schema plan_output)"),
+    simulate: bool = typer.Option(False, "--simulate", help="execute the plan in MuJoCo on the scene's .json sidecar"),
+    euler_steps: int = typer.Option(None, "--euler-steps", help="rectified-flow Euler steps (default: the model's, 4)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the point subsample and the flow noise"),
+) -> None:
+    """3D-language tabletop planning: `pmoe plan --scene S.ply --instruction "..."` plans pick/place poses."""
+    if ctx.invoked_subcommand is not None:
+        if scene_path is not None or instruction is not None:
+            raise BadInput("--scene/--instruction plan on their own; do not combine them with a subcommand")
+        return
+    if scene_path is None and instruction is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
+    if scene_path is None or instruction is None:
+        raise BadInput("planning needs both --scene and --instruction")
+    run_plan(scene_path, instruction, checkpoint, json_out, simulate, euler_steps, seed)
+
+
+def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_out: Path | None, simulate: bool,
+             euler_steps: int | None, seed: int) -> None:
+    console = Console()
+    desc = SceneDesc.load(sidecar_path(scene_path)) if simulate else None  # fail before the slow load
+    cloud = read_point_cloud(scene_path)
+    from pmoe_core.planner.policy import cloud_input, load_planner, plan_cloud, plan_output  # torch: load lazily
+
+    planner = load_planner(checkpoint)
+    points = cloud_input(cloud, planner.model.config.num_points, seed, scene_path)
+    steps, timings = plan_cloud(planner, points, instruction, euler_steps, seed)
+    console.print(_steps_table(steps, f"plan for {instruction!r} ({scene_path.name})"))
+    console.print(f"stages: load {timings.load_s:.2f} s, encode {timings.encode_s:.3f} s, LLM {timings.llm_s:.3f} s, "
+                  f"DiT {timings.dit_s:.3f} s", highlight=False)
+    simulation = None
+    if desc is not None:
+        rollout = execute(desc, steps)
+        result = score(desc, rollout.poses, rollout.stable)
+        simulation = {"reward": result.reward, "success": result.success, "stable": result.stable,
+                      "matched": result.matched}
+        console.print(f"simulated: reward {result.reward:.2f}, success {'yes' if result.success else 'no'}, "
+                      f"stable {'yes' if result.stable else 'no'} (task {desc.task}, seed {desc.seed})",
+                      highlight=False)
+    if json_out is not None:
+        used = euler_steps or planner.model.config.flow.euler_steps
+        report = plan_output(scene_path, instruction, planner.path, used, seed, steps, timings, simulation)
+        json_out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_out}")
+
+
+def _steps_table(steps: list[Step], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("step", "pick x, y, z (m)", "pick yaw", "place x, y, z (m)", "place yaw"):
+        table.add_column(column, justify="right")
+    for i, s in enumerate(steps):
+        table.add_row(str(i + 1), _xyz(s.pick.position), f"{_deg(s.pick.yaw):.0f}°", _xyz(s.place.position),
+                      f"{_deg(s.place.yaw):.0f}°")
+    return table
+
+
+def _xyz(p) -> str:
+    return ", ".join(f"{v:.3f}" for v in p)
+
+
+def _deg(radians: float) -> float:
+    return radians * 180.0 / 3.141592653589793
+
+
+@plan_app.command("train")
+def train(
+    tasks: str = typer.Option(",".join(DEFAULT_TASKS), "--tasks", help="comma-separated task families, or all"),
+    episodes: int = typer.Option(1000, "--episodes", help="demos per task (train seeds 0..N-1, seen colours)"),
+    steps_stage1: int = typer.Option(100, "--steps-stage1", help="Stage I (caption alignment) steps"),
+    steps: int = typer.Option(2000, "--steps", help="Stage II (MoE + LoRA + Pose-DiT) steps"),
+    batch_size: int = typer.Option(16, "--batch-size", help="demonstrations per step"),
+    lr: float = typer.Option(1e-3, "--lr", help="peak learning rate (warmup, cosine to 10%)"),
+    llm: str = typer.Option("tiny", "--llm", help="tiny (seeded random LLaMA), smollm2 (packaged), or a local HF dir"),
+    experts: int = typer.Option(4, "--experts", help="experts per upcycled FFN: 2, 4 (1 = dense)"),
+    preset: str = typer.Option("default", "--preset", help="model sizes: " + ", ".join(PRESETS)),
+    seed: int = typer.Option(0, "--seed", help="training seed"),
+    out: Path = typer.Option(Path("runs/planner"), "--out", help="run folder: planner.pt, log.jsonl, tb/"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/planner.pt"),
+    stop_at: int = typer.Option(None, "--stop-at", help="save and stop at this global step (--resume continues)"),
+    ckpt_every: int = typer.Option(250, "--ckpt-every", help="checkpoint every N steps"),
+    export: Path = typer.Option(None, "--export", help="also write a slim fp16 weights-only copy here"),
+) -> None:
+    """Train a 3D-MoE planner on oracle demonstrations (demos rendered once and cached)."""
+    names = tuple(TASKS) if tasks.strip() == "all" else tuple(t.strip() for t in tasks.split(",") if t.strip())
+    if not names:
+        raise BadInput("--tasks is empty")
+    from pmoe_core.planner.train import PlannerTrainConfig, export_checkpoint, train_planner
+
+    cfg = PlannerTrainConfig(
+        out=str(out), tasks=names, episodes=episodes, steps_stage1=steps_stage1, steps=steps, batch_size=batch_size,
+        lr=lr, preset=preset, llm=llm, experts=experts, seed=seed, ckpt_every=ckpt_every, stop_at=stop_at,
+        resume=resume, command="pmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    demo_bar, bar = ProgressBar("demos", "episodes", every=50), ProgressBar("train", "steps", every=25)
+    try:
+        result = train_planner(cfg, bar, demo_bar)
+    finally:
+        demo_bar.stop()
+        bar.stop()
+    final = result.losses[-1] if result.losses else float("nan")
+    state = "stopped early" if result.interrupted else "done"
+    typer.echo(f"{state}: step {result.steps}, last loss {final:.4f}, {result.seconds:.0f} s; wrote {result.checkpoint}")
+    if export is not None:
+        typer.echo(f"exported {export_checkpoint(result.checkpoint, export)}")
 
 
 @plan_app.command("scene")
@@ -52,12 +178,23 @@ def scene(
 def bench(
     task: str = typer.Option("all", "--task", help=TASK_HELP + ", or all"),
     episodes: int = typer.Option(100, "--episodes", help="episodes per task"),
-    policy: str = typer.Option("oracle", "--policy", help="policy: " + ", ".join(POLICIES)),
+    policy: str = typer.Option("oracle", "--policy", help="policy: " + ", ".join([*POLICIES, "model"])),
+    checkpoint: Path = typer.Option(
+        None, "--checkpoint", help="with --policy model: planner checkpoint (default: packaged)"
+    ),
+    euler_steps: int = typer.Option(None, "--euler-steps", help="with --policy model: rectified-flow Euler steps"),
     seed: int = typer.Option(0, "--seed", help="first episode seed"),
     split: str = typer.Option("seen", "--split", help="colour split: seen or unseen"),
     json_out: Path = typer.Option(None, "--json", help="also write the results as JSON here"),
 ) -> None:
     """Success rate and mean score per task for a policy executed in MuJoCo."""
+    policy_fn = None
+    if policy == "model":
+        from pmoe_core.planner.policy import ModelPolicy, load_planner
+
+        policy_fn = ModelPolicy(load_planner(checkpoint), euler_steps)
+    elif checkpoint is not None or euler_steps is not None:
+        raise BadInput("--checkpoint and --euler-steps apply to --policy model only")
     console = Console()
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -69,7 +206,7 @@ def bench(
             bar.update(job, total=total if total is not None else bar.tasks[job].total, advance=advance,
                        description=message or "episodes")
 
-        results = run_bench([task], episodes, policy, seed, split, progress)
+        results = run_bench([task], episodes, policy, seed, split, progress, policy_fn)
     table = Table(title=f"pmoe plan bench: policy {policy}, split {split}, seeds {seed}..{seed + episodes - 1}")
     for column in ("task", "episodes", "success", "score", "episodes/s"):
         table.add_column(column, justify="left" if column == "task" else "right")

@@ -23,6 +23,18 @@ try:  # spconv prints FutureWarnings about torch.cuda.amp at import
         warnings.simplefilter("ignore")
         import spconv.pytorch as _spconv
     HAS_SPCONV = True
+    # spconv's fx-wrapped SparseConvTensor makes torch log a once-per-process notice about is_fx_tracing that no
+    # user can act on; emit it now with that logger silenced (torch caches it, so it never prints later).
+    import logging
+
+    import torch.fx._symbolic_trace as _fx_trace
+
+    _fx_logger = logging.getLogger(_fx_trace.__name__)
+    _level, _fx_logger.level = _fx_logger.level, logging.ERROR
+    try:
+        getattr(_fx_trace, "is_fx_tracing_warning", lambda: None)()
+    finally:
+        _fx_logger.setLevel(_level)
 except ImportError:  # pragma: no cover - depends on the environment
     _spconv = None
     HAS_SPCONV = False

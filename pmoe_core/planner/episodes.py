@@ -49,10 +49,15 @@ def run_bench(
     seed: int = 0,
     split: str = "seen",
     progress: Progress = silent,
+    policy_fn: Policy | None = None,
 ) -> list[TaskResult]:
-    """Episodes seed, seed+1, ... of every task in `tasks` ("all" = every task) under `policy`."""
-    if policy not in POLICIES:
-        raise BadInput(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+    """Episodes seed, seed+1, ... of every task in `tasks` ("all" = every task) under `policy`.
+
+    `policy_fn` runs a policy that needs more than a name (a trained model, see planner/policy.py) under `policy`.
+    """
+    fn = policy_fn or POLICIES.get(policy)
+    if fn is None:
+        raise BadInput(f"unknown policy {policy!r}; known: {', '.join([*POLICIES, 'model'])}")
     if episodes < 1:
         raise BadInput(f"--episodes must be >= 1, got {episodes}")
     names = list(TASKS) if tasks == ["all"] else [task_name(t) for t in tasks]
@@ -62,7 +67,7 @@ def run_bench(
         start = time.perf_counter()
         scores = []
         for i in range(episodes):
-            scores.append(run_episode(make_scene(name, seed + i, split), POLICIES[policy]))
+            scores.append(run_episode(make_scene(name, seed + i, split), fn))
             progress(advance=1, message=name)
         elapsed = time.perf_counter() - start
         results.append(

@@ -1,0 +1,172 @@
+"""Training data for the planner: oracle demonstrations and template scene captions, generated once and cached.
+
+A demonstration is one episode of the planner world on a TRAIN seed with SEEN colours: the camera cloud from
+`observe()`, subsampled by `scene_points` (seeded by the episode seed), the task's instruction, and the oracle's
+pick/place sequence put in an order the observation determines (`canonical_steps`): the oracle fills goals
+with candidates in object-id order, which the model cannot see, so the same scene would have several "right"
+first steps and the flow head would learn their blur. Train seeds are 0, 1, 2, ...; held-out evaluation starts at `HELD_OUT_SEED`, far from any
+training run's range. Rendering costs ~0.1 s per episode, so a set is written once as an `.npz` under
+`$PMOE_CACHE_DIR/demos` (else `~/.cache/pmoe/demos`), named by a hash of everything that shaped it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pmoe_core.planner.observe import observe
+from pmoe_core.planner.oracle import Step, oracle_steps
+from pmoe_core.planner.pose_tokens import steps_to_tensor
+from pmoe_core.planner.scene_encoder import scene_points
+from pmoe_core.planner.tasks import make_scene, task_name
+from pmoe_core.planner.world import SceneDesc, TableObject
+from pmoe_core.progress import Progress, silent
+
+DEMO_VERSION = 2
+HELD_OUT_SEED = 100_000  # evaluation episodes use seeds from here on; training uses 0..episodes-1
+CACHE_ENV = "PMOE_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """What a demonstration set contains; two equal specs give bit-identical sets."""
+
+    tasks: tuple[str, ...]
+    episodes: int  # per task, seeds 0..episodes-1
+    num_points: int
+    max_steps: int
+    split: str = "seen"
+
+    def key(self) -> str:
+        text = json.dumps({"version": DEMO_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class DemoSet:
+    """Arrays of D demonstrations, row-aligned."""
+
+    points: np.ndarray  # (D, N, 6) float32: xyz (m) + rgb in [0, 1]
+    poses: np.ndarray  # (D, S, 2, 7) float32 oracle pick/place poses, padded past `lengths`
+    lengths: np.ndarray  # (D,) int64
+    instructions: list[str]
+    captions: list[str]
+    tasks: list[str]
+    seeds: np.ndarray  # (D,) int64
+
+    def __len__(self) -> int:
+        return len(self.instructions)
+
+
+def _where(x: float, y: float) -> str:
+    """Rough table position in the words of the task templates ("top" = far from the robot, "left" = +y)."""
+    row = "top" if x > 0.583 else "bottom" if x < 0.417 else ""
+    col = "left" if y > 0.167 else "right" if y < -0.167 else ""
+    if row and col:
+        return f"{row} {col}"
+    return row or col or "center"
+
+
+def _describe(obj: TableObject) -> str:
+    x, y, _ = obj.position
+    size = {"block": "small " if obj.size < 0.05 else "big ", "bowl": "", "zone": ""}[obj.kind]
+    return f"a {size}{obj.color} {obj.kind} at the {_where(x, y)}"
+
+
+def caption(desc: SceneDesc) -> str:
+    """Template caption: every object with its size, colour, kind and rough position, in id order."""
+    parts = [_describe(o) for o in desc.objects]
+    return "There is " + ", ".join(parts) + "."
+
+
+def canonical_steps(desc: SceneDesc) -> list[Step]:
+    """The oracle's plan with interchangeable blocks assigned, and independent steps ordered, by position.
+
+    Candidates of each goal are tried in (x, y) order of their objects; then steps are sorted by the height of
+    their place pose (a stacked block always comes after the one below it) and, within a height, by the pick's
+    (x, y). Every ordering this produces is one the oracle's goals allow, so it scores the same.
+    """
+    goals = [
+        dataclasses.replace(g, candidates=tuple(sorted(g.candidates, key=lambda i: desc.object(i).position[:2])))
+        for g in desc.goals
+    ]
+    steps = oracle_steps(dataclasses.replace(desc, goals=goals))
+    return sorted(steps, key=lambda s: (round(s.place.position[2], 2), s.pick.position[0], s.pick.position[1]))
+
+
+def build_demo(desc: SceneDesc, num_points: int) -> tuple[np.ndarray, list[Step]]:
+    """(encoder input (N, 6), canonical oracle steps) of one episode."""
+    cloud = observe(desc)
+    points = scene_points(cloud.coord, cloud.color, num_points, seed=desc.seed).numpy()
+    return points, canonical_steps(desc)
+
+
+def generate_demos(spec: DemoSpec, progress: Progress = silent) -> DemoSet:
+    """Render every (task, seed) episode of `spec`; deterministic."""
+    tasks = [task_name(t) for t in spec.tasks]
+    progress(total=len(tasks) * spec.episodes)
+    points, sequences, instructions, captions, names, seeds = [], [], [], [], [], []
+    for task in tasks:
+        for seed in range(spec.episodes):
+            desc = make_scene(task, seed, spec.split)
+            cloud, steps = build_demo(desc, spec.num_points)
+            points.append(cloud)
+            sequences.append(steps)
+            instructions.append(desc.instruction)
+            captions.append(caption(desc))
+            names.append(task)
+            seeds.append(seed)
+            progress(advance=1, message=f"{task} {seed}")
+    poses, lengths = steps_to_tensor(sequences, spec.max_steps)
+    return DemoSet(
+        np.stack(points).astype(np.float32), poses.numpy(), lengths.numpy().astype(np.int64),
+        instructions, captions, names, np.asarray(seeds, dtype=np.int64),
+    )
+
+
+def demo_cache_dir(cache: str | Path | None = None) -> Path:
+    if cache is not None:
+        return Path(cache)
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base) if base else Path.home() / ".cache" / "pmoe") / "demos"
+
+
+def save_demos(demos: DemoSet, path: Path) -> None:
+    """Atomic write (temporary file + rename) so an interrupted run never leaves half a cache entry."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez(
+            tmp, points=demos.points, poses=demos.poses, lengths=demos.lengths, seeds=demos.seeds,
+            instructions=np.asarray(demos.instructions), captions=np.asarray(demos.captions),
+            tasks=np.asarray(demos.tasks),
+        )
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def read_demos(path: Path) -> DemoSet:
+    with np.load(path, allow_pickle=False) as f:
+        return DemoSet(
+            f["points"], f["poses"], f["lengths"], [str(s) for s in f["instructions"]],
+            [str(s) for s in f["captions"]], [str(s) for s in f["tasks"]], f["seeds"],
+        )
+
+
+def load_demos(spec: DemoSpec, cache: str | Path | None = None, progress: Progress = silent) -> DemoSet:
+    """The cached set of `spec`, generating and caching it on first use."""
+    path = demo_cache_dir(cache) / f"demos-{spec.key()}.npz"
+    if path.is_file():
+        return read_demos(path)
+    demos = generate_demos(spec, progress)
+    save_demos(demos, path)
+    return demos

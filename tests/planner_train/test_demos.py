@@ -1,0 +1,75 @@
+"""Demonstrations: template captions, deterministic oracle demos, the npz cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pmoe_core.planner import demos
+from pmoe_core.planner.demos import DemoSpec, canonical_steps, caption, generate_demos, load_demos
+from pmoe_core.planner.episodes import run_episode
+from pmoe_core.planner.tasks import TASKS, make_scene
+
+
+def test_caption_names_every_object_with_colour_size_and_place():
+    desc = make_scene("put-block-into-matching-bowl", 3)
+    text = caption(desc)
+    assert text.startswith("There is ")
+    for obj in desc.objects:
+        assert f"{obj.color} {obj.kind}" in text
+    assert text.count(" at the ") == len(desc.objects)
+    assert "small " in text  # bowl-task blocks are small
+
+
+def test_demos_are_oracle_sequences_and_deterministic():
+    spec = DemoSpec(("stack-blocks",), episodes=2, num_points=256, max_steps=6)
+    a, b = generate_demos(spec), generate_demos(spec)
+    assert np.array_equal(a.points, b.points) and np.array_equal(a.poses, b.poses)
+    assert a.points.shape == (2, 256, 6) and a.points.dtype == np.float32
+    desc = make_scene("stack-blocks", 1)
+    steps = canonical_steps(desc)
+    assert a.lengths[1] == len(steps) and a.instructions[1] == desc.instruction
+    assert np.allclose(a.poses[1, 0, 1, :3], steps[0].place.position, atol=1e-6)
+    assert a.seeds.tolist() == [0, 1] and a.tasks == ["stack-blocks"] * 2
+
+
+def test_cache_round_trip(tmp_path, monkeypatch):
+    spec = DemoSpec(("stack-blocks",), episodes=1, num_points=128, max_steps=6)
+    first = load_demos(spec, tmp_path)
+    files = list(tmp_path.glob("demos-*.npz"))
+    assert len(files) == 1
+
+    def render_again(*_args, **_kw):
+        raise AssertionError("the cached set was rendered again")
+
+    monkeypatch.setattr(demos, "generate_demos", render_again)
+    again = load_demos(spec, tmp_path)
+    assert np.array_equal(first.points, again.points) and first.captions == again.captions
+    assert first.instructions == again.instructions
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_canonical_order_still_solves_every_task(task):
+    for seed in (0, 1):
+        desc = make_scene(task, seed)
+        steps = canonical_steps(desc)
+        assert run_episode(desc, lambda _d: steps).success, (task, seed)
+        heights = [s.place.position[2] for s in steps]
+        assert heights == sorted(heights)  # nothing is placed on a block that is not there yet
+
+
+def test_canonical_order_is_geometric_not_by_object_id():
+    desc = make_scene("put-block-into-matching-bowl", 5)
+    picks = [s.pick.position[:2] for s in canonical_steps(desc)]
+    assert picks == sorted(picks)
+    tower = make_scene("stack-blocks", 2)
+    firsts = [tower.object(c).position[:2] for c in tower.goals[0].candidates]
+    assert canonical_steps(tower)[0].pick.position[:2] == pytest.approx(min(firsts), abs=1e-6)
+
+
+def test_cli_constants_match_the_trainer():
+    """pmoe_cli.plan keeps copies of these so `pmoe --help` does not import torch."""
+    import pmoe_cli.plan as cli
+    from pmoe_core.planner import train
+
+    assert cli.DEFAULT_TASKS == train.DEFAULT_TASKS and cli.PRESETS == train.PRESETS
