@@ -44,10 +44,11 @@ def test_base_parameter_count_matches_reference():
 
 def test_moe_presets_count_active_parameters():
     with torch.device("meta"):
-        dense_total, _ = count_parameters(build_model("ptv3-l", backend="torch"))
+        dense_total, _ = count_parameters(build_model("ptv3-base", backend="torch"))
         total, active = count_parameters(build_model("pmoe-l", backend="torch"))
-    # 22 MoE layers on the attention proj: 8 experts of 3*C*2C, 2 active; plus router, minus the Linear(C, C)+bias.
-    channels = [48] * 3 + [96] * 3 + [192] * 3 + [384] * 6 + [512] * 3 + [64] * 3 + [96] * 3 + [192] * 3 + [384] * 3
+    # pmoe-l = the base-width backbone with 22 MoE layers on the attention proj: 8 experts of 3*C*2C, 2 active;
+    # plus router, minus the Linear(C, C)+bias they replace.
+    channels = [32] * 2 + [64] * 2 + [128] * 2 + [256] * 6 + [512] * 2 + [64] * 2 + [64] * 2 + [128] * 2 + [256] * 2
     expected = dense_total + sum(8 * 6 * c * c + 8 * c - c * c - c for c in channels)
     assert total == expected
     assert active == total - sum(6 * 6 * c * c for c in channels)
