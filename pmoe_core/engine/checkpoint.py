@@ -2,11 +2,13 @@
 
 Loading always uses `torch.load(weights_only=True)`, whose unpickler refuses every class outside tensors and
 Python primitives, so opening an untrusted checkpoint cannot run code. Writes go to a temporary file in the same
-folder and are renamed into place, so a killed process never leaves a half-written checkpoint under the real name.
+folder and are renamed into place, so a killed process never leaves a half-written checkpoint under the real name;
+the temp files such a process leaves are deleted by the next successful save.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import random
@@ -42,7 +44,15 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], tensors: dict[str, A
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _remove_stale_temps(path)
     return path
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files of earlier saves of `path` that a killed process left behind (one writer per run folder:
+    the new checkpoint is in place, so nothing else can still be writing them)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -8,6 +8,7 @@ Colours: 16-bit LAS RGB is scaled to 8 bit (values <= 255 are taken as already 8
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,14 @@ from pmoe_core.errors import FormatError, MissingFile
 from pmoe_core.scene import Scene
 
 CHUNK_POINTS = 1_000_000
+# LAZ compresses a point record ~5-20x; a header claiming more than this many record bytes per compressed byte is
+# corrupt. Checked before allocating, so a 10^12-point claim fails fast instead of asking for terabytes.
+LAZ_MAX_RATIO = 10_000
+VLR_HEADER_BYTES, EVLR_HEADER_BYTES = 54, 60
+# What laspy and lazrs raise on bytes they cannot parse: their own errors plus the builtins their parsers leak
+# (a corrupt extra-bytes VLR divides by zero; lazrs raises LazrsError, a plain Exception subclass).
+_DECODE_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, EOFError, ZeroDivisionError, struct.error,
+                                                    IndexError, KeyError, OverflowError)
 
 
 def read_las(path: str | Path, classification: bool = False, chunk_points: int = CHUNK_POINTS) -> Scene:
@@ -24,10 +33,12 @@ def read_las(path: str | Path, classification: bool = False, chunk_points: int =
     path = Path(path)
     if not path.is_file():
         raise MissingFile("LAS/LAZ file not found", path)
+    _check_raw_header(path)
     try:
         with laspy.open(path) as reader:
             header = reader.header
             n = int(header.point_count)
+            _check_sizes(path, header, n)
             dims = set(header.point_format.dimension_names)
             extra = set(header.point_format.extra_dimension_names)
             out = _allocate(n, dims, extra, classification)
@@ -36,15 +47,87 @@ def read_las(path: str | Path, classification: bool = False, chunk_points: int =
                 stop = start + len(chunk)
                 if stop > n:
                     raise FormatError(f"file holds more points than its header's {n}", path)
-                _fill(out, chunk, start, stop, dims, extra, classification)
+                _fill(out, chunk, start, stop, dims, extra, classification, path)
                 start = stop
-    except (laspy.errors.LaspyException, ValueError, OSError, EOFError) as err:
-        raise FormatError(f"cannot read LAS/LAZ ({err})", path) from None
+    except (laspy.errors.LaspyException, *_DECODE_ERRORS, *_lazrs_errors()) as err:
+        raise FormatError(f"cannot read LAS/LAZ ({type(err).__name__}: {_first_line(err)})", path) from None
     if start != n:
         raise FormatError(f"header declares {n} points but the file holds {start} (truncated)", path)
     if "color" in out:
         out["color"] = finish_colors(out["color"])
     return Scene(path.stem, **out).validate(str(path))
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else "no detail"
+
+
+def _lazrs_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import lazrs
+    except ImportError:
+        return ()
+    return (lazrs.LazrsError,)
+
+
+def _check_raw_header(path: Path) -> None:
+    """laspy builds every VLR the header announces before we see the header (a 2-byte edit announced 16M VLRs:
+    1.8 GB and a minute), so the VLR/EVLR counts are checked against the bytes that could hold them first."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(375)
+    if len(head) < 227 or head[:4] != b"LASF":
+        raise FormatError("not a LAS/LAZ file (missing LASF signature or header shorter than 227 bytes)", path)
+    header_size, point_data, vlrs = struct.unpack_from("<HII", head, 94)
+    if vlrs * VLR_HEADER_BYTES > max(point_data - header_size, 0) or point_data > size:
+        raise FormatError(f"header announces {vlrs} VLRs before byte {point_data} of a {size}-byte file "
+                          "(corrupt header)", path)
+    if head[25] >= 4 and len(head) >= 247:  # LAS 1.4: extended VLRs after the points
+        first_evlr, evlrs = struct.unpack_from("<QI", head, 235)
+        if evlrs and (first_evlr > size or evlrs * EVLR_HEADER_BYTES > size - first_evlr):
+            raise FormatError(f"header announces {evlrs} extended VLRs from byte {first_evlr} of a {size}-byte "
+                              "file (corrupt header)", path)
+
+
+def _check_sizes(path: Path, header, n: int) -> None:
+    """Refuse point counts the file's bytes cannot hold, before anything is allocated or handed to lazrs."""
+    size = path.stat().st_size
+    data = size - int(header.offset_to_point_data)
+    need = n * int(header.point_format.size)
+    if data < 0:
+        raise FormatError(f"header puts point data at byte {header.offset_to_point_data} of a {size}-byte file", path)
+    if not header.are_points_compressed:
+        if need > data:
+            raise FormatError(f"header declares {n} points ({need} bytes) but only {data} bytes of point data "
+                              "follow (truncated file or corrupt header)", path)
+        return
+    if need > LAZ_MAX_RATIO * max(data, 1):
+        raise FormatError(f"header declares {n} points but the compressed point data is only {data} bytes "
+                          "(corrupt header)", path)
+    _check_laz_chunk_table(path, int(header.offset_to_point_data), size)
+
+
+def _check_laz_chunk_table(path: Path, start: int, size: int) -> None:
+    """lazrs sizes its chunk table from the file and aborts the whole process when that allocation fails, so the
+    table's offset and chunk count are checked here first (a chunk holds at least one byte of point data)."""
+    with path.open("rb") as f:
+        f.seek(start)
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise FormatError("LAZ point data is missing (truncated file)", path)
+        (table,) = struct.unpack("<q", raw)
+        if table == -1:  # written in streaming mode: the offset is the file's last 8 bytes
+            f.seek(max(size - 8, 0))
+            (table,) = struct.unpack("<q", f.read(8).rjust(8, b"\0"))
+        if not start + 8 <= table <= size - 8:
+            raise FormatError(f"LAZ chunk table offset {table} lies outside the point data (file has {size} bytes)",
+                              path)
+        f.seek(table)
+        _version, chunks = struct.unpack("<II", f.read(8))
+    if chunks > table - start:
+        raise FormatError(f"LAZ chunk table claims {chunks} chunks in {table - start} bytes of point data "
+                          "(corrupt file)", path)
 
 
 def _allocate(n: int, dims: set[str], extra: set[str], classification: bool) -> dict[str, np.ndarray]:
@@ -60,8 +143,12 @@ def _allocate(n: int, dims: set[str], extra: set[str], classification: bool) -> 
     return out
 
 
-def _fill(out, chunk, start: int, stop: int, dims, extra, classification: bool) -> None:
-    out["coord"][start:stop] = np.column_stack([chunk.x, chunk.y, chunk.z])
+def _fill(out, chunk, start: int, stop: int, dims, extra, classification: bool, path: Path) -> None:
+    xyz = np.column_stack([chunk.x, chunk.y, chunk.z])
+    if not (np.abs(xyz) <= np.finfo(np.float32).max).all():  # also false for NaN
+        raise FormatError(f"points {start}..{stop - 1} have coordinates beyond float32 range or NaN "
+                          "(corrupt scale/offset)", path)
+    out["coord"][start:stop] = xyz
     if "color" in out:
         out["color"][start:stop] = np.column_stack([chunk.red, chunk.green, chunk.blue])
     if "strength" in out:
@@ -74,7 +161,9 @@ def _fill(out, chunk, start: int, stop: int, dims, extra, classification: bool) 
 
 def finish_colors(color16: np.ndarray) -> np.ndarray:
     """8-bit colours from LAS RGB (16-bit scaled down unless every value already fits 8 bits)."""
-    return (color16 >> 8 if color16.max(initial=0) > 255 else color16).astype(np.uint8)
+    if color16.max(initial=0) > 255:
+        np.right_shift(color16, 8, out=color16)  # in place: a 30M-point tile would otherwise hold a third copy
+    return color16.astype(np.uint8)
 
 
 def write_las(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = None) -> None:

@@ -120,7 +120,7 @@ def read_ply_bytes(
     """Decode the wanted elements of a PLY held in memory.
 
     Returns the header and, per wanted element present in the file, its properties as arrays (list properties as
-    (count, length) arrays). `list_lengths` gives the expected length of each list property (default 3, triangles).
+    (count, length) arrays). Binary columns may be read-only views of `data`: copy before modifying them. `list_lengths` gives the expected length of each list property (default 3, triangles).
     """
     header = parse_header(data, source)
     lengths = {"vertex_indices": 3, "vertex_index": 3, **(list_lengths or {})}
@@ -138,7 +138,7 @@ def read_ply_file(
         raise MissingFile("PLY file not found", path)
     if path.stat().st_size == 0:
         raise FormatError("empty file", path)
-    data = np.memmap(path, dtype=np.uint8, mode="r")  # decoded columns are copies; the file is not held
+    data = np.memmap(path, dtype=np.uint8, mode="r")  # columns may be views of the map until the caller drops them
     return read_ply_bytes(data, path, elements, list_lengths)
 
 
@@ -188,7 +188,11 @@ def _split_fields(table: np.ndarray, element: PlyElement, lengths, source) -> di
                     f"{lengths[prop.name]} (only triangle meshes are supported) or the file is corrupt",
                     source,
                 )
-        columns[prop.name] = np.ascontiguousarray(table[prop.name]).astype(np.dtype(prop.type).newbyteorder("="))
+        column = table[prop.name]
+        native = column.dtype.isnative or column.dtype.itemsize == 1
+        # Native-order columns stay read-only views of the file (one copy later, into the caller's arrays: a
+        # 30M-point cloud then costs its Scene plus one column, not twice its size); others are converted.
+        columns[prop.name] = column if native else column.astype(column.dtype.newbyteorder("="))
     return columns
 
 
@@ -225,16 +229,31 @@ def _read_ascii(data, header: PlyHeader, source, wanted, lengths) -> dict[str, d
         columns, col = {}, 0
         for prop in element.properties:
             if prop.count_type is None:
-                columns[prop.name] = table[:, col].astype(prop.type)
+                columns[prop.name] = _cast(table[:, col], prop, element.name, source)
                 col += 1
                 continue
             k = lengths.get(prop.name, 0)
             if (table[:, col] != k).any():
                 raise FormatError(f"{element.name}.{prop.name} lists must have length {k}", source)
-            columns[prop.name] = table[:, col + 1:col + 1 + k].astype(prop.type)
+            columns[prop.name] = _cast(table[:, col + 1:col + 1 + k], prop, element.name, source)
             col += 1 + k
         out[element.name] = columns
     return out
+
+
+def _cast(values: np.ndarray, prop: PlyProperty, element: str, source) -> np.ndarray:
+    """ASCII values as the property's declared type, refusing values that type cannot hold (numpy would wrap
+    integers and turn large floats into inf with only a RuntimeWarning)."""
+    dtype = np.dtype(prop.type)
+    if values.size and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if not (np.isfinite(values).all() and values.min() >= info.min and values.max() <= info.max):
+            raise FormatError(f"{element}.{prop.name} holds values outside the range of {dtype.name}", source)
+    elif values.size and dtype == np.float32:
+        finite = np.isfinite(values)
+        if (np.abs(values[finite]) > np.finfo(np.float32).max).any():
+            raise FormatError(f"{element}.{prop.name} holds values outside the range of float32", source)
+    return values.astype(dtype)
 
 
 def require_properties(columns: dict[str, np.ndarray], names: tuple[str, ...], element: str, source) -> None:

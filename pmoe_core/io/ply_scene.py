@@ -29,14 +29,16 @@ def read_ply(path: str | Path) -> Scene:
     if vertex is None:
         raise FormatError("PLY has no vertex element", path)
     require_properties(vertex, ("x", "y", "z"), "vertex", path)
-    fields: dict[str, np.ndarray] = {"coord": np.column_stack([vertex["x"], vertex["y"], vertex["z"]])}
+    fields: dict[str, np.ndarray] = {"coord": _stack(vertex, ("x", "y", "z"), np.float32)}
     rgb = next((names for names in COLOR_NAMES if all(n in vertex for n in names)), None)
     if rgb is not None:
-        color = np.column_stack([vertex[n] for n in rgb])
+        kinds = {vertex[n].dtype.kind for n in rgb}
+        color = _stack(vertex, rgb, np.uint8) if kinds <= {"u"} and all(vertex[n].max(initial=0) <= 255 for n in rgb) \
+            else np.column_stack([vertex[n] for n in rgb])
         if color.dtype.kind == "f":
             color = color * 255.0 if color.max(initial=0) <= 1.0 else color
             color = np.rint(color)
-        fields["color"] = np.clip(color, 0, 255).astype(np.uint8)
+        fields["color"] = color if color.dtype == np.uint8 else np.clip(color, 0, 255).astype(np.uint8)
     if all(n in vertex for n in ("nx", "ny", "nz")):
         fields["normal"] = np.column_stack([vertex["nx"], vertex["ny"], vertex["nz"]])
     strength = next((n for n in STRENGTH_NAMES if n in vertex), None)
@@ -47,6 +49,15 @@ def read_ply(path: str | Path) -> Scene:
         if name:
             fields[field] = _integer_column(vertex[name], field, path, np.int16 if field == "segment" else np.int32)
     return Scene(path.stem, **fields).validate(str(path))
+
+
+def _stack(vertex: dict[str, np.ndarray], names: tuple[str, ...], dtype) -> np.ndarray:
+    """(N, k) array of the named columns, each column freed once copied (peak: the output plus one column)."""
+    n = len(vertex[names[0]])
+    out = np.empty((n, len(names)), dtype=dtype)
+    for i, name in enumerate(names):
+        out[:, i] = vertex.pop(name)
+    return out
 
 
 def _integer_column(values: np.ndarray, field: str, path: Path, dtype) -> np.ndarray:

@@ -63,9 +63,9 @@ def _table(tables: Path, name: str, required: bool = True) -> list[dict] | None:
             raise MissingFile(f"nuScenes table {name}.json not found", path)
         return None
     try:
-        rows = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise FormatError(f"not valid JSON: {err}", path) from err
+        rows = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FormatError(f"not valid JSON: {err}", path) from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "token" in r for r in rows):
         raise FormatError("expected a JSON list of records with a 'token'", path)
     return rows
@@ -88,9 +88,9 @@ def _split_of(options: Options, tables: Path) -> dict[str, str]:
         if not path.is_file():
             raise MissingFile("split list file not found", path)
         try:
-            lists = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise FormatError(f"not valid JSON: {err}", path) from err
+            lists = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise FormatError(f"not valid JSON: {err}", path) from None
         bad = set(lists) - set(SPLITS)
         if bad:
             raise FormatError(f"unknown split names {sorted(bad)} (use {', '.join(SPLITS)})", path)
@@ -107,7 +107,14 @@ def _pose(row: dict) -> dict[str, list[float]]:
 
 
 def list_scenes(root: Path, options: Options) -> list[SceneRef]:
-    root = Path(root)
+    try:
+        return _list_scenes(Path(root), options)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:  # a record lacking or mistyping a field
+        raise FormatError(f"a table record lacks or mistypes a field ({type(err).__name__}: {err})",
+                          Path(root) / options.version) from None
+
+
+def _list_scenes(root: Path, options: Options) -> list[SceneRef]:
     tables = root / options.version
     if not tables.is_dir():
         raise MissingFile(f"nuScenes table folder {options.version}/ not found (set -O version=...)", tables)
@@ -224,6 +231,14 @@ def sweep_to_key(key: dict, sweep: dict) -> np.ndarray:
 
 
 def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
+    try:
+        return _read_scene(ref, options)
+    except (KeyError, TypeError, ValueError, np.linalg.LinAlgError) as err:  # poses with wrong shapes or types
+        raise FormatError(f"sensor or ego pose cannot be used ({type(err).__name__}: {err})",
+                          Path(ref.meta["category"]).parent) from None
+
+
+def _read_scene(ref: SceneRef, options: Options) -> Scene:
     chain = json.loads(ref.meta["frames"])
     key_file = Path(chain[0]["file"])
     key = read_points(key_file)

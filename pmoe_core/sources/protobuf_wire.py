@@ -81,7 +81,10 @@ def scalar_int(fields: Message, number: int, default: int = 0) -> int:
 
 def string(fields: Message, number: int, default: str = "") -> str:
     values = fields.get(number)
-    return bytes(values[-1]).decode("utf-8") if values else default
+    try:
+        return bytes(values[-1]).decode("utf-8") if values else default
+    except UnicodeDecodeError as err:
+        raise WireError(f"field {number} is not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def _fixed(fields: Message, number: int, dtype: str) -> np.ndarray:

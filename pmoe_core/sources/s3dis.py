@@ -133,8 +133,8 @@ def parse_annotation(path: Path, warn: Warn) -> np.ndarray:
     except ValueError:
         raise FormatError("a value is not a number (even after removing stray bytes)", path) from None
     values = values.reshape(-1, COLUMNS)
-    if not np.isfinite(values).all():
-        raise FormatError("values overflow to infinity", path)
+    if not (np.abs(values) <= np.finfo(np.float32).max).all():  # points are stored as float32
+        raise FormatError("values overflow to infinity (beyond float32)", path)
     return values
 
 

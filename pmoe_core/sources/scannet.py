@@ -120,7 +120,11 @@ def _align(coord: np.ndarray, meta_path: Path) -> np.ndarray:
             if matrix.size != 16:
                 raise FormatError(f"axisAlignment has {matrix.size} values, expected 16", meta_path)
             matrix = matrix.reshape(4, 4)
-            return coord @ matrix[:3, :3].T + matrix[:3, 3]
+            with np.errstate(over="ignore", invalid="ignore"):
+                aligned = coord @ matrix[:3, :3].T + matrix[:3, 3]
+            if not np.isfinite(aligned).all():  # NaN in the matrix, or values that overflow float64
+                raise FormatError("axisAlignment moves vertices to NaN or infinity", meta_path)
+            return aligned
     return coord
 
 

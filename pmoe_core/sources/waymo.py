@@ -116,6 +116,8 @@ def frame_to_scene(name: str, frame: WaymoFrame, source: str) -> Scene:
         points = frame_points(frame)
     except (KeyError, ValueError) as err:
         raise FormatError(str(err.args[0]), source) from err
+    if not (np.abs(points.coord) <= np.finfo(np.float32).max).all():  # also false for NaN
+        raise FormatError("points land beyond float32 range or at NaN (corrupt calibration or pose)", source)
     labelled = frame.labelled
     return Scene(
         name=name,

@@ -52,15 +52,21 @@ def frame_timestamps(split_dir: Path, context: str, labelled_only: bool) -> list
 def _read(path: Path, columns: list[str] | None = None, timestamp: int | None = None) -> pa.Table:
     filters = [(TIMESTAMP, "==", timestamp)] if timestamp is not None else None
     try:
-        return pq.read_table(path, columns=columns, filters=filters)
-    except (pa.ArrowInvalid, OSError, KeyError) as err:
-        raise FormatError(f"cannot read Waymo v2 parquet: {err}", path) from err
+        table = pq.read_table(path, columns=columns, filters=filters)
+        table.column_names  # noqa: B018 - field names are decoded lazily; a non-UTF-8 name fails here, not later
+        return table
+    except (pa.ArrowInvalid, OSError, KeyError, UnicodeDecodeError) as err:
+        detail = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise FormatError(f"cannot read Waymo v2 parquet: {detail}", path) from err
 
 
 def _column(table: pa.Table, name: str, path: Path) -> list:
     if name not in table.column_names:
         raise FormatError(f"column '{name}' missing", path)
-    return table.column(name).to_pylist()
+    try:
+        return table.column(name).to_pylist()
+    except (UnicodeDecodeError, pa.ArrowInvalid) as err:
+        raise FormatError(f"column '{name}' cannot be decoded ({type(err).__name__})", path) from None
 
 
 def _list_rows(table: pa.Table, name: str, dtype, path: Path) -> list[np.ndarray | None]:
