@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-import time
-
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from pmoe_cli.progress import ProgressBar
 from pmoe_core.convert import ConvertSummary, build_options, convert as run_convert, parse_shard
 
 HELP = """Convert the raw dataset under RAW into the scene store OUT/<dataset>.zarr.
@@ -24,51 +20,6 @@ Sharding over a Slurm job array (each task writes OUT/<dataset>.shard-K-of-N.zar
     pmoe convert scannet RAW OUT --shard $SLURM_ARRAY_TASK_ID/8 --workers 8
 The training loader reads the shard stores of a dataset as one store.
 """
-
-
-class _Bar:
-    """Progress callback drawing a rich bar (scenes/s, ETA) on a terminal, plain lines otherwise."""
-
-    def __init__(self, dataset: str):
-        self.console = Console(stderr=True)
-        self.fancy = sys.stderr.isatty()
-        self.total: int | None = None
-        self.done = 0
-        self.started = time.perf_counter()
-        self.bar: Progress | None = None
-        self.task = None
-        self.dataset = dataset
-
-    def __call__(self, *, total: int | None = None, advance: int = 0, message: str | None = None) -> None:
-        if total is not None:
-            self.total = total
-            self.started = time.perf_counter()  # rate and ETA count reading scenes, not opening the store
-            if self.fancy:
-                self.bar = Progress(
-                    TextColumn(f"converting {self.dataset}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]} scenes/s"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), TextColumn("{task.description}"), console=self.console,
-                )
-                self.bar.start()
-                self.task = self.bar.add_task("", total=total, rate="-")
-        if advance:
-            self.done += advance
-            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-            if self.bar is not None:
-                self.bar.update(self.task, advance=advance, description=message or "", rate=f"{rate:.2f}")
-            else:
-                self.say(f"[{self.done}/{self.total}] {message or ''} ({rate:.2f} scenes/s)")
-
-    def say(self, line: str) -> None:
-        """One line on stderr: above the bar on a terminal, unwrapped in logs."""
-        if self.fancy:
-            self.console.print(line, highlight=False, markup=False, soft_wrap=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def convert(
@@ -88,7 +39,7 @@ def convert(
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable scene instead of skipping."),
     option: list[str] = typer.Option(None, "-O", "--option", help="Reader option KEY=VALUE; repeatable."),
 ) -> None:
-    bar = _Bar(dataset)
+    bar = ProgressBar(f"converting {dataset}", unit="scenes")
     options = build_options(dataset, option or [])
 
     def warn(message: str) -> None:
