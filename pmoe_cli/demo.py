@@ -50,7 +50,7 @@ def demo(
     workers: int = typer.Option(2, "--workers", min=0, help="Data loader / converter processes."),
 ) -> None:
     """Run synth -> convert (7 datasets) -> train Point-MoE on 5 -> eval on 7 (2 zero-shot, plus label-free)
-    -> route-inspect a scene -> plan a tabletop task with --simulate. Training dominates: ~10-15 minutes on 2 CPU cores."""
+    -> route-inspect a scene -> plan a tabletop task with --simulate. About 7 minutes on 2 quiet CPU cores."""
     raw, data, run, reports = out / "raw", out / "data", out / "run", out / "reports"
     ckpt = run / "ckpt.pt"
     plan_dir = reports / "plan"
