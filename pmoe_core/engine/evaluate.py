@@ -34,10 +34,12 @@ from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.data.recipes import INDOOR_GRID, OUTDOOR_GRID, RecipeConfig, domain_of, test_recipe
 from pmoe_core.data.sample import Sample
 from pmoe_core.data.transforms import apply
+from pmoe_core.engine.distributed import DistInfo
 from pmoe_core.engine.eval_report import ClassResult, DatasetResult, EvalReport
 from pmoe_core.engine.label_sets import LabelSet, class_metrics, own_label_set, union_label_set, union_vocabulary
 from pmoe_core.engine.metrics import absent_policy
 from pmoe_core.engine.model_io import load_segmentation_model
+from pmoe_core.engine.train import pick_device
 from pmoe_core.engine.tta import View, tta_views
 from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.progress import Progress, silent
@@ -76,17 +78,11 @@ def evaluate(
 
     `text_weights`: local text-encoder weights to embed the union vocabulary with (label-free mode; needed for
     clip). `device`: "auto" = CUDA when available, else CPU."""
-    device = pick_device(device)
+    device = str(pick_device(device, DistInfo()))  # the trainer's rule, for a single process
     model, meta = load_segmentation_model(str(checkpoint), device=device)
     return evaluate_model(model, meta, data, datasets, split=split, label_set=label_set, tta=tta, limit=limit,
                           progress=progress, batch_scenes=batch_scenes, device=device, checkpoint=str(checkpoint),
                           text_weights=text_weights)
-
-
-def pick_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 def evaluate_model(
