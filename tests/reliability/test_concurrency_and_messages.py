@@ -3,6 +3,8 @@ user-facing failure of the CLI is one stderr line, exit code 1, naming the file 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -37,7 +39,13 @@ def test_two_concurrent_converts_one_is_refused_and_the_store_is_not_interleaved
     for line in first.stderr:  # wait until it holds the lock and is committing
         if line.startswith("[1/"):
             break
-    second = run_pmoe(cache_env, "convert", "semantickitti", raw, out, "--workers", 1)
+    # Freeze the first writer mid-conversion so a fast machine cannot finish all 24 scenes before the second
+    # process has even imported; the lock stays held while it is stopped.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = run_pmoe(cache_env, "convert", "semantickitti", raw, out, "--workers", 1)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     rest = first.communicate(timeout=300)
     assert first.returncode == 0, rest[1]
     assert second.returncode == 1, second.stderr
