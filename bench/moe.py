@@ -28,19 +28,26 @@ def reference_dispatch(moe: MoE, x: torch.Tensor) -> torch.Tensor:
     return (y.view(-1, k, x.shape[1]) * r.weights.to(x.dtype).unsqueeze(-1)).sum(1)
 
 
-def timeit(fn, x: torch.Tensor, repeat: int) -> float:
-    times = []
-    for _ in range(repeat + 1):  # first run is warm-up
-        if x.grad is not None:
-            x.grad = None
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn(x).float().square().mean().backward()
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return min(times[1:])
+def run_once(fn, x: torch.Tensor) -> float:
+    x.grad = None
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn(x).float().square().mean().backward()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def interleaved_best(fns: dict, x: torch.Tensor, repeat: int) -> dict[str, float]:
+    """Best of `repeat` per variant, the variants taking turns so that machine drift hits them all alike."""
+    for fn in fns.values():  # warm-up
+        run_once(fn, x)
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].append(run_once(fn, x))
+    return {name: min(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -52,7 +59,7 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -62,11 +69,10 @@ def main() -> None:
     dense = GatedMLP(c, int(args.top_k * args.ratio * c)).to(args.device, dtype)
     x = torch.randn(args.tokens, c, device=args.device, dtype=dtype, requires_grad=True)
     print(f"{args.tokens} tokens, C={c}, E={args.experts}, ratio {args.ratio}, top-{args.top_k}, {args.device} {args.dtype}, "
-          f"{torch.get_num_threads()} threads; forward+backward, best of {args.repeat}")
-    results = {}
-    for name, fn in (("dense", dense), ("ours", moe), ("reference", lambda t: reference_dispatch(moe, t)), ("dense (again)", dense)):
-        results[name] = timeit(fn, x, args.repeat)
-    base = min(results["dense"], results["dense (again)"])
+          f"{torch.get_num_threads()} threads; forward+backward, best of {args.repeat}, interleaved")
+    results = interleaved_best({"dense": dense, "ours": moe, "reference": lambda t: reference_dispatch(moe, t)},
+                               x, args.repeat)
+    base = results["dense"]
     for name, t in results.items():
         print(f"{name:14s} {t * 1e3:9.1f} ms   {t / base:5.2f}x dense")
     print(f"ours vs reference-style: {results['reference'] / results['ours']:.2f}x faster")

@@ -2,8 +2,8 @@
 
 The router sees only token features (no dataset id), so experts specialise by what the points look like.
 Dispatch sorts the (token, expert) pairs by expert and runs every expert once on its contiguous slice: the work is
-the same as a dense gated MLP with k times the hidden size, plus one gather and one scatter. No token is dropped
-(no capacity factor) and no boolean mask per expert is built.
+the same as a dense gated MLP with k times the hidden size, plus one gather and one scatter (see grouped_mlp.py).
+No token is dropped (no capacity factor) and no boolean mask per expert is built.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from pmoe_core.models.grouped_mlp import grouped_gated_mlp
 
 
 @dataclass
@@ -112,21 +114,12 @@ class MoE(nn.Module):
 
     def dispatch(self, x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Dropless grouped dispatch: sort (token, expert) pairs by expert, one matmul chain per expert slice."""
-        n, k = ids.shape
-        e = self.cfg.num_experts
+        k = ids.shape[1]
         flat_ids = ids.reshape(-1)
         pair_order = torch.argsort(flat_ids, stable=True)  # pairs grouped by expert
-        token_idx = pair_order // k
-        counts = torch.bincount(flat_ids, minlength=e).tolist()  # the one host sync of the layer
-        tokens = x.index_select(0, token_idx)
-        outs = [
-            expert_forward(chunk, self.w_gate[i], self.w_up[i], self.w_down[i])
-            for i, chunk in enumerate(tokens.split(counts))
-            if counts[i]
-        ]
-        y = torch.cat(outs) if outs else tokens
-        y = y * weights.reshape(-1)[pair_order].unsqueeze(1)
-        return x.new_zeros(n, x.shape[1]).index_add(0, token_idx, y)
+        counts = torch.bincount(flat_ids, minlength=self.cfg.num_experts).tolist()  # the one host sync of the layer
+        return grouped_gated_mlp(x, pair_order // k, counts, weights.reshape(-1)[pair_order],
+                                 self.w_gate, self.w_up, self.w_down)
 
     def _aux_loss(self, routing: Routing) -> torch.Tensor:
         """Switch balance loss alpha * E * sum_i(mean router prob_i * fraction of assignments to i)."""

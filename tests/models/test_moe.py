@@ -84,3 +84,35 @@ def test_routing_weights_and_aux_loss():
 def test_top_k_must_fit():
     with pytest.raises(ValueError):
         MoE(8, MoEConfig(num_experts=2, top_k=3))
+
+
+def test_grouped_experts_backward_runs_once_and_says_so():
+    """The hand-written backward spends its saved activations; a second backward must fail loudly, not silently."""
+    moe = MoE(8, MoEConfig(4, 2, 1.0))
+    y = moe(torch.randn(20, 8, requires_grad=True)).sum()
+    y.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="ran twice"):
+        y.backward()
+
+
+def test_grouped_experts_leave_inputs_untouched_and_handle_empty_batches():
+    moe = MoE(8, MoEConfig(4, 2, 1.0))
+    x = torch.randn(30, 8, requires_grad=True)
+    before = x.detach().clone()
+    moe(x).square().sum().backward()
+    assert torch.equal(x.detach(), before)
+    assert moe(torch.zeros(0, 8)).shape == (0, 8)
+    with torch.no_grad():
+        assert torch.equal(moe(x), moe(x))  # inference is deterministic and needs no graph
+
+
+def test_grouped_experts_follow_autocast_dtype():
+    torch.manual_seed(0)
+    moe = MoE(16, MoEConfig(4, 2, 1.0))
+    x = torch.randn(50, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = moe(x)
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    assert moe.w_gate.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+    torch.testing.assert_close(y.float(), moe(x).detach(), atol=0.05, rtol=0.05)
