@@ -91,7 +91,7 @@ def held_out_loss(checkpoint: Path, tasks: list[str], episodes: int) -> float:
     for task in tasks:
         for i in range(episodes):
             desc = make_scene(task, HELD_OUT_SEED + i)
-            points, steps = build_demo(desc, cfg.num_points)
+            points, steps = build_demo(desc, cfg.num_points, cfg.foreground)
             poses, lengths = steps_to_tensor([steps], cfg.dit.max_steps)
             torch.manual_seed(i)
             parts = model.stage2_loss(torch.from_numpy(points)[None], [desc.instruction], poses, lengths)
@@ -125,7 +125,7 @@ def latency_table(checkpoint: str | None, repeats: int) -> None:
     for _ in range(max(1, repeats // 5)):
         loads.append(load_planner(checkpoint).load_s)
     planner = load_planner(checkpoint)
-    points = cloud_input(observe(desc), planner.model.config.num_points)
+    points = cloud_input(observe(desc), planner.model.config)
     plan_cloud(planner, points, desc.instruction)  # warm-up
     for i in range(repeats):
         _, t = plan_cloud(planner, points, desc.instruction, seed=i)

@@ -78,7 +78,7 @@ def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_o
     from pmoe_core.planner.policy import cloud_input, load_planner, plan_cloud, plan_output  # torch: load lazily
 
     planner = load_planner(checkpoint)
-    points = cloud_input(cloud, planner.model.config.num_points, seed, scene_path)
+    points = cloud_input(cloud, planner.model.config, seed, scene_path)
     steps, timings = plan_cloud(planner, points, instruction, euler_steps, seed)
     console.print(_steps_table(steps, f"plan for {instruction!r} ({scene_path.name})"))
     console.print(f"stages: load {timings.load_s:.2f} s, encode {timings.encode_s:.3f} s, LLM {timings.llm_s:.3f} s, "

@@ -43,6 +43,7 @@ class DemoSpec:
     num_points: int
     max_steps: int
     split: str = "seen"
+    foreground: float = 0.0  # see scene_encoder.scene_points
 
     def key(self) -> str:
         text = json.dumps({"version": DEMO_VERSION, **asdict(self)}, sort_keys=True)
@@ -101,10 +102,10 @@ def canonical_steps(desc: SceneDesc) -> list[Step]:
     return sorted(steps, key=lambda s: (round(s.place.position[2], 2), s.pick.position[0], s.pick.position[1]))
 
 
-def build_demo(desc: SceneDesc, num_points: int) -> tuple[np.ndarray, list[Step]]:
+def build_demo(desc: SceneDesc, num_points: int, foreground: float = 0.0) -> tuple[np.ndarray, list[Step]]:
     """(encoder input (N, 6), canonical oracle steps) of one episode."""
     cloud = observe(desc)
-    points = scene_points(cloud.coord, cloud.color, num_points, seed=desc.seed).numpy()
+    points = scene_points(cloud.coord, cloud.color, num_points, desc.seed, foreground).numpy()
     return points, canonical_steps(desc)
 
 
@@ -116,7 +117,7 @@ def generate_demos(spec: DemoSpec, progress: Progress = silent) -> DemoSet:
     for task in tasks:
         for seed in range(spec.episodes):
             desc = make_scene(task, seed, spec.split)
-            cloud, steps = build_demo(desc, spec.num_points)
+            cloud, steps = build_demo(desc, spec.num_points, spec.foreground)
             points.append(cloud)
             sequences.append(steps)
             instructions.append(desc.instruction)

@@ -24,10 +24,21 @@ from pmoe_core.planner.oracle import Step
 from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
 from pmoe_core.planner.pose_dit import PoseDiT, PoseDiTConfig
 from pmoe_core.planner.pose_head import pose_losses, sample_poses
-from pmoe_core.planner.pose_tokens import poses_to_tokens, tensor_to_steps, tokens_to_poses
+from pmoe_core.planner.pose_tokens import poses_to_tokens, positions_to_tokens, tensor_to_steps, tokens_to_poses
 from pmoe_core.planner.scene_encoder import SceneEncoder, SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
 from pmoe_core.planner.upcycle import MoEConfig, aux_loss, upcycle
+
+
+@dataclass
+class Condition:
+    """What the Pose-DiT is conditioned on: LLM final hidden states over scene + instruction positions, the mask of
+    real positions, and the token-space centres of the scene positions (zeros and False elsewhere)."""
+
+    seq: torch.Tensor  # (B, L, H)
+    mask: torch.Tensor  # (B, L) bool
+    anchors: torch.Tensor  # (B, L, 3)
+    anchor_mask: torch.Tensor  # (B, L) bool
 
 
 @dataclass
@@ -40,6 +51,7 @@ class ThreeDMoEConfig:
     dit: PoseDiTConfig = field(default_factory=PoseDiTConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     num_points: int = 4096  # encoder input size (see scene_encoder.scene_points)
+    foreground: float = 0.0  # share of those drawn from points above the table first (scene_points)
     max_text_tokens: int = 64
     caption_prompt: str = "Describe the scene:"
 
@@ -54,8 +66,9 @@ class ThreeDMoEConfig:
                 pointnet=PointNet2Config(layers=[SALayer(64, 0.06, 16, [16, 32]), SALayer(16, 0.2, 16, [32, 48])]),
                 spatial=SpatialTransformerConfig(dim=32, heads=2, layers=1, fourier_bands=4),
             ),
-            dit=PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=6),
+            dit=PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=6, anchor=True),
             num_points=512,
+            foreground=0.75,
             max_text_tokens=48,
         )
 
@@ -126,8 +139,8 @@ class ThreeDMoEPlanner(nn.Module):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.config.max_text_tokens]
 
     def _sequence(self, points: torch.Tensor, texts: list[list[int]], loss_from: list[int] | None = None):
-        """Scene tokens + right-padded text embeddings -> (embeds, attention mask, labels or None)."""
-        scene, _ = self.encoder(points.to(self.device))
+        """Scene tokens + right-padded text embeddings -> (embeds, attention mask, labels or None, scene centres)."""
+        scene, centres = self.encoder(points.to(self.device))
         b, m, _ = scene.shape
         longest = max(len(t) for t in texts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -143,13 +156,25 @@ class ThreeDMoEPlanner(nn.Module):
             labels = torch.full((b, m + longest), -100, dtype=torch.long, device=self.device)
             for i, (t, start) in enumerate(zip(texts, loss_from)):
                 labels[i, m + start : m + len(t)] = ids[i, start : len(t)]
-        return embeds, mask, labels
+        return embeds, mask, labels, centres
 
     def condition(self, points: torch.Tensor, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM final hidden states over scene + instruction positions (B, L, H) and their mask (B, L) bool."""
-        embeds, mask, _ = self._sequence(points, [self._ids(s) or [self.tokenizer.eos_token_id] for s in instructions])
+        cond = self.condition_with_anchors(points, instructions)
+        return cond.seq, cond.mask
+
+    def condition_with_anchors(self, points: torch.Tensor, instructions: list[str]) -> "Condition":
+        """The condition plus where its scene tokens sit (for the DiT's pointer)."""
+        embeds, mask, _, centres = self._sequence(
+            points, [self._ids(s) or [self.tokenizer.eos_token_id] for s in instructions]
+        )
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-        return hidden, mask.bool()
+        b, m, _ = centres.shape
+        anchors = hidden.new_zeros(b, hidden.shape[1], 3)
+        anchors[:, :m] = positions_to_tokens(centres.to(hidden.dtype))
+        anchor_mask = torch.zeros(b, hidden.shape[1], dtype=torch.bool, device=hidden.device)
+        anchor_mask[:, :m] = True
+        return Condition(hidden, mask.bool(), anchors, anchor_mask)
 
     def _aux(self) -> torch.Tensor:
         return self.config.moe.aux_loss_weight * aux_loss(self.llm).to(self.device)
@@ -165,7 +190,7 @@ class ThreeDMoEPlanner(nn.Module):
             body = self.tokenizer(" " + caption.strip(), add_special_tokens=False)["input_ids"]
             texts.append((prompt + body)[: self.config.max_text_tokens] + [eos])
             starts.append(min(len(prompt), len(texts[-1]) - 1))
-        embeds, mask, labels = self._sequence(points, texts, starts)
+        embeds, mask, labels, _ = self._sequence(points, texts, starts)
         lm = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
         aux = self._aux()
         return {"loss": lm + aux, "lm": lm, "aux": aux}
@@ -174,9 +199,10 @@ class ThreeDMoEPlanner(nn.Module):
         self, points: torch.Tensor, instructions: list[str], pose_seqs: torch.Tensor, lengths: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Flow loss on (B, S, 2, 7) position+quaternion sequences (first `lengths` steps real) + stop loss."""
-        cond, cond_mask = self.condition(points, instructions)
-        tokens = poses_to_tokens(pose_seqs.to(self.device, cond.dtype))
-        parts = pose_losses(self.dit, cond, cond_mask, tokens, lengths.to(self.device), self.config.flow)
+        cond = self.condition_with_anchors(points, instructions)
+        tokens = poses_to_tokens(pose_seqs.to(self.device, cond.seq.dtype))
+        parts = pose_losses(self.dit, cond.seq, cond.mask, tokens, lengths.to(self.device), self.config.flow,
+                            anchors=cond.anchors, anchor_mask=cond.anchor_mask)
         aux = self._aux()
         return {"loss": parts["flow"] + parts["stop"] + aux, **parts, "aux": aux}
 
@@ -209,9 +235,10 @@ class ThreeDMoEPlanner(nn.Module):
         generator: torch.Generator | None = None,
     ) -> list[list[Step]]:
         """(B, N, 6) clouds + B instructions -> B plans, each cut at its predicted length."""
-        cond, cond_mask = self.condition(points, instructions)
+        cond = self.condition_with_anchors(points, instructions)
         steps = euler_steps or self.config.flow.euler_steps
-        tokens, lengths = sample_poses(self.dit, cond, cond_mask, steps, generator=generator)
+        tokens, lengths = sample_poses(self.dit, cond.seq, cond.mask, steps, generator=generator,
+                                       anchors=cond.anchors, anchor_mask=cond.anchor_mask)
         poses = tokens_to_poses(tokens)
         return [tensor_to_steps(poses[i, : int(n)]) for i, n in enumerate(lengths)]
 

@@ -101,13 +101,14 @@ class _StageClock:
             h.remove()
 
 
-def cloud_input(scene: Scene, num_points: int, seed: int = 0, source: str | Path | None = None) -> torch.Tensor:
-    """The encoder input of an observed cloud; a cloud without colours cannot be planned on."""
+def cloud_input(scene: Scene, config: ThreeDMoEConfig, seed: int = 0, source: str | Path | None = None) -> torch.Tensor:
+    """The encoder input of an observed cloud, sampled as the model was trained; a cloud without colours cannot be
+    planned on."""
     if scene.color is None:
         raise BadInput("the point cloud has no colours (red, green, blue); the planner needs them", source)
     if len(scene.coord) == 0:
         raise BadInput("the point cloud is empty", source)
-    return scene_points(scene.coord, scene.color, num_points, seed)
+    return scene_points(scene.coord, scene.color, config.num_points, seed, config.foreground)
 
 
 def plan_cloud(
@@ -139,7 +140,7 @@ class ModelPolicy:
 
     def __call__(self, desc: SceneDesc) -> list[Step]:
         cloud = observe(desc)
-        points = cloud_input(cloud, self.planner.model.config.num_points, seed=desc.seed)
+        points = cloud_input(cloud, self.planner.model.config, seed=desc.seed)
         steps, timings = plan_cloud(self.planner, points, desc.instruction, self.euler_steps, seed=desc.seed)
         self.timings.append(timings)
         return steps

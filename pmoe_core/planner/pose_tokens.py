@@ -67,12 +67,16 @@ def rot6d_to_matrix(r6: torch.Tensor) -> torch.Tensor:
     return torch.stack([a, b, torch.cross(a, b, dim=-1)], dim=-1)
 
 
+def positions_to_tokens(xyz: torch.Tensor) -> torch.Tensor:
+    """(..., 3) metres -> the token's position coordinates: the Ravens workspace box mapped to [-1, 1]."""
+    lo, hi = _LO.to(xyz), _HI.to(xyz)
+    return 2 * (xyz - lo) / (hi - lo) - 1
+
+
 def poses_to_tokens(poses: torch.Tensor) -> torch.Tensor:
     """(..., 7) position + quaternion -> (..., 9) normalised position + 6-D rotation."""
-    lo, hi = _LO.to(poses), _HI.to(poses)
-    pos = 2 * (poses[..., :3] - lo) / (hi - lo) - 1
     m = quat_to_matrix(poses[..., 3:])
-    return torch.cat([pos, m[..., :, 0], m[..., :, 1]], dim=-1)
+    return torch.cat([positions_to_tokens(poses[..., :3]), m[..., :, 0], m[..., :, 1]], dim=-1)
 
 
 def tokens_to_poses(tokens: torch.Tensor) -> torch.Tensor:

@@ -55,8 +55,9 @@ def default_model_config() -> ThreeDMoEConfig:
             ),
             spatial=SpatialTransformerConfig(dim=128, heads=4, layers=2, fourier_bands=8),
         ),
-        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8),
+        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True),
         num_points=2048,
+        foreground=0.75,
         max_text_tokens=96,
     )
 
@@ -115,7 +116,8 @@ _RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lr", "weight
 
 
 def demo_spec(cfg: PlannerTrainConfig, model_cfg: ThreeDMoEConfig) -> DemoSpec:
-    return DemoSpec(tuple(task_name(t) for t in cfg.tasks), cfg.episodes, model_cfg.num_points, model_cfg.dit.max_steps)
+    return DemoSpec(tuple(task_name(t) for t in cfg.tasks), cfg.episodes, model_cfg.num_points, model_cfg.dit.max_steps,
+                    foreground=model_cfg.foreground)
 
 
 def batch_indices(seed: int, step: int, size: int, batch: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ def test_llm_condition_equals_the_dense_llm_at_init(planner, cloud):
     points = cloud(512, batch=2)
     with torch.no_grad():
         hidden, mask = planner.condition(points, INSTRUCTIONS)
-        embeds, attn, _ = planner._sequence(points, [planner._ids(s) for s in INSTRUCTIONS])
+        embeds, attn, _, _ = planner._sequence(points, [planner._ids(s) for s in INSTRUCTIONS])
         ref = dense.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
     assert mask.shape == hidden.shape[:2] and mask[:, :16].all()  # 16 scene tokens always attended
     torch.testing.assert_close(hidden[mask], ref[mask], atol=1e-5, rtol=1e-5)

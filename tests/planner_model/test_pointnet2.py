@@ -112,3 +112,19 @@ def test_scene_points_subsamples_deterministically_and_scales_colour():
     small = scene_points(coord[:10], color[:10], 32)
     assert small.shape == (32, 6)
     assert {tuple(r) for r in small[:, :3].tolist()} <= {tuple(r) for r in torch.tensor(coord[:10]).float().tolist()}
+
+
+def test_scene_points_take_the_foreground_share_from_above_the_table():
+    rng = np.random.default_rng(0)
+    table = np.c_[rng.uniform(size=(9000, 2)), np.zeros(9000)]
+    objects = np.c_[rng.uniform(size=(1000, 2)), rng.uniform(0.001, 0.04, 1000)]
+    coord = np.concatenate([table, objects]).astype(np.float32)
+    color = np.zeros((10000, 3), dtype=np.uint8)
+    uniform = scene_points(coord, color, 400, seed=1)
+    weighted = scene_points(coord, color, 400, seed=1, foreground=0.75)
+    assert (uniform[:, 2] > 0).float().mean() < 0.2  # ~10% of a uniform draw
+    assert 300 <= (weighted[:, 2] > 0).sum() < 330  # the share, then 100 drawn from all remaining points
+    assert len({tuple(r) for r in weighted[:, :3].tolist()}) == 400  # no point drawn twice
+    assert torch.equal(weighted, scene_points(coord, color, 400, seed=1, foreground=0.75))
+    few = scene_points(coord, color, 4000, seed=1, foreground=0.75)  # fewer object points than the share: all taken
+    assert (few[:, 2] > 0).sum() >= 1000

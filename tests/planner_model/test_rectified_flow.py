@@ -42,3 +42,21 @@ def test_times_lie_in_the_unit_interval(kind):
         assert (t - 0.5).abs().mean() < 0.22  # concentrated towards the middle (uniform gives 0.25)
     with pytest.raises(ValueError):
         sample_times(3, FlowConfig(time_sampling="cosine"))
+
+
+def test_end_point_dims_score_the_implied_end_point():
+    """Scored as end points, a velocity whose end point x_t + (1 - t) v misses by d costs d^2 at every t; on the
+    other coordinates the same miss costs d^2 / (1 - t)^2."""
+    target = torch.tensor([0.3, -0.7])
+    miss = torch.tensor([0.1, 0.1])
+
+    def velocity(x, t):
+        return (target + miss - x) / (1 - t[:, None])
+
+    x1 = target.expand(256, 2).clone()
+    cfg = FlowConfig(time_sampling="uniform")
+    g = torch.Generator().manual_seed(0)
+    both = flow_loss(velocity, x1, None, cfg, torch.Generator().manual_seed(0), end_point_dims=2)
+    torch.testing.assert_close(both, torch.tensor(0.01), atol=1e-5, rtol=0)
+    plain = flow_loss(velocity, x1, None, cfg, g)
+    assert plain > 0.02  # E[1 / (1 - t)^2] > 1
