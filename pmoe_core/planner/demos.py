@@ -24,12 +24,13 @@ import numpy as np
 from pmoe_core.planner.observe import observe
 from pmoe_core.planner.oracle import Step, oracle_steps
 from pmoe_core.planner.pose_tokens import steps_to_tensor
+from pmoe_core.planner.poses import BLOCK_SYMMETRY, Pose
 from pmoe_core.planner.scene_encoder import scene_points
 from pmoe_core.planner.tasks import make_scene, task_name
 from pmoe_core.planner.world import SceneDesc, TableObject
 from pmoe_core.progress import Progress, silent
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 HELD_OUT_SEED = 100_000  # evaluation episodes use seeds from here on; training uses 0..episodes-1
 CACHE_ENV = "PMOE_CACHE_DIR"
 
@@ -92,14 +93,22 @@ def canonical_steps(desc: SceneDesc) -> list[Step]:
 
     Candidates of each goal are tried in (x, y) order of their objects; then steps are sorted by the height of
     their place pose (a stacked block always comes after the one below it) and, within a height, by the pick's
-    (x, y). Every ordering this produces is one the oracle's goals allow, so it scores the same.
+    (x, y). Every ordering this produces is one the oracle's goals allow, so it scores the same. Yaws are folded
+    into [-45, 45) degrees: a cube looks the same after a quarter turn, so the oracle's yaw is one of four equally
+    right ones the cloud cannot tell apart; a block picked and placed with folded yaws ends in the same pose modulo
+    that symmetry.
     """
     goals = [
         dataclasses.replace(g, candidates=tuple(sorted(g.candidates, key=lambda i: desc.object(i).position[:2])))
         for g in desc.goals
     ]
-    steps = oracle_steps(dataclasses.replace(desc, goals=goals))
+    steps = [Step(_folded(s.pick), _folded(s.place)) for s in oracle_steps(dataclasses.replace(desc, goals=goals))]
     return sorted(steps, key=lambda s: (round(s.place.position[2], 2), s.pick.position[0], s.pick.position[1]))
+
+
+def _folded(pose: Pose) -> Pose:
+    half = BLOCK_SYMMETRY / 2
+    return Pose.from_yaw(pose.position, (pose.yaw + half) % BLOCK_SYMMETRY - half)
 
 
 def build_demo(desc: SceneDesc, num_points: int, foreground: float = 0.0) -> tuple[np.ndarray, list[Step]]:

@@ -139,6 +139,8 @@ class PoseDiT(nn.Module):
             self.pointer_q = nn.Linear(d, d)
             self.pointer_k = nn.Linear(d, d)
             self.pointer_pos = nn.Linear(3 + 6 * cfg.anchor_bands, d)
+            self.pointer_feat = nn.Linear(d, d)
+            self.cond_where = nn.Linear(3 + 6 * cfg.anchor_bands, d)
 
     def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM states (B, L, H) -> (projected sequence (B, L, D), pooled vector (B, D))."""
@@ -159,26 +161,34 @@ class PoseDiT(nn.Module):
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
         h = self.inp(x) + self.role[None, None] + self.step_pos[None, :s, None]
         c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + pooled
+        if self.cfg.anchor and anchors is not None and anchor_mask is not None:  # where each scene token sits
+            where = self.cond_where(fourier_xyz(anchors, self.cfg.anchor_bands, 4.0))
+            cond_seq = cond_seq + where * anchor_mask[..., None].to(where.dtype)
         for block in self.blocks:
             h = block(h, c, cond_seq, cond_mask, step_mask)
+        if self.cfg.anchor:
+            if anchors is None or anchor_mask is None:
+                raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
+            centre, pointed = self.pointer(h, cond_seq, anchors, anchor_mask)
+            h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
         shift, scale = self.ada_out(c)[:, None, None, :].chunk(2, dim=-1)
         v = self.out(modulate(self.norm_out(h), shift, scale))
         if not self.cfg.anchor:
             return v
-        if anchors is None or anchor_mask is None:
-            raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
-        end = self.pointer(h, cond_seq, anchors, anchor_mask) + v[..., :ANCHOR_DIMS]
+        end = centre + v[..., :ANCHOR_DIMS]
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
         return torch.cat([(end - x[..., :ANCHOR_DIMS]) / remaining, v[..., ANCHOR_DIMS:]], dim=-1)
 
-    def pointer(self, h, cond_seq, anchors, anchor_mask) -> torch.Tensor:
-        """Attention of each pose token over the scene tokens -> the weighted mean of their centres (B, S, 2, 3)."""
+    def pointer(self, h, cond_seq, anchors, anchor_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention of each pose token over the scene tokens -> the weighted mean of their centres (B, S, 2, 3)
+        and of their condition features (B, S, 2, D)."""
         b, s, _, d = h.shape
         q = self.pointer_q(h.reshape(b, s * 2, d))
         k = self.pointer_k(cond_seq) + self.pointer_pos(fourier_xyz(anchors, self.cfg.anchor_bands, 4.0))
         logits = (q @ k.transpose(1, 2)) / d**0.5
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
-        return (weights @ anchors.to(weights.dtype)).reshape(b, s, 2, 3)
+        centre = weights @ anchors.to(weights.dtype)
+        return centre.reshape(b, s, 2, 3), (weights @ cond_seq).reshape(b, s, 2, d)
 
 
 def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
