@@ -30,7 +30,7 @@ from pmoe_core.planner.tasks import make_scene, task_name
 from pmoe_core.planner.world import SceneDesc, TableObject
 from pmoe_core.progress import Progress, silent
 
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 HELD_OUT_SEED = 100_000  # evaluation episodes use seeds from here on; training uses 0..episodes-1
 CACHE_ENV = "PMOE_CACHE_DIR"
 

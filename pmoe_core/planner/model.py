@@ -68,7 +68,7 @@ class ThreeDMoEConfig:
             ),
             dit=PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=6, anchor=True),
             num_points=512,
-            foreground=0.75,
+            foreground=1.0,
             max_text_tokens=48,
         )
 

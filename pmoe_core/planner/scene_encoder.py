@@ -37,7 +37,7 @@ class SceneEncoder(nn.Module):
         return self.projector(self.spatial(features, centres)), centres
 
 
-FOREGROUND_Z = 0.0005  # m: anything this far above the table plane (z = 0) is an object, a 1 mm zone included
+FOREGROUND_Z = 0.006  # m above the table plane z = 0: clear of the cameras' depth noise on the table (+-4 mm)
 
 
 def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, foreground: float = 0.0) -> torch.Tensor:
@@ -45,8 +45,10 @@ def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, fo
 
     Clouds larger than `n` are subsampled without replacement, smaller ones padded by repeating points (a repeated
     point changes no max-pool), both with a generator seeded by `seed`. With `foreground` > 0, up to that fraction of
-    the `n` points is drawn from points above the table plane first: a uniform draw spends most points (and so most
-    PointNet++ centres) on bare table, leaving a 4 cm block one or two centres, too few to locate it to a centimetre.
+    the `n` points is drawn from points above the table plane first; with 1, only those (when there are any).
+    Farthest point sampling spreads PointNet++ centres evenly over space, not over points, so even a few table
+    points pull most centres onto bare table: a uniform draw leaves a 4 cm block one centre of 64, too few to
+    locate it to a centimetre.
     """
     coord = np.asarray(coord, dtype=np.float32)
     rgb = np.asarray(color, dtype=np.float32)
@@ -55,12 +57,21 @@ def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, fo
     if len(coord) == 0:
         raise ValueError("empty point cloud")
     rng = np.random.default_rng(seed)
-    if len(coord) >= n:
-        fg = np.flatnonzero(coord[:, 2] > FOREGROUND_Z)
+    fg = np.flatnonzero(coord[:, 2] > FOREGROUND_Z) if foreground > 0 else np.zeros(0, dtype=np.int64)
+    if foreground >= 1 and len(fg):
+        idx = fg[_draw(rng, len(fg), n)]
+    elif len(coord) >= n:
         take = min(len(fg), int(round(foreground * n)))
         first = rng.choice(fg, take, replace=False) if take else np.zeros(0, dtype=np.int64)
         rest = np.setdiff1d(np.arange(len(coord)), first, assume_unique=True)
         idx = np.sort(np.concatenate([first, rng.choice(rest, n - take, replace=False)]))
     else:
-        idx = np.concatenate([np.arange(len(coord)), rng.choice(len(coord), n - len(coord), replace=True)])
+        idx = _draw(rng, len(coord), n)
     return torch.from_numpy(np.concatenate([coord[idx], rgb[idx]], axis=1))
+
+
+def _draw(rng: np.random.Generator, size: int, n: int) -> np.ndarray:
+    """n indices into range(size): a sorted sample without replacement, or all of them padded with repeats."""
+    if size >= n:
+        return np.sort(rng.choice(size, n, replace=False))
+    return np.concatenate([np.arange(size), rng.choice(size, n - size, replace=True)])

@@ -57,7 +57,7 @@ def default_model_config() -> ThreeDMoEConfig:
         ),
         dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True),
         num_points=2048,
-        foreground=0.75,
+        foreground=1.0,
         max_text_tokens=96,
     )
 

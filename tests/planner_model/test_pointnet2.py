@@ -116,15 +116,19 @@ def test_scene_points_subsamples_deterministically_and_scales_colour():
 
 def test_scene_points_take_the_foreground_share_from_above_the_table():
     rng = np.random.default_rng(0)
-    table = np.c_[rng.uniform(size=(9000, 2)), np.zeros(9000)]
-    objects = np.c_[rng.uniform(size=(1000, 2)), rng.uniform(0.001, 0.04, 1000)]
+    table = np.c_[rng.uniform(size=(9000, 2)), rng.uniform(-0.004, 0.004, 9000)]  # depth noise of the cameras
+    objects = np.c_[rng.uniform(size=(1000, 2)), rng.uniform(0.01, 0.04, 1000)]
     coord = np.concatenate([table, objects]).astype(np.float32)
     color = np.zeros((10000, 3), dtype=np.uint8)
     uniform = scene_points(coord, color, 400, seed=1)
     weighted = scene_points(coord, color, 400, seed=1, foreground=0.75)
-    assert (uniform[:, 2] > 0).float().mean() < 0.2  # ~10% of a uniform draw
-    assert 300 <= (weighted[:, 2] > 0).sum() < 330  # the share, then 100 drawn from all remaining points
+    assert (uniform[:, 2] > 0.006).float().mean() < 0.2  # ~10% of a uniform draw
+    assert 300 <= (weighted[:, 2] > 0.006).sum() < 330  # the share, then 100 drawn from all remaining points
     assert len({tuple(r) for r in weighted[:, :3].tolist()}) == 400  # no point drawn twice
     assert torch.equal(weighted, scene_points(coord, color, 400, seed=1, foreground=0.75))
     few = scene_points(coord, color, 4000, seed=1, foreground=0.75)  # fewer object points than the share: all taken
-    assert (few[:, 2] > 0).sum() >= 1000
+    assert (few[:, 2] > 0.006).sum() == 1000
+    only = scene_points(coord, color, 4000, seed=1, foreground=1.0)  # objects only, repeated to fill
+    assert (only[:, 2] > 0.006).all() and len({tuple(r) for r in only[:, :3].tolist()}) == 1000
+    bare = scene_points(table.astype(np.float32), color[:9000], 400, seed=1, foreground=1.0)  # nothing above: all
+    assert bare.shape == (400, 6)
