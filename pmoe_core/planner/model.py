@@ -204,7 +204,7 @@ class ThreeDMoEPlanner(nn.Module):
         parts = pose_losses(self.dit, cond.seq, cond.mask, tokens, lengths.to(self.device), self.config.flow,
                             anchors=cond.anchors, anchor_mask=cond.anchor_mask)
         aux = self._aux()
-        return {"loss": parts["flow"] + parts["stop"] + aux, **parts, "aux": aux}
+        return {"loss": sum(parts.values()) + aux, **parts, "aux": aux}
 
     def trainable_parameters(self, stage: int = 2) -> list[nn.Parameter]:
         """Stage 1: encoder + projector, LoRA, routers (the DiT has no loss yet); stage 2: everything trainable."""

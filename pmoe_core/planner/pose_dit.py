@@ -41,6 +41,7 @@ class PoseDiTConfig:
     max_steps: int = 12  # LoHoRavens: blocks + 2
     anchor: bool = False  # positions = pointer over scene-token centres + residual (see the module docstring)
     anchor_bands: int = 8  # Fourier bands of the centres in the pointer's keys
+    pointer_loss: float = 0.0  # weight of the pointer's supervision (see pose_head.pointer_loss); 0 = none
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -153,9 +154,11 @@ class PoseDiT(nn.Module):
         """(B, max_steps) logits; class i means i + 1 steps."""
         return self.length_head(pooled)
 
-    def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None) -> torch.Tensor:
+    def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None,
+                 pointer_weights: list | None = None) -> torch.Tensor:
         """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9). With `cfg.anchor`: anchors (B, L, 3) token-space centres of
-        the condition positions and anchor_mask (B, L) (True where a position is a scene token)."""
+        the condition positions and anchor_mask (B, L) (True where a position is a scene token); the pointer's
+        attention (B, S, 2, L) is appended to `pointer_weights` when a list is given."""
         s = x.shape[1]
         if s > self.cfg.max_steps:
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
@@ -169,7 +172,9 @@ class PoseDiT(nn.Module):
         if self.cfg.anchor:
             if anchors is None or anchor_mask is None:
                 raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
-            centre, pointed = self.pointer(h, cond_seq, anchors, anchor_mask)
+            centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_mask)
+            if pointer_weights is not None:
+                pointer_weights.append(weights)
             h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
         shift, scale = self.ada_out(c)[:, None, None, :].chunk(2, dim=-1)
         v = self.out(modulate(self.norm_out(h), shift, scale))
@@ -179,16 +184,16 @@ class PoseDiT(nn.Module):
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
         return torch.cat([(end - x[..., :ANCHOR_DIMS]) / remaining, v[..., ANCHOR_DIMS:]], dim=-1)
 
-    def pointer(self, h, cond_seq, anchors, anchor_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def pointer(self, h, cond_seq, anchors, anchor_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Attention of each pose token over the scene tokens -> the weighted mean of their centres (B, S, 2, 3)
-        and of their condition features (B, S, 2, D)."""
+        and of their condition features (B, S, 2, D), and the attention itself (B, S, 2, L)."""
         b, s, _, d = h.shape
         q = self.pointer_q(h.reshape(b, s * 2, d))
         k = self.pointer_k(cond_seq) + self.pointer_pos(fourier_xyz(anchors, self.cfg.anchor_bands, 4.0))
         logits = (q @ k.transpose(1, 2)) / d**0.5
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
         centre = weights @ anchors.to(weights.dtype)
-        return centre.reshape(b, s, 2, 3), (weights @ cond_seq).reshape(b, s, 2, d)
+        return centre.reshape(b, s, 2, 3), (weights @ cond_seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1)
 
 
 def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:

@@ -31,14 +31,35 @@ def pose_losses(
     seq, pooled = dit.encode_condition(cond, cond_mask)
     mask = step_mask(lengths, tokens.shape[1])
 
+    pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
+
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask)
+        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed)
 
     end_dims = ANCHOR_DIMS if dit.cfg.anchor else 0
-    return {
+    parts = {
         "flow": flow_loss(velocity, tokens, mask[:, :, None, None], flow, generator, end_point_dims=end_dims),
         "stop": F.cross_entropy(dit.length_logits(pooled), lengths - 1),
     }
+    if pointed:
+        parts["pointer"] = dit.cfg.pointer_loss * pointer_loss(pointed[-1], tokens[..., :ANCHOR_DIMS], anchors,
+                                                               anchor_mask, mask)
+    return parts
+
+
+def pointer_loss(weights, targets, anchors, anchor_mask, step_mask, width: float = 0.05) -> torch.Tensor:
+    """Cross entropy of the pointer's attention (B, S, 2, L) against the scene tokens near each target position
+    (B, S, 2, 3): a Gaussian of `width` token units around it, over the real steps.
+
+    The end-point loss alone trains the pointer only through the mean of the centres it attends to, which many
+    diffuse attentions satisfy equally; this says which tokens are right. Training signal only (oracle poses).
+    """
+    d2 = (targets[:, :, :, None, :] - anchors[:, None, None, :, :]).pow(2).sum(-1)  # (B, S, 2, L)
+    logits = (-d2 / (2 * width**2)).masked_fill(~anchor_mask[:, None, None, :], float("-inf"))
+    target = logits.softmax(-1)
+    ce = -(target * weights.clamp_min(1e-9).log()).sum(-1)  # (B, S, 2)
+    real = step_mask[:, :, None].expand_as(ce)
+    return ce[real].mean()
 
 
 @torch.no_grad()

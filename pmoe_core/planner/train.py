@@ -55,7 +55,7 @@ def default_model_config() -> ThreeDMoEConfig:
             ),
             spatial=SpatialTransformerConfig(dim=128, heads=4, layers=2, fourier_bands=8),
         ),
-        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True),
+        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0),
         num_points=2048,
         foreground=1.0,
         max_text_tokens=96,

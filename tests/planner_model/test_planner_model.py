@@ -57,7 +57,7 @@ def test_stage2_training_fits_a_fixed_batch(planner, cloud):
     poses, lengths = _demo()
     opt = torch.optim.AdamW(planner.trainable_parameters(stage=2), lr=3e-3)
     history = []
-    for _ in range(40):
+    for _ in range(60):
         out = planner.stage2_loss(points, INSTRUCTIONS, poses, lengths)
         opt.zero_grad()
         out["loss"].backward()

@@ -191,3 +191,20 @@ def test_anchored_dit_needs_anchors_and_predicts_end_points_in_the_hull_of_the_a
         end = x[..., :3] + (1 - t) * v[..., :3]  # a fresh DiT's residual is zero
         want = pos[:, :6].mean(1)[:, None, None, :].expand(4, 1, 2, 3)
         torch.testing.assert_close(end, want, atol=1e-5, rtol=0)
+
+
+def test_pointer_loss_rewards_attention_on_the_tokens_at_the_target():
+    from pmoe_core.planner.pose_head import pointer_loss
+
+    anchors = torch.tensor([[[0.0, 0, 0], [0.5, 0, 0], [-0.5, 0.5, 0], [0.9, 0.9, 0.9]]])
+    mask = torch.tensor([[True, True, True, False]])  # the last is a text position
+    targets = torch.tensor([[[[0.49, 0.0, 0.0], [-0.5, 0.52, 0.0]]]])  # (1, 1 step, pick/place, 3)
+    steps = torch.ones(1, 1, dtype=torch.bool)
+    right = torch.tensor([[[[0.01, 0.97, 0.01, 0.01], [0.01, 0.01, 0.97, 0.01]]]])
+    uniform = torch.full((1, 1, 2, 4), 0.25)
+    assert pointer_loss(right, targets, anchors, mask, steps) < 0.1 < pointer_loss(uniform, targets, anchors, mask, steps)
+    dit = PoseDiT(PoseDiTConfig(dim=16, depth=1, heads=2, max_steps=2, anchor=True, pointer_loss=0.5), cond_dim=6)
+    cond, pos, x1 = _pointer_toy(torch.Generator().manual_seed(0), 4)
+    m = torch.ones(4, 12, dtype=torch.bool)
+    parts = pose_losses(dit, cond, m, x1, torch.ones(4, dtype=torch.long), FlowConfig(), anchors=pos, anchor_mask=m)
+    assert set(parts) == {"flow", "stop", "pointer"} and parts["pointer"] > 0
