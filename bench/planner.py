@@ -60,26 +60,29 @@ def steps_table(checkpoint: str | None, tasks: list[str], episodes: int) -> None
 
 
 def diagnostics_table(checkpoint: str | None, tasks: list[str], episodes: int) -> None:
-    """Where success is 0, what does the model get right? Step count, and how close its picks come to blocks."""
+    """Where success is low, what does the model get right? Step count, and how close picks and places come."""
     policy = ModelPolicy(load_planner(checkpoint))
     print(f"\n### What the model gets right (seen colours, {episodes} held-out episodes per task)")
-    print("| task | step count right | picks that grasp a block | median pick xy error to nearest block (cm) | "
-          "same for uniformly random picks (cm) |")
-    print("|---|---|---|---|---|")
+    print("| task | step count right | first picks that grasp a block | median pick xy error to nearest block (cm) | "
+          "same for uniformly random picks (cm) | median place xy error to nearest goal (cm) |")
+    print("|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for task in tasks:
-        right, grasps, errors, chance = [], [], [], []
+        right, grasps, errors, chance, places = [], [], [], [], []
         for i in range(episodes):
             desc = make_scene(task, HELD_OUT_SEED + i)
             steps = policy(desc)
             right.append(len(steps) == len(canonical_steps(desc)))
             grasps += [p is not None for p in execute(desc, steps[:1]).picked]  # first pick, from the start state
             blocks = np.array([b.position[:2] for b in desc.blocks])
-            errors += [float(np.min(np.linalg.norm(blocks - s.pick.position[:2], axis=1))) for s in steps[:1]]
+            goals = np.array([g.position[:2] for g in desc.goals])
+            errors += [float(np.min(np.linalg.norm(blocks - s.pick.position[:2], axis=1))) for s in steps]
+            places += [float(np.min(np.linalg.norm(goals - s.place.position[:2], axis=1))) for s in steps]
             guess = rng.uniform([0.25, -0.5], [0.75, 0.5])
             chance.append(float(np.min(np.linalg.norm(blocks - guess, axis=1))))
         print(f"| {task} | {100 * np.mean(right):.0f}% | {100 * np.mean(grasps):.0f}% | "
-              f"{100 * np.median(errors):.1f} | {100 * np.median(chance):.1f} |", flush=True)
+              f"{100 * np.median(errors):.1f} | {100 * np.median(chance):.1f} | {100 * np.median(places):.1f} |",
+              flush=True)
 
 
 @torch.no_grad()

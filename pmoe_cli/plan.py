@@ -122,7 +122,7 @@ def train(
     tasks: str = typer.Option(",".join(DEFAULT_TASKS), "--tasks", help="comma-separated task families, or all"),
     episodes: int = typer.Option(1000, "--episodes", help="demos per task (train seeds 0..N-1, seen colours)"),
     steps_stage1: int = typer.Option(100, "--steps-stage1", help="Stage I (caption alignment) steps"),
-    steps: int = typer.Option(2000, "--steps", help="Stage II (MoE + LoRA + Pose-DiT) steps"),
+    steps: int = typer.Option(5000, "--steps", help="Stage II (MoE + LoRA + Pose-DiT) steps"),
     batch_size: int = typer.Option(16, "--batch-size", help="demonstrations per step"),
     lr: float = typer.Option(1e-3, "--lr", help="peak learning rate (warmup, cosine to 10%)"),
     llm: str = typer.Option("tiny", "--llm", help="tiny (seeded random LLaMA), smollm2 (packaged), or a local HF dir"),

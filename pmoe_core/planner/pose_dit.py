@@ -42,6 +42,7 @@ class PoseDiTConfig:
     anchor: bool = False  # positions = pointer over scene-token centres + residual (see the module docstring)
     anchor_bands: int = 8  # Fourier bands of the centres in the pointer's keys
     pointer_loss: float = 0.0  # weight of the pointer's supervision (see pose_head.pointer_loss); 0 = none
+    text_pool: bool = False  # also pool the instruction positions alone into the adaLN condition
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -128,6 +129,8 @@ class PoseDiT(nn.Module):
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.cond_proj = nn.Linear(cond_dim, d)
         self.cond_pool = nn.Linear(d, d)
+        if cfg.text_pool:
+            self.text_pool = nn.Linear(d, d)
         self.blocks = nn.ModuleList(STDiTBlock(cfg) for _ in range(cfg.depth))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
@@ -143,12 +146,18 @@ class PoseDiT(nn.Module):
             self.pointer_feat = nn.Linear(d, d)
             self.cond_where = nn.Linear(3 + 6 * cfg.anchor_bands, d)
 
-    def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """LLM states (B, L, H) -> (projected sequence (B, L, D), pooled vector (B, D))."""
+    def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor,
+                         text_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """LLM states (B, L, H) -> (projected sequence (B, L, D), pooled vector (B, D)). With `cfg.text_pool`, the
+        instruction positions (`text_mask`) are pooled apart too: in a mean over ~70 positions the few that name
+        a colour would be drowned by the scene tokens."""
         seq = self.cond_proj(cond)
-        w = cond_mask.to(seq.dtype)[..., None]
-        pooled = (seq * w).sum(1) / w.sum(1).clamp_min(1.0)
-        return seq, self.cond_pool(pooled)
+        pooled = self.cond_pool(_masked_mean(seq, cond_mask))
+        if self.cfg.text_pool:
+            if text_mask is None:
+                raise ValueError("this Pose-DiT pools the instruction apart: pass text_mask")
+            pooled = pooled + self.text_pool(_masked_mean(seq, text_mask))
+        return seq, pooled
 
     def length_logits(self, pooled: torch.Tensor) -> torch.Tensor:
         """(B, max_steps) logits; class i means i + 1 steps."""
@@ -194,6 +203,11 @@ class PoseDiT(nn.Module):
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
         centre = weights @ anchors.to(weights.dtype)
         return centre.reshape(b, s, 2, 3), (weights @ cond_seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1)
+
+
+def _masked_mean(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    w = mask.to(seq.dtype)[..., None]
+    return (seq * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
 def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:

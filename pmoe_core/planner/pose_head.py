@@ -28,7 +28,8 @@ def pose_losses(
     An anchored DiT predicts positions as end points, so those are scored as end points (see `flow_loss`)."""
     if int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]:
         raise ValueError(f"lengths must lie in 1..{tokens.shape[1]}, got {lengths.tolist()}")
-    seq, pooled = dit.encode_condition(cond, cond_mask)
+    text_mask = None if anchor_mask is None else cond_mask & ~anchor_mask
+    seq, pooled = dit.encode_condition(cond, cond_mask, text_mask)
     mask = step_mask(lengths, tokens.shape[1])
 
     pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
@@ -49,13 +50,17 @@ def pose_losses(
 
 def pointer_loss(weights, targets, anchors, anchor_mask, step_mask, width: float = 0.05) -> torch.Tensor:
     """Cross entropy of the pointer's attention (B, S, 2, L) against the scene tokens near each target position
-    (B, S, 2, 3): a Gaussian of `width` token units around it, over the real steps.
+    (B, S, 2, 3): a Gaussian around it, over the real steps. Its width is `width` token units, or the distance to
+    the nearest scene token when that is larger: a bowl's centre has no token (its floor is below the foreground
+    cut), and a narrow Gaussian would then pick one rim token instead of the ring whose mean is the centre.
 
     The end-point loss alone trains the pointer only through the mean of the centres it attends to, which many
     diffuse attentions satisfy equally; this says which tokens are right. Training signal only (oracle poses).
     """
     d2 = (targets[:, :, :, None, :] - anchors[:, None, None, :, :]).pow(2).sum(-1)  # (B, S, 2, L)
-    logits = (-d2 / (2 * width**2)).masked_fill(~anchor_mask[:, None, None, :], float("-inf"))
+    d2 = d2.masked_fill(~anchor_mask[:, None, None, :], float("inf"))
+    sigma2 = d2.amin(-1, keepdim=True).clamp_min(width**2)
+    logits = -d2 / (2 * sigma2)
     target = logits.softmax(-1)
     ce = -(target * weights.clamp_min(1e-9).log()).sum(-1)  # (B, S, 2)
     real = step_mask[:, :, None].expand_as(ce)
@@ -75,7 +80,8 @@ def sample_poses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B, S, 2, 9), lengths (B,)): S = the longest predicted (or given) length; rows beyond a length are
     padding to ignore."""
-    seq, pooled = dit.encode_condition(cond, cond_mask)
+    text_mask = None if anchor_mask is None else cond_mask & ~anchor_mask
+    seq, pooled = dit.encode_condition(cond, cond_mask, text_mask)
     if lengths is None:
         lengths = dit.length_logits(pooled).argmax(-1) + 1
     steps = int(lengths.max())

@@ -55,7 +55,7 @@ def default_model_config() -> ThreeDMoEConfig:
             ),
             spatial=SpatialTransformerConfig(dim=128, heads=4, layers=2, fourier_bands=8),
         ),
-        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0),
+        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0, text_pool=True),
         num_points=2048,
         foreground=1.0,
         max_text_tokens=96,
@@ -81,7 +81,7 @@ class PlannerTrainConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     episodes: int = 1000  # per task, train seeds 0..episodes-1, seen colours
     steps_stage1: int = 100
-    steps: int = 2000  # Stage II steps
+    steps: int = 5000  # Stage II steps
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.01

@@ -110,7 +110,7 @@ def test_default_checkpoint_plans_a_generated_scene():
     assert planner.meta["kind"] == "planner" and planner.meta["complete"] is True
     assert "pmoe plan train" in planner.meta["command"]
     desc = make_scene("put-block-into-matching-bowl", 100001)
-    points = cloud_input(observe(desc), planner.model.config.num_points, seed=desc.seed)
+    points = cloud_input(observe(desc), planner.model.config, seed=desc.seed)
     steps, timings = plan_cloud(planner, points, desc.instruction)
     assert 1 <= len(steps) <= planner.model.config.dit.max_steps
     assert timings.encode_s > 0 and timings.llm_s > 0 and timings.dit_s > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -77,3 +78,7 @@ def test_cli_constants_match_the_trainer():
     from pmoe_core.planner import train
 
     assert cli.DEFAULT_TASKS == train.DEFAULT_TASKS and cli.PRESETS == train.PRESETS
+    defaults = {name: p.default.default for name, p in inspect.signature(cli.train).parameters.items()}
+    config = train.PlannerTrainConfig()
+    for name in ("episodes", "steps_stage1", "steps", "batch_size", "lr", "llm", "experts", "preset", "seed"):
+        assert defaults[name] == getattr(config, name), name  # `pmoe plan train` with no options = the config
