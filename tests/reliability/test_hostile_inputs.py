@@ -90,50 +90,36 @@ def test_structured3d_zip_members_with_dotdot_are_read_in_place(tmp_path, cache_
 
 # --- checkpoints: no pickle gadget runs on load ---------------------------------------------------------------
 
-class _System:
-    def __init__(self, marker: Path):
-        self.marker = marker
+class _Gadget:
+    """Unpickles to fn(*args): the classic pickle code-execution payload."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+        return (self.fn, self.args)
 
 
-class _Subprocess:
-    def __init__(self, marker: Path):
-        self.marker = marker
+def _gadget(kind: str, marker: Path) -> _Gadget:
+    """A payload that creates `marker` if unpickled, by one of four routes to code execution."""
+    import builtins
+    import subprocess
 
-    def __reduce__(self):
-        import subprocess
-
-        return (subprocess.Popen, (["touch", str(self.marker)],))
-
-
-class _Eval:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        import builtins
-
-        return (builtins.eval, (f"open({str(self.marker)!r}, 'w').close()",))
-
-
-class _Exec:
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        import builtins
-
-        return (builtins.exec, (f"import pathlib; pathlib.Path({str(self.marker)!r}).touch()",))
+    calls = {
+        "system": (os.system, f"touch {marker}"),
+        "subprocess": (subprocess.Popen, ["touch", str(marker)]),
+        "eval": (builtins.eval, f"open({str(marker)!r}, 'w').close()"),
+        "exec": (builtins.exec, f"import pathlib; pathlib.Path({str(marker)!r}).touch()"),
+    }
+    fn, arg = calls[kind]
+    return _Gadget(fn, arg)
 
 
 def _gadget_bytes(kind: str, marker: Path) -> bytes:
     """A .pt file whose unpickling would create `marker` if it ran code."""
-    gadget = {"system": _System, "subprocess": _Subprocess, "eval": _Eval, "exec": _Exec}.get(kind)
     buf = io.BytesIO()
     if kind == "legacy_pickle":  # not a zip at all: the pre-1.6 torch format, a raw pickle stream
-        return pickle.dumps({"format": "pmoe-checkpoint", "x": _System(marker)})
+        return pickle.dumps({"format": "pmoe-checkpoint", "x": _gadget("system", marker)})
     if kind == "data_pkl_swap":  # a valid torch zip whose data.pkl is replaced by a gadget pickle
         torch.save({"format": "pmoe-checkpoint", "w": torch.zeros(2)}, buf)
         src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
@@ -142,10 +128,10 @@ def _gadget_bytes(kind: str, marker: Path) -> bytes:
             for info in src.infolist():
                 data = src.read(info)
                 if info.filename.endswith("data.pkl"):
-                    data = pickle.dumps({"format": "pmoe-checkpoint", "x": _Eval(marker)}, protocol=2)
+                    data = pickle.dumps({"format": "pmoe-checkpoint", "x": _gadget("eval", marker)}, protocol=2)
                 dst.writestr(info, data)
         return out.getvalue()
-    torch.save({"format": "pmoe-checkpoint", "version": 1, "meta": {}, "payload": gadget(marker)}, buf)
+    torch.save({"format": "pmoe-checkpoint", "version": 1, "meta": {}, "payload": _gadget(kind, marker)}, buf)
     return buf.getvalue()
 
 
