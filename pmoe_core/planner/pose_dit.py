@@ -171,17 +171,18 @@ class PoseDiT(nn.Module):
         s = x.shape[1]
         if s > self.cfg.max_steps:
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
+        if self.cfg.anchor and (anchors is None or anchor_mask is None):
+            raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
         h = self.inp(x) + self.role[None, None] + self.step_pos[None, :s, None]
         c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + pooled
-        if self.cfg.anchor and anchors is not None and anchor_mask is not None:  # where each scene token sits
-            where = self.cond_where(fourier_xyz(anchors, self.cfg.anchor_bands, 4.0))
+        if self.cfg.anchor:  # where each scene token sits
+            anchor_features = fourier_xyz(anchors, self.cfg.anchor_bands, 4.0)
+            where = self.cond_where(anchor_features)
             cond_seq = cond_seq + where * anchor_mask[..., None].to(where.dtype)
         for block in self.blocks:
             h = block(h, c, cond_seq, cond_mask, step_mask)
         if self.cfg.anchor:
-            if anchors is None or anchor_mask is None:
-                raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
-            centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_mask)
+            centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_features, anchor_mask)
             if pointer_weights is not None:
                 pointer_weights.append(weights)
             h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
@@ -193,12 +194,13 @@ class PoseDiT(nn.Module):
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
         return torch.cat([(end - x[..., :ANCHOR_DIMS]) / remaining, v[..., ANCHOR_DIMS:]], dim=-1)
 
-    def pointer(self, h, cond_seq, anchors, anchor_mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Attention of each pose token over the scene tokens -> the weighted mean of their centres (B, S, 2, 3)
-        and of their condition features (B, S, 2, D), and the attention itself (B, S, 2, L)."""
+    def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask):
+        """Attention of each pose token over the scene tokens (keyed by their features and the Fourier features of
+        their centres) -> the weighted mean of their centres (B, S, 2, 3) and of their condition features
+        (B, S, 2, D), and the attention itself (B, S, 2, L)."""
         b, s, _, d = h.shape
         q = self.pointer_q(h.reshape(b, s * 2, d))
-        k = self.pointer_k(cond_seq) + self.pointer_pos(fourier_xyz(anchors, self.cfg.anchor_bands, 4.0))
+        k = self.pointer_k(cond_seq) + self.pointer_pos(anchor_features)
         logits = (q @ k.transpose(1, 2)) / d**0.5
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
         centre = weights @ anchors.to(weights.dtype)
