@@ -147,16 +147,16 @@ class PoseDiT(nn.Module):
             self.cond_where = nn.Linear(3 + 6 * cfg.anchor_bands, d)
 
     def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor,
-                         text_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                         anchor_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM states (B, L, H) -> (projected sequence (B, L, D), pooled vector (B, D)). With `cfg.text_pool`, the
-        instruction positions (`text_mask`) are pooled apart too: in a mean over ~70 positions the few that name
-        a colour would be drowned by the scene tokens."""
+        instruction positions (real, not scene tokens) are pooled apart too: in a mean over ~70 positions the few
+        that name a colour would be drowned by the scene tokens."""
         seq = self.cond_proj(cond)
         pooled = self.cond_pool(_masked_mean(seq, cond_mask))
         if self.cfg.text_pool:
-            if text_mask is None:
-                raise ValueError("this Pose-DiT pools the instruction apart: pass text_mask")
-            pooled = pooled + self.text_pool(_masked_mean(seq, text_mask))
+            if anchor_mask is None:
+                raise ValueError("this Pose-DiT pools the instruction apart: pass anchor_mask")
+            pooled = pooled + self.text_pool(_masked_mean(seq, cond_mask & ~anchor_mask))
         return seq, pooled
 
     def length_logits(self, pooled: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,7 @@ def pose_losses(
     An anchored DiT predicts positions as end points, so those are scored as end points (see `flow_loss`)."""
     if int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]:
         raise ValueError(f"lengths must lie in 1..{tokens.shape[1]}, got {lengths.tolist()}")
-    text_mask = None if anchor_mask is None else cond_mask & ~anchor_mask
-    seq, pooled = dit.encode_condition(cond, cond_mask, text_mask)
+    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask)
     mask = step_mask(lengths, tokens.shape[1])
 
     pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
@@ -80,8 +79,7 @@ def sample_poses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B, S, 2, 9), lengths (B,)): S = the longest predicted (or given) length; rows beyond a length are
     padding to ignore."""
-    text_mask = None if anchor_mask is None else cond_mask & ~anchor_mask
-    seq, pooled = dit.encode_condition(cond, cond_mask, text_mask)
+    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask)
     if lengths is None:
         lengths = dit.length_logits(pooled).argmax(-1) + 1
     steps = int(lengths.max())
