@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
@@ -28,17 +32,38 @@ def export(
                                         "las (labels as classification+1 and extra dims), h5 (whole split)."),
 ) -> None:
     """Export one scene as PLY/LAS (colours kept, labels as scalar fields) or a whole split as HDF5."""
+    if format is not ExportFormat.h5 and scene is None:
+        raise BadInput(f"--scene is required for --format {format.value} (h5 exports a whole split)")
+    if out.is_dir():
+        raise BadInput("output is a folder; give a file name (e.g. OUT/scene.ply)", out)
     reader = StoreReader(store)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format is ExportFormat.h5:
-        count = export_h5(reader, split, out, only=scene)
+        with replacing(out) as tmp:
+            count = export_h5(reader, split, tmp, only=scene)
         typer.echo(f"exported {count} scenes of {reader.dataset}/{split} -> {out}")
         return
-    if scene is None:
-        raise BadInput(f"--scene is required for --format {format.value} (h5 exports a whole split)")
     record = reader.read(split, int(scene) if scene.isdigit() else scene)
-    (write_ply if format is ExportFormat.ply else write_las)(record, out)
+    writer: Callable = write_ply if format is ExportFormat.ply else write_las
+    with replacing(out) as tmp:
+        writer(record, tmp)
     typer.echo(f"exported {record.name} ({len(record)} points) -> {out}")
+
+
+@contextmanager
+def replacing(out: Path) -> Iterator[Path]:
+    """A temporary path beside `out` (same suffix: LAS vs LAZ is chosen by it) renamed onto `out` on success and
+    removed on any failure, so an error or Ctrl-C mid-export never leaves half a file (or clobbers an old one)."""
+    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an export is meant to be opened by other tools
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def export_h5(reader: StoreReader, split: str, out: Path, only: str | None = None) -> int:

@@ -14,7 +14,9 @@ Rules for the known raw defects (each survived with a warning naming the file):
 
 from __future__ import annotations
 
+import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,11 +109,19 @@ def _annotation_files(folder: Path, warn: Warn) -> list[Path]:
 
 
 def parse_annotation(path: Path, warn: Warn) -> np.ndarray:
-    """(M, 6) float64 rows `x y z r g b`, repairing stray bytes and dropping malformed lines (vectorised)."""
-    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    """(M, 6) float64 rows `x y z r g b`, repairing stray bytes and dropping malformed lines (vectorised).
+
+    Almost every real file is clean: those go straight to numpy's C text parser. Only a file with a stray byte or a
+    line numpy refuses takes the byte-screening path below, which also finds what to warn about."""
+    data = path.read_bytes()
+    raw = np.frombuffer(data, dtype=np.uint8)
     if not raw.size:
         return np.zeros((0, COLUMNS))
     stray = ~_NUMBER_BYTES[raw]
+    if not stray.any():
+        values = _parse_clean(data)
+        if values is not None:
+            return _in_float32_range(values, path)
     if stray.any():
         lines = np.unique(np.cumsum(raw == 10)[stray] + 1)  # stray bytes are never newlines
         warn(f"{path}: removed {int(stray.sum())} stray byte(s) on line(s) {_few(lines)}")
@@ -132,7 +142,23 @@ def parse_annotation(path: Path, warn: Warn) -> np.ndarray:
         values = np.array(raw.tobytes().split(), dtype=np.float64)
     except ValueError:
         raise FormatError("a value is not a number (even after removing stray bytes)", path) from None
-    values = values.reshape(-1, COLUMNS)
+    return _in_float32_range(values.reshape(-1, COLUMNS), path)
+
+
+def _parse_clean(data: bytes) -> np.ndarray | None:
+    """The rows of a file holding only number bytes, or None when some line does not hold 6 numbers."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data" for whitespace-only files
+            values = np.loadtxt(io.BytesIO(data), dtype=np.float64, ndmin=2)
+    except ValueError:  # a token that is not a number ("1.0.0", "-"), or lines of different lengths
+        return None
+    if not values.size:
+        return np.zeros((0, COLUMNS))
+    return values if values.shape[1] == COLUMNS else None
+
+
+def _in_float32_range(values: np.ndarray, path: Path) -> np.ndarray:
     if not (np.abs(values) <= np.finfo(np.float32).max).all():  # points are stored as float32
         raise FormatError("values overflow to infinity (beyond float32)", path)
     return values

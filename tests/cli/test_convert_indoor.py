@@ -74,3 +74,26 @@ def test_synth_rejects_dataset_without_writer_and_export_needs_scene(tmp_path):
     assert result.exit_code != 0
     result = runner.invoke(app, ["synth", "not-a-dataset", str(tmp_path)])
     assert result.exit_code != 0 and "unknown dataset" in str(result.exception)
+
+
+def test_export_failure_leaves_no_file_and_keeps_an_old_one(tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    invoke("synth", "s3dis", raw, "--scenes", 2)
+    invoke("convert", "s3dis", raw, out, "--workers", 1)
+    store_path = out / "s3dis.zarr"
+    target = tmp_path / "exports" / "train.h5"  # folder does not exist yet: it is created
+    result = runner.invoke(app, ["export", str(store_path), str(target), "--split", "train", "--scene", "nope",
+                                 "--format", "h5"])
+    assert result.exit_code != 0 and "nope" in str(result.exception)
+    assert list(target.parent.iterdir()) == []  # no half-written h5, no temporary left behind
+    target.write_bytes(b"old")
+    result = runner.invoke(app, ["export", str(store_path), str(target.with_suffix(".laz")), "--split", "train",
+                                 "--scene", "nope", "--format", "las"])
+    assert result.exit_code != 0 and sorted(p.name for p in target.parent.iterdir()) == ["train.h5"]
+    assert target.read_bytes() == b"old"
+    invoke("export", store_path, target, "--split", "train", "--format", "h5")
+    with h5py.File(target) as h5:
+        assert h5.attrs["split"] == "train"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["train.h5"]
+    result = runner.invoke(app, ["export", str(store_path), str(target.parent), "--split", "train", "--scene", "0"])
+    assert result.exit_code != 0 and "is a folder" in str(result.exception)

@@ -142,3 +142,26 @@ def test_parse_is_vectorised_and_exact_for_clean_files(tmp_path):
                               np.arange(1000) % 256, np.full(1000, 7), np.zeros(1000)])
     np.savetxt(path, values, fmt=["%.3f", "%.3f", "%.3f", "%d", "%d", "%d"])
     np.testing.assert_array_equal(s3dis.parse_annotation(path, print), values)
+
+
+@pytest.mark.parametrize("text, rows, warned", [
+    (b"1 2 3 4 5 6\r\n\r\n7 8 9 10 11 12\r\n", [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]], False),  # CRLF, blank line
+    (b"1 2 3 4 5 6\n1 2 3 4 5\n7 8 9 10 11 12\n", [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]], True),
+    (b"1 2 3 4 5\n1 2 3 4 5\n", np.zeros((0, 6)), True),  # every line short: numpy would accept 5 columns
+    (b" \n\t\n", np.zeros((0, 6)), False),
+])
+def test_clean_and_repair_paths_agree_on_line_rules(tmp_path, text, rows, warned):
+    path = tmp_path / "table_1.txt"
+    path.write_bytes(text)
+    warnings = []
+    values = s3dis.parse_annotation(path, warnings.append)
+    np.testing.assert_array_equal(values, np.asarray(rows, dtype=np.float64).reshape(-1, 6))
+    assert bool(warnings) == warned
+
+
+def test_float32_overflow_is_refused_on_the_clean_path(tmp_path):
+    path = tmp_path / "table_1.txt"
+    path.write_bytes(b"1e39 0 0 1 2 3\n")
+    with pytest.raises(FormatError, match="float32") as err:
+        s3dis.parse_annotation(path, print)
+    assert str(path) in str(err.value)

@@ -153,3 +153,42 @@ def test_truncated_zip_member_names_the_archive(raw, tmp_path):
     with pytest.raises(FormatError) as err:
         structured3d.read_scene(ref, structured3d.Options(), print)
     assert ref.paths[0] in str(err.value)
+
+
+def test_a_settled_archive_is_opened_once_and_a_rewritten_one_afresh(raw, tmp_path, monkeypatch):
+    """Opening a real panorama zip parses ~30k directory entries: rooms of an unchanged archive share one open."""
+    import os
+    import time
+
+    from pmoe_core.sources import archive as archive_module
+
+    root, truth = raw
+    shutil.copytree(root, tmp_path / "raw")
+    old = time.time() - 3600
+    for path in (tmp_path / "raw").glob("*.zip"):
+        os.utime(path, (old, old))  # a downloaded dataset: last modified long ago
+    refs = structured3d.list_scenes(tmp_path / "raw", structured3d.Options())
+    opened = []
+    real_zipfile = zipfile.ZipFile
+    monkeypatch.setattr(archive_module.zipfile, "ZipFile",
+                        lambda path, *args: opened.append(path) or real_zipfile(path, *args))
+    archive_module.close_archives()
+    first = [r for r in refs if r.paths[0] == refs[0].paths[0]]
+    assert len(first) == 2  # the fixture's zip holding two rooms
+    for ref in first:
+        assert_same_points(structured3d.read_scene(ref, structured3d.Options(), print), truth[ref.name])
+    assert len(opened) == 1
+    # rewritten in place (same inode) with another room's panorama: the new content is read, not the kept directory
+    with zipfile.ZipFile(first[0].paths[0]) as zf:
+        content = {n: zf.read(n) for n in zf.namelist()}
+    swap = {first[0].meta["prefix"] + k[len(first[1].meta["prefix"]):]: v for k, v in content.items()
+            if k.startswith(first[1].meta["prefix"])}
+    content.update(swap)
+    with open(first[0].paths[0], "r+b") as fh:
+        fh.truncate(0)
+        with zipfile.ZipFile(fh, "w") as zf:
+            for name, value in content.items():
+                zf.writestr(name, value)
+    scene = structured3d.read_scene(first[0], structured3d.Options(), print)
+    assert len(scene) == len(truth[first[1].name])
+    archive_module.close_archives()
