@@ -252,12 +252,24 @@ def write_nuscenes(out: str | Path, scenes: int = 2, seed: int = 0, samples_per_
             k = sum(1 for g in frames[:f] if g["key"])
             name = f"{scene_name}_{k:02d}"
             truth[name] = _nuscenes_truth(name, frames[max(0, f - sweeps): f + 1][::-1], NUSCENES.map_raw(raw))
-    for name in ("attribute", "visibility", "instance", "sample_annotation", "map"):
+    for name in ("attribute", "visibility", "instance", "sample_annotation"):
         t[name] = []
+    t["map"] = [_nuscenes_map(root, rng, [log["token"] for log in t["log"]])]
     t["category"], t["sensor"] = category, sensor
     for name, rows in t.items():
         (tables / f"{name}.json").write_text(json.dumps(rows, indent=0))
     return truth
+
+
+def _nuscenes_map(root: Path, rng: np.random.Generator, log_tokens: list[str]) -> dict:
+    """One map record and a tiny mask PNG: the devkit's `NuScenes` refuses tables without a loadable map."""
+    from PIL import Image
+
+    token = _token(rng)
+    filename = f"maps/{token}.png"
+    (root / "maps").mkdir(exist_ok=True)
+    Image.new("L", (8, 8), 255).save(root / filename)
+    return {"token": token, "log_tokens": log_tokens, "category": "semantic_prior", "filename": filename}
 
 
 def _nuscenes_truth(name: str, chain: list[dict], segment: np.ndarray) -> Scene:

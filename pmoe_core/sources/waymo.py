@@ -11,7 +11,7 @@ either `<component>/<context>.parquet` (v2) or `*.tfrecord` (v1).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,13 @@ def list_scenes(root: Path, options: Options) -> list[SceneRef]:
     for split_dir, split in _split_dirs(Path(root), options):
         lister = _list_v2 if _format(split_dir, options) == "v2" else _list_v1
         refs.extend(lister(split_dir, split, options))
+    if not refs and options.labelled_only:
+        # Say why, instead of a bare "no scenes found": usually the lidar_segmentation component was not downloaded.
+        unlabelled = list_scenes(root, replace(options, labelled_only=False))
+        if unlabelled:
+            raise BadInput(f"{len(unlabelled)} frame(s) under {root}, none with segmentation labels (v2: is "
+                           "lidar_segmentation/ missing?); -O labelled_only=false converts them without labels",
+                           unlabelled[0].paths[0])
     return refs
 
 

@@ -140,6 +140,10 @@ def read_frame(split_dir: Path, context: str, timestamp: int) -> WaymoFrame:
     pixel_pose = _per_laser(component_path(split_dir, "lidar_pose", context), timestamp, PIXEL_POSE, (1,), np.float32)
     lasers = {}
     for name, returns in images.items():
+        for k, (ri, lab) in enumerate(zip(returns, labels.get(name, [None, None])), start=1):
+            if ri is not None and lab is not None and lab.shape[:2] != ri.shape[:2]:
+                raise FormatError(f"laser {name} return {k} of frame {timestamp}: label image {lab.shape[:2]} does "
+                                  f"not match range image {ri.shape[:2]}", seg_path)
         kept = [(ri, lab) for ri, lab in zip(returns, labels.get(name, [None, None])) if ri is not None]
         lasers[name] = LaserReturns(name, [ri for ri, _ in kept], [lab for _, lab in kept],
                                     pixel_pose.get(name, [None])[0])

@@ -126,7 +126,10 @@ def test_real_v1_record_decodes(real_fixtures):
 def test_real_v1_record_through_the_source(real_fixtures, tmp_path):
     (tmp_path / "validation").mkdir()
     (tmp_path / "validation" / "val.tfrecord").symlink_to(real_fixtures / "waymo" / "v1" / "val.tfrecord")
-    assert waymo.list_scenes(tmp_path, waymo.Options()) == []  # no segmentation labels
+    with pytest.raises(BadInput) as err:  # no segmentation labels: say so rather than "no scenes"
+        waymo.list_scenes(tmp_path, waymo.Options())
+    assert "val.tfrecord" in str(err.value) and "segmentation labels" in str(err.value)
+    assert "labelled_only=false" in str(err.value)
     (ref,) = waymo.list_scenes(tmp_path, waymo.Options(labelled_only=False))
     assert ref.name == "1071392229495085036_1844_790_1864_790_1507315488219118" and ref.split == "val"
     with pytest.raises(FormatError) as err:  # its lasers carry no range images: a scene without points
@@ -185,6 +188,63 @@ def test_missing_parquet_component_names_the_path(v2, tmp_path):
     with pytest.raises(MissingFile) as err:
         waymo.list_scenes(root, waymo.Options())
     assert str(missing) in str(err.value) and "lidar_calibration" in str(err.value)
+
+
+def test_label_image_not_matching_the_range_image_names_the_segmentation_file(v2, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(v2[0], root)
+    seg = next(root.glob("training/lidar_segmentation/*.parquet"))
+    shape = "[LiDARSegmentationLabelComponent].range_image_return1.shape"
+    values = "[LiDARSegmentationLabelComponent].range_image_return1.values"
+    table = pq.read_table(seg)
+    # Keep values and shape consistent with each other (64 x 325 x 2: half the columns), but not with the range image.
+    half = [None if v is None else v[: len(v) // 2] for v in table.column(values).to_pylist()]
+    halved = [None if s is None else [s[0], s[1] // 2, s[2]] for s in table.column(shape).to_pylist()]
+    table = table.set_column(table.column_names.index(values), values, pa.array(half, pa.list_(pa.int32())))
+    table = table.set_column(table.column_names.index(shape), shape, pa.array(halved, pa.list_(pa.int32(), 3)))
+    pq.write_table(table, seg)
+    ref = next(r for r in waymo.list_scenes(root, waymo.Options()) if r.split == "train")
+    with pytest.raises(FormatError) as err:
+        waymo.read_scene(ref, waymo.Options(), lambda m: None)
+    assert str(seg) in str(err.value) and "does not match range image" in str(err.value)
+
+
+def test_missing_parquet_column_names_the_file_and_column(v2, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(v2[0], root)
+    path = next(root.glob("training/lidar_calibration/*.parquet"))
+    column = "[LiDARCalibrationComponent].beam_inclination.max"
+    pq.write_table(pq.read_table(path).drop_columns([column]), path)
+    ref = next(r for r in waymo.list_scenes(root, waymo.Options()) if r.split == "train")
+    with pytest.raises(FormatError) as err:
+        waymo.read_scene(ref, waymo.Options(), lambda m: None)
+    assert str(path) in str(err.value) and column in str(err.value) and "missing" in str(err.value)
+
+
+def test_segment_without_labels_says_why_nothing_is_listed(v2, tmp_path):
+    root = tmp_path / "w"
+    shutil.copytree(v2[0], root)
+    for folder in root.glob("*/lidar_segmentation"):
+        shutil.rmtree(folder)
+    with pytest.raises(BadInput) as err:
+        waymo.list_scenes(root, waymo.Options())
+    assert "lidar_segmentation" in str(err.value) and "labelled_only=false" in str(err.value)
+    assert len(waymo.list_scenes(root, waymo.Options(labelled_only=False))) == len(v2[1]) + 2
+
+
+def test_v1_range_image_that_does_not_inflate_names_the_file(tmp_path):
+    """Checksums right, content wrong (a writer bug, not a bad download): still one clear error naming the file."""
+    from pmoe_core.sources import protobuf_wire as pw
+
+    laser = pw.enc_varint(1, 1) + pw.enc_bytes(2, pw.enc_bytes(2, b"not zlib") + pw.enc_bytes(6, b"nor this"))
+    frame = pw.enc_bytes(1, pw.enc_bytes(1, b"ctx")) + pw.enc_varint(2, 7) + pw.enc_bytes(5, laser)
+    (tmp_path / "training").mkdir()
+    path = tmp_path / "training" / "bad.tfrecord"
+    waymo_tfrecord.write_records(path, [frame])
+    (ref,) = waymo.list_scenes(tmp_path, waymo.Options())
+    with pytest.raises(FormatError) as err:
+        waymo.read_scene(ref, waymo.Options(), lambda m: None)
+    assert str(path) in str(err.value) and "bad Frame record at byte 0" in str(err.value)
 
 
 def test_flat_folder_needs_a_split(v1, tmp_path):
