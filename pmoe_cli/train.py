@@ -52,7 +52,8 @@ def train(
     weights: str | None = typer.Option(None, "--weights", help="Per-dataset sampling weights naming every dataset, e.g. scannet=2,kitti=1 (default: by scene count)."),
     mix: bool = typer.Option(True, "--mix/--no-mix", help="Mixed-dataset batches (--no-mix: one dataset per batch)."),
     samples_per_epoch: int | None = typer.Option(None, "--samples-per-epoch", min=1,
-                                                 help="Draws per epoch over all processes (default: all scenes)."),
+                                                 help="Draws per epoch over all processes "
+                                                      "(default: all scenes, at least one batch per process)."),
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU, off on CPU), bf16, fp16 or off."),
     aux_alpha: float | None = typer.Option(None, "--aux-alpha", min=0.0, help="MoE balance-loss weight (paper: 0)."),
     drop_path: float | None = typer.Option(None, "--drop-path", min=0.0, max=1.0, help="Override the preset's."),
@@ -90,7 +91,8 @@ def train(
     finally:
         bar.stop()
     state = "interrupted" if result.interrupted else ("stopped" if result.steps < steps else "done")
-    typer.echo(f"{state} at step {result.steps}: loss {result.final_loss:.4f}, "
+    loss = f"loss {result.final_loss:.4f}" if result.losses else "no step finished in this run"
+    typer.echo(f"{state} at step {result.steps}: {loss}, "
                f"{result.points_per_s:,.0f} points/s; checkpoint {result.checkpoint}")
     if result.interrupted:
         raise typer.Exit(130)

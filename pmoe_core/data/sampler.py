@@ -28,7 +28,8 @@ class MixedBatchSampler:
 
     `groups` maps dataset name -> its scenes' global indices; `weights` (default: proportional to group size)
     are per-dataset sampling probabilities after normalisation; `samples_per_epoch` counts draws over all ranks
-    (default: the total number of scenes) and is rounded down to whole batches on every rank.
+    (default: the total number of scenes, at least one batch per rank) and is rounded down to whole batches on
+    every rank.
     Iterating to the end advances to the next epoch; `set_epoch` sets it explicitly.
     """
 
@@ -54,10 +55,14 @@ class MixedBatchSampler:
             raise BadInput(f"batch size must be positive, got {batch_size}")
         self.batch_size, self.mix, self.seed = batch_size, mix, seed
         self.rank, self.world_size = rank, world_size
-        total = samples_per_epoch if samples_per_epoch is not None else sum(g.size for g in self.groups)
+        if samples_per_epoch is None:  # one pass over the scenes, but never less than one batch per rank
+            total = max(sum(g.size for g in self.groups), batch_size * world_size)
+        else:
+            total = samples_per_epoch
         self.batches_per_rank = total // (batch_size * world_size)
         if self.batches_per_rank == 0:
-            raise BadInput(f"{total} samples per epoch do not fill one batch of {batch_size} on {world_size} ranks")
+            raise BadInput(f"--samples-per-epoch {total} does not fill one batch of {batch_size} on {world_size} "
+                           f"process(es); give at least {batch_size * world_size}")
         self.epoch = 0
         self.position = 0  # batches of this epoch already yielded on this rank
 

@@ -55,8 +55,17 @@ def test_epoch_length_is_explicit():
     assert len(sampler) == len(batches) == 12  # 50 draws -> 12 whole batches, not 400 / 4
     assert all(len(b) == 4 for b in batches)
     assert len(MixedBatchSampler(GROUPS, batch_size=4)) == 100  # default: one pass worth of draws
-    with pytest.raises(BadInput):
+    with pytest.raises(BadInput, match="--samples-per-epoch 3 does not fill one batch of 4"):
         MixedBatchSampler(GROUPS, batch_size=4, samples_per_epoch=3)
+
+
+def test_default_epoch_fills_one_batch_per_rank_on_tiny_data():
+    # Two scenes and the CLI's default batch of 4 on 2 ranks: the default epoch still has one batch per rank.
+    ranks = [MixedBatchSampler({"scannet": [0], "semantickitti": [1]}, batch_size=4, rank=r, world_size=2)
+             for r in range(2)]
+    assert [len(s) for s in ranks] == [1, 1]
+    draws = [k.index for s in ranks for b in s for k in b]
+    assert len(draws) == 8 and set(draws) == {0, 1}
 
 
 def test_each_scene_once_before_repeats():

@@ -23,6 +23,26 @@ def test_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp file left behind
 
 
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "ckpt.pt", META, {"model": {"w": torch.ones(3)}})
+    before = path.read_bytes()
+    (tmp_path / ".ckpt.pt.stale.tmp").write_bytes(b"left by a killed save")
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # e.g. killed while writing
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {**META, "step": 4}, {"model": {"w": torch.zeros(3)}})
+    assert path.read_bytes() == before and load_checkpoint(path)["meta"]["step"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.pt.stale.tmp", "ckpt.pt"]  # its own temp is gone
+    monkeypatch.undo()
+    save_checkpoint(path, {**META, "step": 5}, {"model": {"w": torch.zeros(3)}})
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # a successful save clears stale temps
+    assert load_checkpoint(path)["meta"]["step"] == 5
+
+
 class Evil:
     def __reduce__(self):
         return (os.system, ("touch /tmp/pmoe-pwned",))

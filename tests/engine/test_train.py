@@ -103,7 +103,11 @@ def test_ddp_two_processes_gloo(tiny_stores, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_stores, tmp_path):
     out = tmp_path / "int"
-    args = [sys.executable, "-m", "pmoe_cli", "train", "--preset", "pmoe-tiny", "--datasets", "scannet",
+    # Like `python -m pmoe_cli`, but with Python's Ctrl-C handler even when this test runs as a background job
+    # (a non-interactive shell starts those with SIGINT ignored, which the child would inherit).
+    cli = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "from pmoe_cli.app import main; main()")
+    args = [sys.executable, "-c", cli, "train", "--preset", "pmoe-tiny", "--datasets", "scannet",
             "--data", str(tiny_stores), "--out", str(out), "--steps", "400", "--batch-size", "1", "--workers", "0",
             "--log-every", "1", "--max-points", "2000", "--threads", "1"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
