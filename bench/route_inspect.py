@@ -3,7 +3,9 @@
 
 Without --checkpoint a pmoe-tiny checkpoint is trained for 2 steps on two tiny synthetic stores (routing cost does
 not depend on how trained the weights are). The scene is a synthetic room (indoor, 2 cm grid) or street (outdoor,
-5 cm grid) PLY of --points points.
+5 cm grid) PLY of --points points. Baseline, measured in the same run: plain inference of the same file (read,
+voxelise, forward without the routing recorder); the ratio is route-inspect's per-scene time over it, i.e. what the
+analysis costs on top of running the model.
 Run: PYTHONPATH=. python bench/route_inspect.py [--points 100000] [--checkpoint CKPT] [--threads 1]
 """
 
@@ -17,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pmoe_core.engine.model_io import load_segmentation_model
 from pmoe_core.engine.train import TrainConfig, train
 from pmoe_core.inspect.run import RouteInspectConfig, route_inspect
-from pmoe_core.io import write_ply
+from pmoe_core.inspect.traces import token_batch, tokens_of
+from pmoe_core.io import read_point_cloud, write_ply
 from pmoe_core.scene import Scene
 from pmoe_core.store import StoreWriter
 
@@ -71,6 +75,19 @@ def tiny_checkpoint(work: Path) -> Path:
     return result.checkpoint
 
 
+@torch.inference_mode()
+def plain_inference_seconds(ckpt: str, path: Path, domain: str, grid: float, repeat: int) -> float:
+    """Best of `repeat`: read the file, one point per voxel, forward without the recorder (the baseline)."""
+    model, _ = load_segmentation_model(ckpt, device="cpu")
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        sample, _, _ = tokens_of(read_point_cloud(path), domain, grid)
+        model.features(token_batch(sample))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
@@ -84,8 +101,9 @@ def main() -> None:
         ckpt = args.checkpoint or str(tiny_checkpoint(work))
         rng = np.random.default_rng(1)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), checkpoint {ckpt}")
-        print("| scene | points | tokens | layers | first run s | best run s | of which scene s |")
-        print("|---|---|---|---|---|---|---|")
+        print("| scene | points | tokens | layers | first run s | best run s | of which scene s | plain inference s "
+              "| scene / plain |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for make in (room, street):
             scene = make(rng, args.points)
             path = work / f"{scene.name}.ply"
@@ -94,8 +112,10 @@ def main() -> None:
                     for r in range(args.repeat)]
             best = min(runs, key=lambda r: r.seconds)
             s = best.scenes[0]
+            plain = plain_inference_seconds(ckpt, path, s.domain, s.grid_size, args.repeat)
             print(f"| {scene.name} ({s.domain}, grid {s.grid_size:g} m) | {s.points:,} | {s.tokens:,} | "
-                  f"{len(best.layers)} | {runs[0].seconds:.1f} | {best.seconds:.1f} | {s.seconds:.1f} |")
+                  f"{len(best.layers)} | {runs[0].seconds:.1f} | {best.seconds:.1f} | {s.seconds:.1f} | {plain:.1f} | "
+                  f"{s.seconds / plain:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,24 @@
 """`route-inspect` end to end: model + scenes -> traces, statistics, figures, coloured clouds, JSON report.
 
 Scenes are processed one at a time (forward, HDF5 traces, PLYs, statistics accumulated), so the number of scenes
-is bounded by disk, not memory. The CLI only parses options and prints `RouteInspectResult`.
+is bounded by disk, not memory. Everything is written into a hidden staging folder inside OUT and moved into OUT only
+when the run succeeded, so a scene that fails halfway through a split leaves OUT as it was (no traces without a
+report). The CLI only parses options and prints `RouteInspectResult`.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from torch import nn
 
 from pmoe_core.engine.model_io import load_segmentation_model
 from pmoe_core.errors import BadInput
@@ -20,7 +28,7 @@ from pmoe_core.inspect.export import TraceWriter, safe_name, scene_key, write_ex
 from pmoe_core.inspect.layers import select_layers
 from pmoe_core.inspect.projection import METHODS, project
 from pmoe_core.inspect.report import build_report, write_report
-from pmoe_core.inspect.scenes import resolve_specs
+from pmoe_core.inspect.scenes import SceneRef, resolve_specs
 from pmoe_core.inspect.stats import HIST_BINS, LayerAccumulator, LayerStats
 from pmoe_core.inspect.traces import MoEShape, SceneTrace, moe_shape, trace_scene
 from pmoe_core.progress import Progress, silent
@@ -95,7 +103,15 @@ def route_inspect(cfg: RouteInspectConfig, progress: Progress = silent) -> Route
     chosen = select_layers(shape.layers, cfg.layers)
     refs = resolve_specs(cfg.scenes, cfg.dataset, cfg.limit)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with _staged(out) as work:
+        result = _inspect(cfg, model, meta, shape, chosen, refs, work, progress, start)
+    result.out = out
+    return result
+
+
+def _inspect(cfg: RouteInspectConfig, model: nn.Module, meta: dict[str, Any], shape: MoEShape, chosen: list[str],
+             refs: list[SceneRef], out: Path, progress: Progress, start: float) -> RouteInspectResult:
+    """Every scene through the model, then figures and the report, all written under `out` (the staging folder)."""
     files = OutputFiles()
     accs = [LayerAccumulator(name, i, shape.num_experts, shape.top_k) for i, name in enumerate(shape.layers)]
     summaries: list[SceneSummary] = []
@@ -129,6 +145,33 @@ def route_inspect(cfg: RouteInspectConfig, progress: Progress = silent) -> Route
     result = RouteInspectResult(out, shape, chosen, summaries, layers, files, seconds)
     write_report(out / files.report, build_report(result, cfg, meta))
     return result
+
+
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A fresh hidden folder inside OUT to write into; on success its entries replace OUT's entries of the same name
+    (a previous run's ply/ folder goes as a whole, so no stale clouds remain), on any failure it is removed and OUT
+    is left as it was (and removed again if this run created it)."""
+    if out.exists() and not out.is_dir():
+        raise BadInput("--out exists and is not a folder", out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".route-inspect-partial-", dir=out))
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    for entry in work.iterdir():
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        entry.rename(target)
+    work.rmdir()
 
 
 def _check_options(cfg: RouteInspectConfig) -> None:

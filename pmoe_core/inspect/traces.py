@@ -104,6 +104,16 @@ def tokens_of(scene: Scene, domain: Domain, grid_size: float) -> tuple[Sample, n
     return sample, token_point.astype(np.int64), point_token.reshape(-1).astype(np.int64)
 
 
+def token_batch(sample: Sample, device: str = "cpu") -> PointBatch:
+    """The model input of one scene's tokens (also what bench/route_inspect.py times as plain inference)."""
+    return PointBatch(
+        coord=torch.from_numpy(sample.coord),
+        feat=torch.from_numpy(point_features(sample)),
+        grid_coord=torch.from_numpy(sample.grid_coord),
+        offset=torch.tensor([len(sample)], dtype=torch.int64),
+    ).to(device)
+
+
 @torch.inference_mode()
 def trace_scene(model: nn.Module, shape: MoEShape, loaded: LoadedScene, grid_size: float | None = None,
                 device: str = "cpu") -> SceneTrace:
@@ -111,12 +121,7 @@ def trace_scene(model: nn.Module, shape: MoEShape, loaded: LoadedScene, grid_siz
     domain = scene_domain(loaded)
     grid = grid_size if grid_size is not None else (INDOOR_GRID if domain == "indoor" else OUTDOOR_GRID)
     sample, token_point, point_token = tokens_of(loaded.scene, domain, grid)
-    batch = PointBatch(
-        coord=torch.from_numpy(sample.coord),
-        feat=torch.from_numpy(point_features(sample)),
-        grid_coord=torch.from_numpy(sample.grid_coord),
-        offset=torch.tensor([len(sample)], dtype=torch.int64),
-    ).to(device)
+    batch = token_batch(sample, device)
     with record_routing(model) as recorder:
         features = model.features(batch)
     records = recorder.last()

@@ -101,3 +101,40 @@ def test_errors_are_one_line(capsys, ckpts, tiny_stores, tmp_path, case):
     code, _, err = cli(capsys, *args)
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("pmoe: error: ") and expected in err
+
+
+def test_a_scene_failing_halfway_leaves_out_as_it_was(capsys, ckpts, tiny_stores, tmp_path):
+    """The first scene is traced (traces, PLYs) before the second turns out corrupt: nothing of it may remain, a new
+    OUT is not created and an existing OUT keeps the previous run's files byte for byte."""
+    bad = tmp_path / "cut.ply"
+    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1000\nproperty float x\nproperty float y\n"
+                    b"property float z\nend_header\n\x00\x00")
+    good = f"{tiny_stores / 'scannet.zarr'}::val::val_000"
+    code, _, err = cli(capsys, str(ckpts.pmoe), good, str(bad), "--out", str(tmp_path / "new"))
+    error = [line for line in err.splitlines() if not line.startswith("  ")]  # progress lines are indented
+    assert code == 1 and len(error) == 1 and f"{bad}: header declares 1000 vertex elements" in error[0]
+    assert not (tmp_path / "new").exists()
+
+    out = tmp_path / "old"
+    assert cli(capsys, str(ckpts.pmoe), good, "--out", str(out), "--embed", "none")[0] == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert Path("report.json") in before and Path("traces.h5") in before
+    code, _, err = cli(capsys, str(ckpts.pmoe), good, str(bad), "--out", str(out))
+    assert code == 1 and f"{bad}:" in err
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_rerun_replaces_the_previous_clouds(capsys, ckpts, tiny_stores, tmp_path):
+    out = tmp_path / "ri"
+    store = tiny_stores / "scannet.zarr"
+    assert cli(capsys, str(ckpts.pmoe), f"{store}::val::val_000", "--out", str(out), "--embed", "none")[0] == 0
+    assert cli(capsys, str(ckpts.pmoe), f"{store}::val::val_001", "--out", str(out), "--embed", "none")[0] == 0
+    assert sorted(p.name for p in (out / "ply").iterdir()) == ["000_val_001"]  # not val_000's clouds as well
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no staging folder left
+
+
+def test_out_that_is_a_file_is_refused(capsys, ckpts, tiny_stores, tmp_path):
+    out = tmp_path / "taken"
+    out.write_text("mine")
+    code, _, err = cli(capsys, str(ckpts.pmoe), f"{tiny_stores / 'scannet.zarr'}::val::0", "--out", str(out))
+    assert code == 1 and f"{out}: --out exists and is not a folder" in err and out.read_text() == "mine"
