@@ -14,10 +14,13 @@ from pathlib import Path
 
 import typer
 
-from pmoe_core.errors import PmoeError
+from pmoe_core.errors import BadInput, PmoeError
+from pmoe_core.planner.tasks import make_scene
 
 TRAIN_DATASETS = ("scannet", "s3dis", "structured3d", "nuscenes", "semantickitti")  # the paper's joint set
 ZERO_SHOT = ("matterport3d", "waymo")  # never trained on: evaluated through their class names only
+PLAN_TASK = "stack-blocks"
+REPORT_KINDS = (".json", ".png", ".ply", ".h5")  # what the final summary counts in each output folder
 
 
 @dataclass
@@ -28,11 +31,28 @@ class Step:
     seconds: float = 0.0
 
 
+def _command(args: list[str]) -> str:
+    """The step as a line a user can paste into a shell."""
+    return "pmoe " + " ".join(shlex.quote(a) for a in args)
+
+
+def _describe(path: Path) -> str:
+    """A folder with what it holds by file type ("reports/eval (2 .json, 7 .png)"), so the summary says where
+    the tables, figures and point clouds are."""
+    if not path.is_dir():
+        return str(path)
+    kinds: dict[str, int] = {}
+    for f in path.rglob("*"):
+        if f.is_file() and f.suffix in REPORT_KINDS:
+            kinds[f.suffix] = kinds.get(f.suffix, 0) + 1
+    return f"{path} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})" if kinds else str(path)
+
+
 def _run(step: Step) -> None:
     from pmoe_cli.app import app
 
     typer.secho(f"\n== {step.title}", bold=True)
-    typer.echo("$ pmoe " + " ".join(shlex.quote(a) for a in step.args))
+    typer.echo("$ " + _command(step.args))
     start = time.perf_counter()
     code = app(args=step.args, prog_name="pmoe", standalone_mode=False)
     step.seconds = time.perf_counter() - start
@@ -51,6 +71,8 @@ def demo(
 ) -> None:
     """Run synth -> convert (7 datasets) -> train Point-MoE on 5 -> eval on 7 (2 zero-shot, plus label-free)
     -> route-inspect a scene -> plan a tabletop task with --simulate. About 7 minutes on 2 quiet CPU cores."""
+    if out.exists() and not out.is_dir():
+        raise BadInput("--out must be a folder (it is created if missing), not a file", out)
     raw, data, run, reports = out / "raw", out / "data", out / "run", out / "reports"
     ckpt = run / "ckpt.pt"
     plan_dir = reports / "plan"
@@ -85,10 +107,11 @@ def demo(
                             f"{data / 'semantickitti.zarr'}::val::0", "--out", str(reports / "routing")],
                            [str(reports / "routing")]))
     scene_ply = plan_dir / "scene.ply"
-    steps_done.append(Step("make a tabletop scene", ["plan", "scene", "--task", "stack-blocks", "--seed", str(seed),
-                                                      "--out", str(scene_ply)], [str(scene_ply)]))
-    steps_done.append(Step("plan pick/place poses and execute them in MuJoCo",
-                           ["plan", "--scene", str(scene_ply), "--instruction", "stack all the blocks into one tower",
+    steps_done.append(Step("make a tabletop scene", ["plan", "scene", "--task", PLAN_TASK, "--seed", str(seed),
+                                                      "--out", str(scene_ply)], [str(scene_ply),
+                                                                                 str(scene_ply.with_suffix(".json"))]))
+    steps_done.append(Step("plan pick/place poses for the scene's instruction and execute them in MuJoCo",
+                           ["plan", "--scene", str(scene_ply), "--instruction", make_scene(PLAN_TASK, seed).instruction,
                             "--json", str(plan_dir / "plan.json"), "--simulate"], [str(plan_dir / "plan.json")]))
 
     total = time.perf_counter()
@@ -97,10 +120,10 @@ def demo(
     total = time.perf_counter() - total
 
     summary = {"seconds": round(total, 1),
-               "steps": [{"title": s.title, "command": "pmoe " + " ".join(s.args), "seconds": round(s.seconds, 1),
+               "steps": [{"title": s.title, "command": _command(s.args), "seconds": round(s.seconds, 1),
                           "outputs": s.outputs} for s in steps_done]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     typer.secho(f"\n== done in {total / 60:.1f} min", bold=True)
     for s in steps_done[-6:]:
-        typer.echo(f"{s.title}: {', '.join(s.outputs)}")
+        typer.echo(f"{s.title}: {', '.join(_describe(Path(o)) for o in s.outputs)}")
     typer.echo(f"stores: {data}   raw data: {raw}   all commands and timings: {out / 'summary.json'}")

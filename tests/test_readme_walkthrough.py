@@ -37,6 +37,20 @@ def test_readme_commands_set_up_before_they_run():
         assert readme_command(marker).startswith("scripts/bootstrap && "), marker
 
 
+def test_demo_refuses_a_file_as_out_folder(tmp_path, capsys):
+    """A typo'd --out that names a file fails at once with one line, before any step runs or anything is written."""
+    from pmoe_cli.app import main
+
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out", str(target)])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err == f"pmoe: error: {target}: --out must be a folder (it is created if missing), not a file\n"
+    assert target.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.slow
 def test_newcomer_walkthrough_in_a_fresh_environment(tmp_path):
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
@@ -64,5 +78,8 @@ def test_newcomer_walkthrough_in_a_fresh_environment(tmp_path):
         validate(report, "eval_report")
         assert {r["dataset"] for r in report["results"]} >= {"scannet", "matterport3d", "waymo"}
     validate(json.loads((out / "reports" / "routing" / "report.json").read_text()), "routing_report")
-    validate(json.loads((out / "reports" / "plan" / "plan.json").read_text()), "plan_output")
+    plan = json.loads((out / "reports" / "plan" / "plan.json").read_text())
+    validate(plan, "plan_output")
+    scene = json.loads((out / "reports" / "plan" / "scene.json").read_text())
+    assert plan["instruction"] == scene["instruction"]  # the planner is asked what the scene's task asks
     assert "done in" in proc.stdout

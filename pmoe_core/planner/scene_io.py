@@ -1,17 +1,19 @@
 """Files of an observed episode: a binary PLY point cloud and the JSON scene description beside it.
 
 PLY vertex properties: x, y, z (float32), red, green, blue (uint8), object_id (int16; -1 = table), and nx, ny, nz
-(float32) when the scene has normals. The description goes to the same path with the suffix `.json`.
+(float32) when the scene has normals. The description goes to the same path with the suffix `.json`. Both files
+are written to a temporary name and renamed, so an interrupted `pmoe plan scene` leaves no half-written file.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 from plyfile import PlyData, PlyElement
 
-from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.planner.world import SceneDesc
 from pmoe_core.scene import Scene
 
@@ -58,12 +60,31 @@ def read_scene_ply(path: str | Path) -> Scene:
     ).validate(str(path))
 
 
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
 def save_episode(scene: Scene, desc: SceneDesc, ply_path: str | Path) -> tuple[Path, Path]:
-    """Write the point cloud and its description sidecar; returns both paths."""
+    """Write the point cloud and its description sidecar; returns both paths.
+
+    The sidecar is renamed into place last: a PLY whose `.json` exists is complete, and `--simulate` never scores
+    a new description against an older cloud that an interrupted write left behind.
+    """
     ply_path = Path(ply_path)
     if not ply_path.parent.is_dir():
         raise MissingFile("output folder does not exist", ply_path.parent)
-    write_scene_ply(scene, ply_path)
+    if ply_path.suffix.lower() != ".ply":
+        raise BadInput("the point cloud must be written to a .ply path (its description goes beside it as .json)",
+                       ply_path)
     json_path = sidecar_path(ply_path)
-    desc.save(json_path)
+    tmp_ply, tmp_json = _tmp(ply_path), _tmp(json_path)
+    try:
+        write_scene_ply(scene, tmp_ply)
+        desc.save(tmp_json)
+        json_path.unlink(missing_ok=True)
+        os.replace(tmp_ply, ply_path)
+        os.replace(tmp_json, json_path)
+    finally:
+        tmp_ply.unlink(missing_ok=True)
+        tmp_json.unlink(missing_ok=True)
     return ply_path, json_path

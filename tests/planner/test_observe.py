@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pmoe_core.errors import BadInput
+
 from pmoe_core.planner.observe import CAMERAS, observe
 from pmoe_core.planner.oracle import oracle_steps
 from pmoe_core.planner.poses import quat_to_matrix
@@ -101,6 +103,29 @@ def test_ply_and_sidecar_round_trip(tmp_path):
     for name in ("coord", "color", "segment", "normal"):
         assert (getattr(back, name) == getattr(cloud, name)).all()
     assert SceneDesc.load(sidecar).to_json() == desc.to_json()
+
+
+def test_scene_files_appear_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write that fails half-way leaves neither a partial PLY nor a stale sidecar; a .json --out is refused."""
+    old, new = make_scene("stack-blocks", 1), make_scene("stack-blocks", 2)
+    save_episode(observe(old), old, tmp_path / "scene.ply")
+    before = (tmp_path / "scene.ply").read_bytes()
+
+    def broken_save(self, path):
+        open(path, "w").write("{")  # half a description, then the disk fills up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(SceneDesc, "save", broken_save)
+    with pytest.raises(OSError, match="No space"):
+        save_episode(observe(new), new, tmp_path / "scene.ply")
+    assert (tmp_path / "scene.ply").read_bytes() == before  # the old pair is untouched
+    assert SceneDesc.load(tmp_path / "scene.json").to_json() == old.to_json()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.json", "scene.ply"]  # no temporary files left
+    monkeypatch.undo()
+    with pytest.raises(BadInput, match=r"scene\.json: the point cloud must be written to a \.ply path"):
+        save_episode(observe(new), new, tmp_path / "scene.json")
+    assert (tmp_path / "scene.ply").read_bytes() == before
+    assert SceneDesc.load(tmp_path / "scene.json").to_json() == old.to_json()
 
 
 def test_observing_after_execution_sees_the_tower_and_hides_covered_tops():

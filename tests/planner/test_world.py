@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 
 import pytest
 
 from pmoe_core.errors import BadInput, FormatError
-from pmoe_core.planner.tasks import TASKS, make_scene
-from pmoe_core.planner.world import SPLITS, WORKSPACE, SceneDesc
+from pmoe_core.planner.tasks import POSITIONS, TASKS, make_scene
+from pmoe_core.planner.world import COLORS, SPLITS, WORKSPACE, SceneDesc
 from pmoe_core.schemas import validate
 
 
@@ -71,6 +72,23 @@ def test_instructions_vary_and_name_the_base():
     base_goal = desc.goals[0]
     base = next(o for o in desc.blocks if o.position[:2] == base_goal.position[:2])
     assert f"the {base.color} block" in desc.instruction
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_has_several_phrasings_naming_its_objects(task):
+    """At least three templates per family (colour and position words masked), and a named colour is in the scene."""
+    templates = set()
+    for seed in range(40):
+        desc = make_scene(task, seed)
+        text = desc.instruction
+        for name in sorted(POSITIONS, key=len, reverse=True):
+            text = text.replace(name, "{p}")
+        named = [c for c in COLORS if re.search(rf"\b{c}\b", text)]
+        assert set(named) <= {o.color for o in desc.objects}, (seed, desc.instruction)
+        for color in named:
+            text = re.sub(rf"\b{color}\b", "{c}", text)
+        templates.add(text)
+    assert len(templates) >= 3, templates
 
 
 def test_goals_stack_upwards_and_max_steps():
