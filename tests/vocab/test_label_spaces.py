@@ -98,3 +98,71 @@ def test_resolve_dataset_aliases():
     assert resolve_dataset("mp3d") == "matterport3d"
     with pytest.raises(BadInput, match=re.escape("unknown dataset 'scannet++'")):
         resolve_dataset("scannet++")
+
+
+# The complete raw-id -> class maps, copied by hand from shared/reference/datasets.md (not derived from the code):
+# every raw id the benchmark keeps, and nothing else (anything absent maps to ignore).
+REFERENCE_RAW_MAPS: dict[str, dict[int, str]] = {
+    "scannet": dict(zip(
+        (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39),
+        ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
+         "counter", "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink", "bathtub",
+         "otherfurniture"))),
+    "structured3d": dict(zip(
+        (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 14, 15, 16, 17, 18, 19, 22, 24, 25, 32, 34, 35, 38, 39, 40),
+        ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "picture", "desk", "shelves",
+         "curtain", "dresser", "pillow", "mirror", "ceiling", "refrigerator", "television", "nightstand", "sink",
+         "lamp", "otherstructure", "otherfurniture", "otherprop"))),
+    "matterport3d": {
+        1: "wall", 2: "floor", 3: "cabinet", 4: "bed", 5: "chair", 6: "sofa", 7: "table", 8: "door", 9: "window",
+        10: "bookshelf", 11: "picture", 12: "counter", 14: "desk", 16: "curtain", 24: "refrigerator",
+        28: "shower curtain", 33: "toilet", 34: "sink", 36: "bathtub", 39: "other", 22: "ceiling",
+    },
+    "nuscenes": {
+        9: "barrier", 14: "bicycle", 15: "bus", 16: "bus", 17: "car", 18: "construction_vehicle", 21: "motorcycle",
+        2: "pedestrian", 3: "pedestrian", 4: "pedestrian", 6: "pedestrian", 12: "traffic_cone", 22: "trailer",
+        23: "truck", 24: "driveable_surface", 25: "other_flat", 26: "sidewalk", 27: "terrain", 28: "manmade",
+        30: "vegetation",
+    },
+    "semantickitti": {
+        10: "car", 252: "car", 11: "bicycle", 15: "motorcycle", 18: "truck", 258: "truck", 13: "other-vehicle",
+        16: "other-vehicle", 20: "other-vehicle", 256: "other-vehicle", 257: "other-vehicle", 259: "other-vehicle",
+        30: "person", 254: "person", 31: "bicyclist", 253: "bicyclist", 32: "motorcyclist", 255: "motorcyclist",
+        40: "road", 60: "road", 44: "parking", 48: "sidewalk", 49: "other-ground", 50: "building", 51: "fence",
+        70: "vegetation", 71: "trunk", 72: "terrain", 80: "pole", 81: "traffic-sign",
+    },
+    "waymo": {
+        1: "car", 2: "truck", 3: "bus", 4: "other_vehicle", 5: "motorcyclist", 6: "bicyclist", 7: "pedestrian",
+        8: "sign", 9: "traffic_light", 10: "pole", 11: "construction_cone", 12: "bicycle", 13: "motorcycle",
+        14: "building", 15: "vegetation", 16: "tree_trunk", 17: "curb", 18: "road", 19: "lane_marker",
+        20: "other_ground", 21: "walkable", 22: "sidewalk",
+    },
+}
+# Raw ids the reference sends to ignore explicitly.
+REFERENCE_IGNORED = {
+    "nuscenes": (0, 1, 5, 7, 8, 10, 11, 13, 19, 20, 29, 31),
+    "semantickitti": (0, 1, 52, 99),
+    "waymo": (0,),
+}
+
+
+@pytest.mark.parametrize("dataset", list(REFERENCE_RAW_MAPS))
+def test_complete_raw_map_matches_the_reference(dataset):
+    space = LABEL_SPACES[dataset]
+    assert space.raw_to_name == REFERENCE_RAW_MAPS[dataset]
+    raw = np.array(sorted(REFERENCE_RAW_MAPS[dataset]))
+    names = [space.classes[i] for i in space.map_raw(raw)]
+    assert names == [REFERENCE_RAW_MAPS[dataset][r] for r in raw]  # each id lands on its class *by name*
+    assert set(REFERENCE_RAW_MAPS[dataset].values()) == set(space.classes)  # every class is reachable
+    ignored = np.array(REFERENCE_IGNORED.get(dataset, ()), dtype=np.int64)
+    assert (space.map_raw(ignored) == IGNORE_INDEX).all()
+
+
+def test_nuscenes_raw_ids_are_all_accounted_for():
+    assert sorted([*REFERENCE_RAW_MAPS["nuscenes"], *REFERENCE_IGNORED["nuscenes"]]) == list(range(32))
+
+
+def test_s3dis_has_no_raw_ids_only_names():
+    space = LABEL_SPACES["s3dis"]
+    assert space.raw_kind == "name" and space.raw_to_name == {}
+    assert [space.map_name(c) for c in space.classes] == list(range(13))
