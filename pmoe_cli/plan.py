@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.table import Table
 from pmoe_cli.progress import ProgressBar
 from pmoe_core.errors import BadInput
 from pmoe_core.io import read_point_cloud
+from pmoe_core.jsonio import check_json_target, write_json_atomic
 from pmoe_core.planner.episodes import POLICIES, bench_report, run_bench
 from pmoe_core.planner.metric import score
 from pmoe_core.planner.observe import observe
@@ -73,6 +73,8 @@ def _plan(
 def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_out: Path | None, simulate: bool,
              euler_steps: int | None, seed: int) -> None:
     console = Console()
+    if json_out is not None:
+        check_json_target(json_out)
     desc = SceneDesc.load(sidecar_path(scene_path)) if simulate else None  # fail before the slow load
     cloud = read_point_cloud(scene_path)
     from pmoe_core.planner.policy import cloud_input, load_planner, plan_cloud, plan_output  # torch: load lazily
@@ -95,7 +97,7 @@ def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_o
     if json_out is not None:
         used = euler_steps or planner.model.config.flow.euler_steps
         report = plan_output(scene_path, instruction, planner.path, used, seed, steps, timings, simulation)
-        json_out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        write_json_atomic(json_out, report, indent=1)
         console.print(f"wrote {json_out}")
 
 
@@ -188,6 +190,8 @@ def bench(
     json_out: Path = typer.Option(None, "--json", help="also write the results as JSON here"),
 ) -> None:
     """Success rate and mean score per task for a policy executed in MuJoCo."""
+    if json_out is not None:
+        check_json_target(json_out)
     policy_fn = None
     if policy == "model":
         from pmoe_core.planner.policy import ModelPolicy, load_planner
@@ -215,5 +219,5 @@ def bench(
                       f"{r.episodes_per_s:.1f}")
     console.print(table)
     if json_out is not None:
-        json_out.write_text(json.dumps(bench_report(results, policy, seed, split), indent=1) + "\n", encoding="utf-8")
+        write_json_atomic(json_out, bench_report(results, policy, seed, split), indent=1)
         console.print(f"wrote {json_out}")

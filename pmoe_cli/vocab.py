@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pmoe_core.errors import MissingFile
+from pmoe_core.jsonio import write_json_atomic
 from pmoe_core.vocab.report import select_datasets, vocab_report
 
 
@@ -55,16 +52,4 @@ def _table(report: dict[str, Any]) -> Table:
 
 
 def _write_json(path: Path, report: dict[str, Any]) -> None:
-    """Write atomically so a reader never sees half a file."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise MissingFile("folder does not exist, cannot write the JSON report there", parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, report)

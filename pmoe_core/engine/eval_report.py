@@ -6,15 +6,13 @@ absent-class policy, a class subset) can be recomputed from the report without r
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pmoe_core.jsonio import write_json_atomic
 from pmoe_core.schemas import validate
 
 REPORT_FORMAT = "pmoe-eval"
@@ -115,15 +113,4 @@ def write_report(report: EvalReport, path: str | Path) -> Path:
     path = Path(path)
     data = report.to_json()
     validate(data, "eval_report", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, data, make_parents=True)

@@ -45,3 +45,17 @@ def test_registered_on_the_main_app_and_errors_are_one_line(capsys):
         main(["plan", "bench", "--policy", "psychic", "--episodes", "1"])
     assert exc.value.code == 1
     assert capsys.readouterr().err.startswith("pmoe: error: unknown policy 'psychic'")
+
+
+@pytest.mark.parametrize("command", [["bench", "--episodes", "1"], ["--scene", "x.ply", "--instruction", "stack"]])
+def test_json_into_a_missing_folder_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
+    from pmoe_cli import plan
+    from pmoe_cli.app import main
+
+    monkeypatch.setattr(plan, "run_bench", lambda *a, **k: pytest.fail("ran episodes before checking --json"))
+    target = tmp_path / "missing" / "out.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", *command, "--json", str(target)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.count("\n") == 1
+    assert "folder does not exist" in err and str(tmp_path / "missing") in err
