@@ -230,6 +230,21 @@ def sweep_to_key(key: dict, sweep: dict) -> np.ndarray:
             @ pose_matrix(sweep["ego"]) @ pose_matrix(sweep["sensor"]))
 
 
+def sweep_coords_in_key_frame(points: np.ndarray, transform: np.ndarray, path: Path) -> np.ndarray:
+    """float64 (N, 3) sweep coordinates in the key frame; FormatError naming the sweep file if any leaves float32.
+
+    A point near float32's limit (or an infinite one: inf * 0 in the rotation) is finite in the file but not once
+    rotated and moved; checked here, by value, so the error names the sweep rather than the key frame.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        coords = np.einsum("ij,nj->ni", transform[:3, :3], points[:, :3].astype(np.float64)) + transform[:3, 3]
+    bad = ~(np.abs(coords) <= np.finfo(np.float32).max).all(axis=1)  # also true for NaN
+    if bad.any():
+        raise FormatError(f"{int(bad.sum())} sweep points are NaN, infinite or beyond float32 range once moved into "
+                          "the key frame (corrupt points or pose)", path)
+    return coords
+
+
 def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
     try:
         return _read_scene(ref, options)
@@ -248,11 +263,11 @@ def _read_scene(ref: SceneRef, options: Options) -> Scene:
         segment = raw_to_class(ref.meta["category"])[raw]
     coords, intensity, segments = [key[:, :3].astype(np.float64)], [key[:, 3]], [segment]
     for sweep in chain[1:]:
-        points = read_points(Path(sweep["file"]))
+        sweep_file = Path(sweep["file"])
+        points = read_points(sweep_file)
         near = (np.abs(points[:, 0]) < options.sweep_min_distance) & (np.abs(points[:, 1]) < options.sweep_min_distance)
         points = points[~near]
-        transform = sweep_to_key(chain[0], sweep)
-        coords.append(np.einsum("ij,nj->ni", transform[:3, :3], points[:, :3].astype(np.float64)) + transform[:3, 3])
+        coords.append(sweep_coords_in_key_frame(points, sweep_to_key(chain[0], sweep), sweep_file))
         intensity.append(points[:, 3])
         segments.append(np.full(points.shape[0], IGNORE_INDEX, dtype=np.int16))
     return Scene(

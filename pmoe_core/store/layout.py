@@ -84,13 +84,22 @@ def open_zarr_store(url: str | Store, *, read_only: bool) -> Store:
     return zarr.storage.LocalStore(url, read_only=read_only)
 
 
+# By default zarr does not store a chunk whose values all equal the fill value (0 for point fields: an all-zero
+# `instance` or `segment` is ordinary data) and reads an absent object as fill values. The writer stores every
+# chunk, so an absent object always means damage, and marks each field array it creates with this attribute so
+# `pmoe check` knows it may say so (arrays from writers before this have no mark: absence is ambiguous there).
+WRITE_EMPTY_CHUNKS = {"write_empty_chunks": True}
+ALL_CHUNKS_STORED = "all_chunks_stored"
+
+
 def field_array_kwargs(field: str) -> dict[str, Any]:
     """Creation arguments of a ragged field array: (0,) or (0, width), chunked and sharded along points."""
     dtype, width = FIELD_SPECS[field]
     shape: tuple[int, ...] = (0, width) if width else (0,)
     chunks: tuple[int, ...] = (CHUNK_POINTS, width) if width else (CHUNK_POINTS,)
     shards: tuple[int, ...] = (SHARD_POINTS, width) if width else (SHARD_POINTS,)
-    return dict(shape=shape, dtype=dtype, chunks=chunks, shards=shards, compressors=point_codec(), fill_value=0)
+    return dict(shape=shape, dtype=dtype, chunks=chunks, shards=shards, compressors=point_codec(), fill_value=0,
+                config=WRITE_EMPTY_CHUNKS, attributes={ALL_CHUNKS_STORED: True})
 
 
 UNWRITTEN_OFFSET = -1  # fill value of `offsets`: what an entry reads as before its value is written

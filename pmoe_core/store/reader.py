@@ -53,7 +53,10 @@ class _SplitView:
     def offsets(self) -> np.ndarray:
         if OFFSETS not in self._arrays or NAMES not in self._arrays:
             return np.zeros(1, dtype=np.int64)  # a split whose creation was interrupted: nothing committed
-        return committed_offsets(self._arrays[OFFSETS][:])
+        try:
+            return committed_offsets(self._arrays[OFFSETS][:])
+        except (ValueError, RuntimeError) as err:  # a chunk that does not decode: damage, not a bug
+            raise StoreError(f"{self.name}/offsets is unreadable ({err}); run pmoe check", self.url) from None
 
     @property
     def count(self) -> int:
@@ -92,8 +95,12 @@ class _SplitView:
         if "coord" not in wanted:
             wanted = ("coord", *wanted)  # a Scene always has coordinates
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-        data = {f: self._arrays[f][lo:hi] for f in wanted}
-        name = self.names[i] if "names" in self.__dict__ else str(self._arrays[NAMES][i])
+        try:
+            data = {f: self._arrays[f][lo:hi] for f in wanted}
+            name = self.names[i] if "names" in self.__dict__ else str(self._arrays[NAMES][i])
+        except (ValueError, RuntimeError) as err:  # a chunk that does not decode: damage, not a bug
+            raise StoreError(f"scene {i} of split {self.name!r} is unreadable ({err}); run pmoe check",
+                             self.url) from None
         return Scene(name=name, **data)
 
 
@@ -108,6 +115,8 @@ class StoreReader:
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
             raise StoreError("no scene store here (expected a Zarr v3 group written by pmoe convert)",
                              self.url) from None
+        except ValueError as err:  # zarr.json that is not JSON (truncated copy, hand edit)
+            raise StoreError(f"the root group's zarr.json is unreadable ({err}); run pmoe check", self.url) from None
         self.attrs: dict[str, Any] = dict(self._root.attrs)
         if self.attrs.get("format") != FORMAT_NAME:
             raise StoreError("a zarr group, but not a pmoe scene store (attribute format is missing)", self.url)
@@ -188,7 +197,12 @@ class StoreReader:
             raise BadInput(f"split {split!r} has no field {field!r}", self.url)
         arr, end = view._arrays[field], int(view.offsets[-1])
         for lo in range(0, end, block):
-            yield arr[lo : min(lo + block, end)]
+            try:
+                rows = arr[lo : min(lo + block, end)]
+            except (ValueError, RuntimeError) as err:
+                raise StoreError(f"{split}/{field} rows {lo}.. are unreadable ({err}); run pmoe check",
+                                 self.url) from None
+            yield rows
 
 
 def open_store(url: str | Store) -> StoreReader:

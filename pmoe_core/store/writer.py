@@ -5,6 +5,8 @@ Zarr writes each chunk/shard object and each `zarr.json` atomically (a local tem
 single object PUT), so a writer killed at any point leaves at most an uncommitted tail: field rows past
 `offsets[-1]`, a name past the committed count, or an offsets entry whose value was never written (a -1 fill).
 Readers ignore such a tail; `StoreWriter.open` on an existing store cuts it off before appending again.
+Every chunk is stored, even one holding only fill values (`layout.WRITE_EMPTY_CHUNKS`), so an absent object
+is always damage, which `pmoe check` reports.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pmoe_core.store.layout import (
     OFFSETS,
     OFFSETS_CHUNK,
     UNWRITTEN_OFFSET,
+    WRITE_EMPTY_CHUNKS,
     committed_offsets,
     field_array_kwargs,
     group_arrays,
@@ -151,7 +154,8 @@ class StoreWriter:
                     arr.resize((end, *arr.shape[1:]))
             names = [str(n) for n in arrays[NAMES][:count]]
             state = _Split(group=group, fields=fields, names=names, end=end)
-            state.arrays = {f: arrays[f] for f in fields} | {OFFSETS: arrays[OFFSETS], NAMES: arrays[NAMES]}
+            # zarr keeps write_empty_chunks per opened array, not in the metadata: set it again on resume
+            state.arrays = {f: arrays[f].with_config(WRITE_EMPTY_CHUNKS) for f in (*fields, OFFSETS, NAMES)}
             self._splits[split] = state
 
     # --- writing ---
@@ -208,9 +212,10 @@ class StoreWriter:
         state = _Split(group=group, fields=fields)
         for name in fields:
             state.arrays[name] = group.create_array(name, **field_array_kwargs(name))
-        state.arrays[NAMES] = group.create_array(NAMES, shape=(0,), dtype=str, chunks=(NAMES_CHUNK,))
+        state.arrays[NAMES] = group.create_array(NAMES, shape=(0,), dtype=str, chunks=(NAMES_CHUNK,),
+                                                 config=WRITE_EMPTY_CHUNKS)
         offsets = group.create_array(OFFSETS, shape=(1,), dtype=np.int64, chunks=(OFFSETS_CHUNK,),
-                                    fill_value=UNWRITTEN_OFFSET)
+                                    fill_value=UNWRITTEN_OFFSET, config=WRITE_EMPTY_CHUNKS)
         offsets[0] = 0
         state.arrays[OFFSETS] = offsets
         self._splits[split] = state

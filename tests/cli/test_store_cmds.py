@@ -74,6 +74,46 @@ def test_check_reports_damaged_point_data(store, capsys):
     assert code == 1 and "train/segment: values span [-1, 20], allowed -1 .. 19" in err
 
 
+def test_check_reports_a_class_mapped_to_the_wrong_vocabulary_entry(store, capsys):
+    """The S3DIS sorted-index bug, done by hand: class names intact, entries shifted. Eval would trust them."""
+    group = zarr.open_group(store, mode="r+")
+    attrs = dict(group.attrs)
+    attrs["classes"][0]["entry"], attrs["classes"][1]["entry"] = "floor", "wall"
+    group.attrs.put(attrs)
+    code, out, err = run_cli(capsys, "check", "--all", store)
+    assert code == 1
+    assert out.strip().splitlines() == [
+        "attributes at classes/0: class 'wall' maps to vocabulary entry 'floor', but the unified vocabulary says "
+        "'wall'",
+        "attributes at classes/1: class 'floor' maps to vocabulary entry 'wall', but the unified vocabulary says "
+        "'floor'",
+    ]
+
+
+def test_check_and_info_report_unreadable_bytes_in_one_line(store, capsys):
+    root = Path(store)
+    (root / "zarr.json").write_text((root / "zarr.json").read_text()[:-40])  # a truncated copy
+    for command in ("check", "info"):
+        code, out, err = run_cli(capsys, command, store)
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"pmoe: error: {store}: ") and "zarr.json" in err and "unreadable" in err
+
+
+def test_check_reports_corrupt_and_missing_chunks(store, capsys):
+    root = Path(store)
+    (root / "train" / "color" / "c" / "0" / "0").write_bytes(b"\x00" * 64)  # fails its checksum
+    (root / "train" / "instance" / "c" / "0").unlink()  # zarr would read zeros in its place
+    code, out, err = run_cli(capsys, "check", "--all", store)
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("train/color: unreadable (")
+    assert lines[1] == "train/instance: 1 stored object(s) missing (c/0); the rows they hold would read as fill values"
+    (root / "test" / "names" / "c" / "0").unlink()
+    code, out, err = run_cli(capsys, "check", "--all", store)
+    assert "test/names: 1 stored object(s) missing (c/0); the rows they hold would read as fill values" in out
+
+
 @pytest.mark.slow  # one real `pmoe` process: its start-up imports every registered command
 def test_check_exit_code_from_a_real_process(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pmoe_cli", "check", str(tmp_path / "missing.zarr")],

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -199,3 +200,25 @@ def test_scannet_alignment_overflowing_to_infinity(tmp_path):
     meta.write_text("axisAlignment = " + " ".join(["1e308"] * 16) + "\n")
     with pytest.raises(FormatError, match="axisAlignment moves vertices to NaN or infinity"):
         scannet._align(np.ones((3, 3)), meta)
+
+
+def test_nuscenes_sweep_point_overflowing_float32_names_the_sweep(tmp_path):
+    from pmoe_core.sources.synthetic_outdoor import write_nuscenes
+
+    write_nuscenes(tmp_path, scenes=1, samples_per_scene=1)
+    sweep = sorted((tmp_path / "sweeps" / "LIDAR_TOP").iterdir())[-1]  # the newest sweep: read with sweeps >= 1
+    points = np.fromfile(sweep, "<f4").reshape(-1, 5)
+    points[0, :3] = 3.4e38  # a finite float32, but not after the rotation and translation into the key frame
+    points.tofile(sweep)
+    options = nuscenes.Options(sweeps=10)
+    ref = nuscenes.list_scenes(tmp_path, options)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(FormatError) as err:
+            nuscenes.read_scene(ref, options, lambda m: None)
+        assert str(err.value) == f"{sweep}: 1 sweep points are NaN, infinite or beyond float32 range once moved " \
+                                 "into the key frame (corrupt points or pose)"
+        points[0, :3] = np.inf  # inf * 0 in the rotation: NaN, not an "invalid value" RuntimeWarning
+        points.tofile(sweep)
+        with pytest.raises(FormatError, match=f"{sweep.name}: 1 sweep points are NaN"):
+            nuscenes.read_scene(ref, options, lambda m: None)

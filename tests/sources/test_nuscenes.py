@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,6 +200,25 @@ def test_sample_data_with_missing_calibrated_sensor_names_the_table(real_fixture
     with pytest.raises(FormatError) as err:
         nuscenes.list_scenes(tmp_path, nuscenes.Options())
     assert "calibrated_sensor.json" in str(err.value) and "no-such-token" in str(err.value)
+
+
+def test_sweep_chain_to_a_missing_sample_data_row_names_the_table(real_fixtures, tmp_path):
+    tables = build_real_tables(tmp_path, real_fixtures)
+    rows = json.loads((tables / "sample_data.json").read_text())
+    rows[0]["prev"] = "no-such-sweep"
+    (tables / "sample_data.json").write_text(json.dumps(rows))
+    assert len(nuscenes.list_scenes(tmp_path, nuscenes.Options())) == 1  # sweeps=0 never follows the chain
+    with pytest.raises(FormatError) as err:
+        nuscenes.list_scenes(tmp_path, nuscenes.Options(sweeps=1))
+    assert "sample_data.json" in str(err.value) and "no-such-sweep" in str(err.value)
+
+
+def test_missing_lidarseg_file_names_it(synthetic, tmp_path):
+    ref = _copy_synthetic(synthetic, tmp_path)
+    Path(ref.meta["labels"]).unlink()
+    with pytest.raises(MissingFile) as err:
+        nuscenes.read_scene(ref, nuscenes.Options(), lambda m: None)
+    assert ref.meta["labels"] in str(err.value)
 
 
 def test_missing_table_names_the_file(real_fixtures, tmp_path):

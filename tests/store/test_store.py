@@ -11,9 +11,11 @@ from store_fakes import NUM_CLASSES, assert_same_scene, embedding_cache, make_sc
 from zarr.storage import LocalStore, WrapperStore
 
 from pmoe_core.errors import BadInput, FormatError, StoreError
+from pmoe_core.scene import Scene
 from pmoe_core.schemas import validate
 from pmoe_core.store import (
     CHUNK_POINTS,
+    SHARD_POINTS,
     StoreReader,
     StoreWriter,
     check_store,
@@ -89,6 +91,21 @@ def test_attributes_follow_schema_and_carry_embeddings(tmp_path):
     assert r.class_embeddings.shape == (20, expected.dim) and r.class_embeddings.dtype == np.float32
     np.testing.assert_array_equal(r.class_embeddings, expected.vectors)
     assert r.attrs["text_encoder"]["name"] == "minilm" and r.attrs["source"] == "unit test"
+
+
+def test_writer_validates_attributes_before_committing_them(tmp_path, monkeypatch):
+    from pmoe_core.store import attrs as store_attrs
+
+    real = store_attrs.build_attrs
+    monkeypatch.setattr(store_attrs, "build_attrs", lambda *a, **k: {**real(*a, **k), "benchmark": ""})
+    url = store_path(str(tmp_path), "scannet")
+    with pytest.raises(FormatError, match="does not match schema 'store' at benchmark"):
+        StoreWriter.open(url, "scannet")
+    folder = tmp_path / "scannet.zarr"
+    assert not folder.exists() or not list(folder.rglob("*"))  # no attributes, no embeddings, lock released
+    monkeypatch.setattr(store_attrs, "build_attrs", real)
+    write(url, {"train": [make_scene("a", 10)]})  # the same folder then takes a valid store
+    assert check_store(url) == []
 
 
 def test_scene_validation_on_append(tmp_path):
@@ -171,6 +188,32 @@ def test_split_without_any_commit_takes_new_fields_on_resume(tmp_path):
     assert r.fields("train") == ("coord", "color") and r.fields("test") == ("coord", "normal")
     assert r.names("test") == ["u"]
     assert check_store(url) == []
+
+
+def test_all_zero_fields_are_stored_so_a_missing_object_still_means_damage(tmp_path):
+    """zarr skips chunks of fill values (0) by default; an all-zero segment or instance is valid data, not a hole."""
+    url = store_path(str(tmp_path), "scannet")
+
+    def zeros(name, n):
+        return Scene(name, np.zeros((n, 3), np.float32), segment=np.zeros(n, np.int16),
+                     instance=np.zeros(n, np.int32))
+
+    write(url, {"train": [zeros("a", 10)]})
+    assert check_store(url) == []
+    with StoreWriter.open(url, "scannet") as w:  # a reopened array forgets write_empty_chunks: the writer resets it
+        w.append("train", zeros("b", SHARD_POINTS))  # rows 10 .. 1 Mi + 10: the first rows of a second shard
+    split = tmp_path / "scannet.zarr" / "train"
+    for k in (0, 1):  # every shard of every field, all of them zeros
+        assert all((split / key).exists() for key in (f"coord/c/{k}/0", f"segment/c/{k}", f"instance/c/{k}"))
+    assert check_store(url) == []
+    assert_same_scene(zeros("b", SHARD_POINTS), open_store(url).read("train", "b"))
+
+    (split / "segment" / "c" / "1").unlink()
+    # a field array from a writer that skipped all-zero chunks has no mark: an absent object there is ambiguous
+    zarr.open_group(url, mode="r+")["train"]["instance"].attrs.put({})
+    (split / "instance" / "c" / "0").unlink()
+    assert check_store(url) == [
+        "train/segment: 1 stored object(s) missing (c/1); the rows they hold would read as fill values"]
 
 
 def test_refuses_other_dataset_version_encoder_and_foreign_folders(tmp_path):
