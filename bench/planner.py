@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pmoe_core.planner.demos import HELD_OUT_SEED, build_demo, canonical_steps
+from pmoe_core.planner.demos import HELD_OUT_SEED, canonical_steps
 from pmoe_core.planner.episodes import run_bench
 from pmoe_core.planner.observe import observe
 from pmoe_core.planner.policy import ModelPolicy, cloud_input, load_planner, plan_cloud
@@ -94,10 +94,10 @@ def held_out_loss(checkpoint: Path, tasks: list[str], episodes: int) -> float:
     for task in tasks:
         for i in range(episodes):
             desc = make_scene(task, HELD_OUT_SEED + i)
-            points, steps = build_demo(desc, cfg.num_points, cfg.foreground)
-            poses, lengths = steps_to_tensor([steps], cfg.dit.max_steps)
+            points = cloud_input(observe(desc), cfg, seed=desc.seed)
+            poses, lengths = steps_to_tensor([canonical_steps(desc)], cfg.dit.max_steps)
             torch.manual_seed(i)
-            parts = model.stage2_loss(torch.from_numpy(points)[None], [desc.instruction], poses, lengths)
+            parts = model.stage2_loss(points[None], [desc.instruction], poses, lengths)
             losses.append(float(parts["flow"] + parts["stop"]))
     return statistics.fmean(losses)
 

@@ -125,9 +125,10 @@ class ThreeDMoEPlanner(nn.Module):
         """Start scene tokens at the RMS of the LLM's word embeddings (the projector's input is LayerNormed, so
         ~unit per channel); the default init would make them several times louder than any word."""
         target = self.llm.get_input_embeddings().weight.float().pow(2).mean().sqrt().item()
-        proj = self.encoder.projector
-        nn.init.normal_(proj.weight, std=target / proj.in_features**0.5)
-        nn.init.zeros_(proj.bias)
+        for proj in (self.encoder.projector, getattr(self.encoder, "object_projector", None)):
+            if proj is not None:
+                nn.init.normal_(proj.weight, std=target / proj.in_features**0.5)
+                nn.init.zeros_(proj.bias)
 
     @property
     def device(self) -> torch.device:
@@ -139,14 +140,15 @@ class ThreeDMoEPlanner(nn.Module):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.config.max_text_tokens]
 
     def _sequence(self, points: torch.Tensor, texts: list[list[int]], loss_from: list[int] | None = None):
-        """Scene tokens + right-padded text embeddings -> (embeds, attention mask, labels or None, scene centres)."""
-        scene, centres = self.encoder(points.to(self.device))
+        """Scene tokens + right-padded text embeddings -> (embeds, attention mask, labels or None, scene centres,
+        which scene tokens are real (object slots without a proposal are not))."""
+        scene, centres, valid = self.encoder(points.to(self.device))
         b, m, _ = scene.shape
         longest = max(len(t) for t in texts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.full((b, longest), pad, dtype=torch.long, device=self.device)
         mask = torch.zeros(b, m + longest, dtype=torch.long, device=self.device)
-        mask[:, :m] = 1
+        mask[:, :m] = valid.long()
         for i, t in enumerate(texts):
             ids[i, : len(t)] = torch.tensor(t, dtype=torch.long)
             mask[i, m : m + len(t)] = 1
@@ -156,7 +158,7 @@ class ThreeDMoEPlanner(nn.Module):
             labels = torch.full((b, m + longest), -100, dtype=torch.long, device=self.device)
             for i, (t, start) in enumerate(zip(texts, loss_from)):
                 labels[i, m + start : m + len(t)] = ids[i, start : len(t)]
-        return embeds, mask, labels, centres
+        return embeds, mask, labels, centres, valid
 
     def condition(self, points: torch.Tensor, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM final hidden states over scene + instruction positions (B, L, H) and their mask (B, L) bool."""
@@ -165,7 +167,7 @@ class ThreeDMoEPlanner(nn.Module):
 
     def condition_with_anchors(self, points: torch.Tensor, instructions: list[str]) -> "Condition":
         """The condition plus where its scene tokens sit (for the DiT's pointer)."""
-        embeds, mask, _, centres = self._sequence(
+        embeds, mask, _, centres, valid = self._sequence(
             points, [self._ids(s) or [self.tokenizer.eos_token_id] for s in instructions]
         )
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
@@ -173,7 +175,7 @@ class ThreeDMoEPlanner(nn.Module):
         anchors = hidden.new_zeros(b, hidden.shape[1], 3)
         anchors[:, :m] = positions_to_tokens(centres.to(hidden.dtype))
         anchor_mask = torch.zeros(b, hidden.shape[1], dtype=torch.bool, device=hidden.device)
-        anchor_mask[:, :m] = True
+        anchor_mask[:, :m] = valid
         return Condition(hidden, mask.bool(), anchors, anchor_mask)
 
     def _aux(self) -> torch.Tensor:
@@ -190,7 +192,7 @@ class ThreeDMoEPlanner(nn.Module):
             body = self.tokenizer(" " + caption.strip(), add_special_tokens=False)["input_ids"]
             texts.append((prompt + body)[: self.config.max_text_tokens] + [eos])
             starts.append(min(len(prompt), len(texts[-1]) - 1))
-        embeds, mask, labels, _ = self._sequence(points, texts, starts)
+        embeds, mask, labels, _, _ = self._sequence(points, texts, starts)
         lm = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
         aux = self._aux()
         return {"loss": lm + aux, "lm": lm, "aux": aux}

@@ -108,7 +108,7 @@ def cloud_input(scene: Scene, config: ThreeDMoEConfig, seed: int = 0, source: st
         raise BadInput("the point cloud has no colours (red, green, blue); the planner needs them", source)
     if len(scene.coord) == 0:
         raise BadInput("the point cloud is empty", source)
-    return scene_points(scene.coord, scene.color, config.num_points, seed, config.foreground)
+    return scene_points(scene.coord, scene.color, config.num_points, seed, config.foreground, config.encoder.objects)
 
 
 def plan_cloud(

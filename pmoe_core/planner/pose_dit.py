@@ -43,6 +43,7 @@ class PoseDiTConfig:
     anchor_bands: int = 8  # Fourier bands of the centres in the pointer's keys
     pointer_loss: float = 0.0  # weight of the pointer's supervision (see pose_head.pointer_loss); 0 = none
     text_pool: bool = False  # also pool the instruction positions alone into the adaLN condition
+    pointer_passes: int = 1  # 2: the pick and place tokens exchange what they pointed at, then point again
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -145,6 +146,13 @@ class PoseDiT(nn.Module):
             self.pointer_pos = nn.Linear(3 + 6 * cfg.anchor_bands, d)
             self.pointer_feat = nn.Linear(d, d)
             self.cond_where = nn.Linear(3 + 6 * cfg.anchor_bands, d)
+        if cfg.anchor and cfg.pointer_passes == 2:
+            self.relay_norm = nn.LayerNorm(d, eps=1e-6)
+            self.relay = Attention(d, cfg.heads)
+            self.pointer2_q = nn.Linear(d, d)
+            self.pointer2_k = nn.Linear(d, d)
+        elif cfg.pointer_passes != 1:
+            raise ValueError(f"pointer_passes must be 1, or 2 with anchor=True; got {cfg.pointer_passes}")
 
     def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor,
                          anchor_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,10 +190,16 @@ class PoseDiT(nn.Module):
         for block in self.blocks:
             h = block(h, c, cond_seq, cond_mask, step_mask)
         if self.cfg.anchor:
-            centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_features, anchor_mask)
-            if pointer_weights is not None:
-                pointer_weights.append(weights)
-            h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
+            for first in (True, False)[: self.cfg.pointer_passes]:
+                if not first:  # the place token learns what the pick token pointed at (a block's colour), and so on
+                    b = h.shape[0]
+                    h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)
+                projections = (self.pointer_q, self.pointer_k) if first else (self.pointer2_q, self.pointer2_k)
+                centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_features, anchor_mask,
+                                                        *projections)
+                if pointer_weights is not None:
+                    pointer_weights.append(weights)
+                h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
         shift, scale = self.ada_out(c)[:, None, None, :].chunk(2, dim=-1)
         v = self.out(modulate(self.norm_out(h), shift, scale))
         if not self.cfg.anchor:
@@ -194,13 +208,13 @@ class PoseDiT(nn.Module):
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
         return torch.cat([(end - x[..., :ANCHOR_DIMS]) / remaining, v[..., ANCHOR_DIMS:]], dim=-1)
 
-    def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask):
+    def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask, proj_q, proj_k):
         """Attention of each pose token over the scene tokens (keyed by their features and the Fourier features of
         their centres) -> the weighted mean of their centres (B, S, 2, 3) and of their condition features
         (B, S, 2, D), and the attention itself (B, S, 2, L)."""
         b, s, _, d = h.shape
-        q = self.pointer_q(h.reshape(b, s * 2, d))
-        k = self.pointer_k(cond_seq) + self.pointer_pos(anchor_features)
+        q = proj_q(h.reshape(b, s * 2, d))
+        k = proj_k(cond_seq) + self.pointer_pos(anchor_features)
         logits = (q @ k.transpose(1, 2)) / d**0.5
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
         centre = weights @ anchors.to(weights.dtype)

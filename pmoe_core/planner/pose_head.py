@@ -41,22 +41,24 @@ def pose_losses(
         "flow": flow_loss(velocity, tokens, mask[:, :, None, None], flow, generator, end_point_dims=end_dims),
         "stop": F.cross_entropy(dit.length_logits(pooled), lengths - 1),
     }
-    if pointed:
-        parts["pointer"] = dit.cfg.pointer_loss * pointer_loss(pointed[-1], tokens[..., :ANCHOR_DIMS], anchors,
-                                                               anchor_mask, mask)
+    if pointed:  # every pass of the pointer, as each one's end point feeds the flow loss or the next pass
+        per_pass = [pointer_loss(w, tokens[..., :ANCHOR_DIMS], anchors, anchor_mask, mask) for w in pointed]
+        parts["pointer"] = dit.cfg.pointer_loss * torch.stack(per_pass).mean()
     return parts
 
 
 def pointer_loss(weights, targets, anchors, anchor_mask, step_mask, width: float = 0.05) -> torch.Tensor:
     """Cross entropy of the pointer's attention (B, S, 2, L) against the scene tokens near each target position
-    (B, S, 2, 3): a Gaussian around it, over the real steps. Its width is `width` token units, or the distance to
-    the nearest scene token when that is larger: a bowl's centre has no token (its floor is below the foreground
-    cut), and a narrow Gaussian would then pick one rim token instead of the ring whose mean is the centre.
+    (B, S, 2, 3) in the table plane: a Gaussian around its xy, over the real steps. Its width is `width` token units,
+    or the distance to the nearest scene token when that is larger: without object tokens a bowl's centre has no
+    token (its floor is below the foreground cut), and a narrow Gaussian would then pick one rim token instead of
+    the ring whose mean is the centre. Height is left to the residual: a place on a tower is 4-8 cm above the base
+    block's top, which is 0.27-0.53 token units in z, and measured in 3-D that target smeared over the whole scene.
 
     The end-point loss alone trains the pointer only through the mean of the centres it attends to, which many
     diffuse attentions satisfy equally; this says which tokens are right. Training signal only (oracle poses).
     """
-    d2 = (targets[:, :, :, None, :] - anchors[:, None, None, :, :]).pow(2).sum(-1)  # (B, S, 2, L)
+    d2 = (targets[:, :, :, None, :2] - anchors[:, None, None, :, :2]).pow(2).sum(-1)  # (B, S, 2, L)
     d2 = d2.masked_fill(~anchor_mask[:, None, None, :], float("inf"))
     sigma2 = d2.amin(-1, keepdim=True).clamp_min(width**2)
     logits = -d2 / (2 * sigma2)

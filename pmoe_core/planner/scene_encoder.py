@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pmoe_core.planner.objects import ObjectTokenConfig, ObjectTokens, with_object_ids
 from pmoe_core.planner.pointnet2 import PointNet2Config, PointNet2Encoder
 from pmoe_core.planner.spatial_transformer import SpatialTransformer, SpatialTransformerConfig
 
@@ -20,10 +21,17 @@ from pmoe_core.planner.spatial_transformer import SpatialTransformer, SpatialTra
 class SceneEncoderConfig:
     pointnet: PointNet2Config = field(default_factory=PointNet2Config)
     spatial: SpatialTransformerConfig = field(default_factory=SpatialTransformerConfig)
+    objects: ObjectTokenConfig = field(default_factory=ObjectTokenConfig)
+
+    @property
+    def input_columns(self) -> int:
+        """xyz + rgb, and the object-proposal id when object tokens are on (see `objects.with_object_ids`)."""
+        return 7 if self.objects.max_objects else 6
 
 
 class SceneEncoder(nn.Module):
-    """points (B, N, 6: xyz + rgb) -> (tokens (B, M, llm_dim), centres (B, M, 3))."""
+    """points (B, N, 6: xyz + rgb [+ proposal id]) -> (tokens (B, M [+ K], llm_dim), centres (B, M [+ K], 3),
+    valid (B, M [+ K])): the PointNet++ tokens, then one token per object proposal when those are on."""
 
     def __init__(self, cfg: SceneEncoderConfig, llm_dim: int):
         super().__init__()
@@ -31,16 +39,29 @@ class SceneEncoder(nn.Module):
         self.pointnet = PointNet2Encoder(cfg.pointnet)
         self.spatial = SpatialTransformer(cfg.pointnet.out_dim, cfg.spatial)
         self.projector = nn.Linear(cfg.spatial.dim, llm_dim)
+        if cfg.objects.max_objects:
+            self.objects = ObjectTokens(cfg.objects)
+            self.object_projector = nn.Linear(cfg.objects.dim, llm_dim)
 
-    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features, centres = self.pointnet(points)
-        return self.projector(self.spatial(features, centres)), centres
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if points.shape[-1] != self.cfg.input_columns:
+            raise ValueError(f"the scene encoder takes {self.cfg.input_columns} columns per point, "
+                             f"got {points.shape[-1]}")
+        features, centres = self.pointnet(points[..., :6])
+        tokens = self.projector(self.spatial(features, centres))
+        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        if not self.cfg.objects.max_objects:
+            return tokens, centres, valid
+        obj, anchors, obj_valid = self.objects(points[..., :6], points[..., 6].round().long())
+        return (torch.cat([tokens, self.object_projector(obj)], 1), torch.cat([centres, anchors], 1),
+                torch.cat([valid, obj_valid], 1))
 
 
 FOREGROUND_Z = 0.006  # m above the table plane z = 0: clear of the cameras' depth noise on the table (+-4 mm)
 
 
-def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, foreground: float = 0.0) -> torch.Tensor:
+def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, foreground: float = 0.0,
+                 objects: ObjectTokenConfig | None = None) -> torch.Tensor:
     """(n, 6) float32 encoder input from a cloud: xyz in metres, rgb (uint8 or [0, 1]) scaled to [0, 1].
 
     Clouds larger than `n` are subsampled without replacement, smaller ones padded by repeating points (a repeated
@@ -48,7 +69,7 @@ def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, fo
     the `n` points is drawn from points above the table plane first; with 1, only those (when there are any).
     Farthest point sampling spreads PointNet++ centres evenly over space, not over points, so even a few table
     points pull most centres onto bare table: a uniform draw leaves a 4 cm block one centre of 64, too few to
-    locate it to a centimetre.
+    locate it to a centimetre. With `objects` (max_objects > 0), each row also gets its proposal id (n, 7).
     """
     coord = np.asarray(coord, dtype=np.float32)
     rgb = np.asarray(color, dtype=np.float32)
@@ -67,7 +88,10 @@ def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, fo
         idx = np.sort(np.concatenate([first, rng.choice(rest, n - take, replace=False)]))
     else:
         idx = _draw(rng, len(coord), n)
-    return torch.from_numpy(np.concatenate([coord[idx], rgb[idx]], axis=1))
+    points = np.concatenate([coord[idx], rgb[idx]], axis=1)
+    if objects is not None and objects.max_objects:
+        points = with_object_ids(points, objects, FOREGROUND_Z)
+    return torch.from_numpy(points)
 
 
 def _draw(rng: np.random.Generator, size: int, n: int) -> np.ndarray:

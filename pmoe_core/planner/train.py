@@ -27,9 +27,10 @@ from pmoe_core.planner.demos import DemoSet, DemoSpec, load_demos
 from pmoe_core.planner.llm import TinyLlamaSpec
 from pmoe_core.planner.lora import LoraSettings
 from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner, trainable_groups
+from pmoe_core.planner.objects import ObjectTokenConfig, with_object_ids
 from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
 from pmoe_core.planner.pose_dit import PoseDiTConfig
-from pmoe_core.planner.scene_encoder import SceneEncoderConfig
+from pmoe_core.planner.scene_encoder import FOREGROUND_Z, SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
 from pmoe_core.planner.tasks import task_name
 from pmoe_core.planner.upcycle import MoEConfig
@@ -54,8 +55,10 @@ def default_model_config() -> ThreeDMoEConfig:
                 layers=[SALayer(256, 0.04, 16, [32, 32, 64]), SALayer(64, 0.1, 16, [64, 96, 128])]
             ),
             spatial=SpatialTransformerConfig(dim=128, heads=4, layers=2, fourier_bands=8),
+            objects=ObjectTokenConfig(max_objects=10),
         ),
-        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0, text_pool=True),
+        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0, text_pool=True,
+                          pointer_passes=2),
         num_points=2048,
         foreground=1.0,
         max_text_tokens=96,
@@ -118,6 +121,15 @@ _RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lr", "weight
 def demo_spec(cfg: PlannerTrainConfig, model_cfg: ThreeDMoEConfig) -> DemoSpec:
     return DemoSpec(tuple(task_name(t) for t in cfg.tasks), cfg.episodes, model_cfg.num_points, model_cfg.dit.max_steps,
                     foreground=model_cfg.foreground)
+
+
+def model_inputs(demos: DemoSet, model_cfg: ThreeDMoEConfig) -> DemoSet:
+    """Demo clouds as the encoder takes them: with object tokens on, each point's proposal id is appended here
+    rather than cached, so one rendered demo set serves models with and without them."""
+    objects = model_cfg.encoder.objects
+    if not objects.max_objects:
+        return demos
+    return dataclasses.replace(demos, points=with_object_ids(demos.points, objects, FOREGROUND_Z))
 
 
 def batch_indices(seed: int, step: int, size: int, batch: int) -> torch.Tensor:
@@ -198,7 +210,7 @@ def train_planner(
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     model_cfg = model_config(cfg.preset, cfg.llm, cfg.experts)
-    demos = load_demos(demo_spec(cfg, model_cfg), cfg.cache, demo_progress)
+    demos = model_inputs(load_demos(demo_spec(cfg, model_cfg), cfg.cache, demo_progress), model_cfg)
     model = ThreeDMoEPlanner(model_cfg).train()
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / CHECKPOINT_NAME

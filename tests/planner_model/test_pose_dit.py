@@ -208,3 +208,16 @@ def test_pointer_loss_rewards_attention_on_the_tokens_at_the_target():
     m = torch.ones(4, 12, dtype=torch.bool)
     parts = pose_losses(dit, cond, m, x1, torch.ones(4, dtype=torch.long), FlowConfig(), anchors=pos, anchor_mask=m)
     assert set(parts) == {"flow", "stop", "pointer"} and parts["pointer"] > 0
+
+
+def test_pointer_target_ignores_height_so_a_place_on_a_tower_points_at_its_base():
+    from pmoe_core.planner.pose_head import pointer_loss
+
+    base, other = [0.2, 0.1, -0.6], [0.6, -0.4, -0.6]  # tokens on the table, token units
+    anchors = torch.tensor([[base, other]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    steps = torch.ones(1, 1, dtype=torch.bool)
+    high = torch.tensor([[[[0.2, 0.1, 0.0], [0.2, 0.1, 0.0]]]])  # 0.6 token units (~9 cm) above the base
+    on_base = torch.tensor([[[[0.98, 0.02], [0.98, 0.02]]]])
+    on_other = torch.tensor([[[[0.02, 0.98], [0.02, 0.98]]]])
+    assert pointer_loss(on_base, high, anchors, mask, steps) < 0.1 < pointer_loss(on_other, high, anchors, mask, steps)

@@ -1,0 +1,109 @@
+"""Object proposals from the observed cloud alone, and one token per proposal.
+
+Tabletop objects stand apart (the scene placer keeps >= 1.5 cm between footprints), so the connected components of
+the points above the table, linked within `radius` in the xy plane, are the objects: no masks, no labels. A token
+per component, anchored at its footprint centre and top, gives the planner's pointer one place to point at per
+object, where PointNet++ spreads ~15 centres over a block and none at a bowl's centre. Components smaller than
+`min_points` are dropped: a few points of a bowl's floor poke through the table cut under depth noise.
+
+The proposal id of every encoder input point travels as a seventh input column (`with_object_ids`), computed once
+per cloud with scipy, so training batches pay nothing for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from torch import nn
+
+from pmoe_core.planner.spatial_transformer import fourier_xyz
+
+
+@dataclass
+class ObjectTokenConfig:
+    max_objects: int = 0  # 0 = no object tokens
+    radius: float = 0.012  # m, xy link distance between points of one object
+    min_points: int = 24
+    hidden: int = 64
+    dim: int = 128
+    fourier_bands: int = 8
+
+
+def segment(coord: np.ndarray, cfg: ObjectTokenConfig, above: float) -> np.ndarray:
+    """(N,) int64 proposal ids in [0, max_objects) ordered by footprint centre (x, then y), -1 for points on the
+    table, in dropped specks, or beyond the largest `max_objects` components."""
+    ids = np.full(len(coord), -1, dtype=np.int64)
+    fg = np.flatnonzero(coord[:, 2] > above)
+    if len(fg) == 0:
+        return ids
+    pairs = cKDTree(coord[fg, :2]).query_pairs(cfg.radius, output_type="ndarray")
+    links = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(len(fg), len(fg)))
+    _, labels = connected_components(links, directed=False)
+    counts = np.bincount(labels)
+    kept = [c for c in np.argsort(-counts, kind="stable")[: cfg.max_objects] if counts[c] >= cfg.min_points]
+    centres = {c: _footprint_centre(coord[fg[labels == c]]) for c in kept}
+    for slot, c in enumerate(sorted(kept, key=lambda c: tuple(centres[c]))):
+        ids[fg[labels == c]] = slot
+    return ids
+
+
+def _footprint_centre(xyz: np.ndarray) -> np.ndarray:
+    return (xyz[:, :2].min(0) + xyz[:, :2].max(0)) / 2
+
+
+def with_object_ids(points: np.ndarray, cfg: ObjectTokenConfig, above: float) -> np.ndarray:
+    """(..., N, 6) encoder inputs -> (..., N, 7) with the proposal id (as float) appended."""
+    flat = points.reshape(-1, *points.shape[-2:])
+    ids = np.stack([segment(p[:, :3], cfg, above) for p in flat]).astype(points.dtype)
+    return np.concatenate([flat, ids[..., None]], axis=-1).reshape(*points.shape[:-1], 7)
+
+
+class ObjectTokens(nn.Module):
+    """(points (B, N, 6), ids (B, N)) -> (features (B, K, dim), anchors (B, K, 3), valid (B, K)).
+
+    A proposal's anchor is its footprint centre at its top height; its feature is a max-pooled MLP of its points
+    relative to the anchor (shape, heading) with its mean colour, extent and anchor position beside it."""
+
+    def __init__(self, cfg: ObjectTokenConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.point_mlp = nn.Sequential(
+            nn.Linear(6, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.ReLU(),
+            nn.Linear(cfg.hidden, 2 * cfg.hidden), nn.LayerNorm(2 * cfg.hidden), nn.ReLU(),
+        )
+        self.out = nn.Sequential(
+            nn.Linear(2 * cfg.hidden + 6 + 3 + 6 * cfg.fourier_bands, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.dim),
+            nn.LayerNorm(cfg.dim),
+        )
+
+    def forward(self, points: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, _ = points.shape
+        k = self.cfg.max_objects
+        real = ids >= 0
+        slot = (torch.arange(b, device=points.device)[:, None] * k + ids.clamp_min(0)).reshape(-1)[real.reshape(-1)]
+        xyz, rgb = points[..., :3].reshape(-1, 3)[real.reshape(-1)], points[..., 3:6].reshape(-1, 3)[real.reshape(-1)]
+
+        lo = _segment_reduce(xyz, slot, b * k, "amin")
+        hi = _segment_reduce(xyz, slot, b * k, "amax")
+        count = torch.zeros(b * k, device=points.device).index_add_(0, slot, torch.ones_like(slot, dtype=xyz.dtype))
+        valid = count > 0
+        anchor = torch.cat([(lo[:, :2] + hi[:, :2]) / 2, hi[:, 2:]], dim=-1)
+        mean_rgb = torch.zeros(b * k, 3, device=points.device, dtype=rgb.dtype).index_add_(0, slot, rgb)
+        mean_rgb = mean_rgb / count.clamp_min(1)[:, None]
+
+        local = self.point_mlp(torch.cat([xyz - anchor[slot], rgb], dim=-1))
+        pooled = _segment_reduce(local, slot, b * k, "amax")
+        feats = self.out(torch.cat([pooled, mean_rgb, hi - lo, fourier_xyz(anchor, self.cfg.fourier_bands, 4.0)], -1))
+        feats = feats * valid[:, None].to(feats.dtype)
+        return feats.reshape(b, k, -1), anchor.reshape(b, k, 3), valid.reshape(b, k)
+
+
+def _segment_reduce(values: torch.Tensor, index: torch.Tensor, size: int, reduce: str) -> torch.Tensor:
+    """Per-segment min/max of `values` rows; empty segments are 0."""
+    out = values.new_zeros(size, values.shape[1])
+    return out.scatter_reduce(0, index[:, None].expand_as(values), values, reduce, include_self=False)

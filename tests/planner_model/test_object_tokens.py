@@ -1,0 +1,125 @@
+"""Object proposals from the cloud (no masks) and their tokens: right count, centres at the objects, order-free."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pmoe_core.planner.objects import ObjectTokenConfig, ObjectTokens, segment, with_object_ids
+from pmoe_core.planner.observe import observe
+from pmoe_core.planner.pose_dit import PoseDiT, PoseDiTConfig
+from pmoe_core.planner.scene_encoder import FOREGROUND_Z, SceneEncoder, SceneEncoderConfig, scene_points
+from pmoe_core.planner.tasks import make_scene
+
+CFG = ObjectTokenConfig(max_objects=10)
+
+
+def _observed(task: str, seed: int) -> tuple[object, torch.Tensor]:
+    desc = make_scene(task, seed)
+    cloud = observe(desc)
+    return desc, scene_points(cloud.coord, cloud.color, 2048, seed, 1.0, CFG)
+
+
+@pytest.mark.parametrize("task", ["stack-blocks", "put-block-into-matching-bowl"])
+def test_one_proposal_per_object_anchored_at_its_centre(task):
+    tokens = ObjectTokens(CFG)
+    for seed in range(100000, 100006):
+        desc, points = _observed(task, seed)
+        objects = [o for o in desc.objects if o.kind != "zone"]
+        _, anchors, valid = tokens(points[None, :, :6], points[None, :, 6].long())
+        anchors = anchors[0, valid[0]].numpy()
+        assert len(anchors) == len(objects), f"seed {seed}"
+        for obj in objects:  # bowls and blocks alike: footprint centre within 3 mm, from the visible points only
+            assert np.hypot(*(anchors[:, :2] - np.array(obj.position[:2])).T).min() < 0.003, (seed, obj)
+        assert np.all(np.diff(anchors[:, 0]) >= 0)  # slots ordered by x
+
+
+def test_table_points_and_specks_get_no_proposal():
+    rng = np.random.default_rng(0)
+    table = np.c_[rng.uniform(0.3, 0.7, (500, 2)), np.zeros(500)]
+    block = np.c_[rng.uniform(0.40, 0.44, (200, 2)), np.full(200, 0.04)]
+    speck = np.c_[rng.uniform(0.60, 0.601, (5, 2)), np.full(5, 0.01)]
+    ids = segment(np.concatenate([table, block, speck]), CFG, FOREGROUND_Z)
+    assert (ids[:500] == -1).all() and (ids[500:700] == 0).all() and (ids[700:] == -1).all()
+
+
+def test_only_the_largest_proposals_are_kept():
+    rng = np.random.default_rng(1)
+    blobs = [np.c_[rng.uniform(0.1 * i, 0.1 * i + 0.03, (30 + 10 * i, 2)), np.full(30 + 10 * i, 0.03)] for i in range(4)]
+    ids = segment(np.concatenate(blobs), ObjectTokenConfig(max_objects=2), FOREGROUND_Z)
+    sizes = np.cumsum([0] + [len(b) for b in blobs])
+    assert (ids[: sizes[2]] == -1).all()  # the two smallest dropped
+    assert (ids[sizes[2] : sizes[3]] == 0).all() and (ids[sizes[3] :] == 1).all()  # the rest in x order
+
+
+def test_proposals_and_tokens_do_not_depend_on_point_order():
+    _, points = _observed("put-block-into-matching-bowl", 100001)
+    perm = torch.randperm(len(points), generator=torch.Generator().manual_seed(0))
+    again = torch.from_numpy(with_object_ids(points[perm, :6].numpy(), CFG, FOREGROUND_Z))
+    assert torch.equal(again[:, 6], points[perm, 6])
+    tokens = ObjectTokens(CFG).eval()
+    a = tokens(points[None, :, :6], points[None, :, 6].long())
+    b = tokens(again[None, :, :6], again[None, :, 6].long())
+    for x, y in zip(a, b):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_empty_slots_are_zero_and_invalid():
+    _, points = _observed("stack-blocks", 100002)
+    feats, _, valid = ObjectTokens(CFG)(points[None, :, :6], points[None, :, 6].long())
+    n = int(points[:, 6].max()) + 1
+    assert valid[0].tolist() == [True] * n + [False] * (CFG.max_objects - n)
+    assert (feats[0, n:] == 0).all() and (feats[0, :n].abs().sum(-1) > 0).all()
+
+
+def test_encoder_appends_object_tokens_and_checks_its_columns(cloud):
+    enc = SceneEncoder(SceneEncoderConfig(objects=CFG), 24)
+    _, points = _observed("stack-blocks", 100003)
+    tokens, centres, valid = enc(points[None])
+    m = enc.cfg.pointnet.layers[-1].npoint
+    assert tokens.shape == (1, m + CFG.max_objects, 24) and centres.shape == (1, m + CFG.max_objects, 3)
+    assert valid[0, :m].all() and valid[0, m:].sum() == int(points[:, 6].max()) + 1
+    with pytest.raises(ValueError, match="takes 7 columns per point, got 6"):
+        enc(cloud(256, batch=1))
+
+
+def test_second_pointer_pass_is_recorded_and_only_with_anchors():
+    dit = PoseDiT(PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, pointer_passes=2), 16)
+    cond, anchors = torch.randn(2, 7, 16), torch.rand(2, 7, 3)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    seq, pooled = dit.encode_condition(cond, mask)
+    weights: list[torch.Tensor] = []
+    v = dit.velocity(torch.randn(2, 3, 2, 9), torch.rand(2), seq, mask, pooled, torch.ones(2, 3, dtype=torch.bool),
+                     anchors, mask, weights)
+    assert v.shape == (2, 3, 2, 9) and len(weights) == 2
+    assert torch.allclose(weights[1].sum(-1), torch.ones(2, 3, 2))
+    with pytest.raises(ValueError, match="pointer_passes"):
+        PoseDiT(PoseDiTConfig(dim=32, heads=2, pointer_passes=2), 16)
+
+
+def test_a_planner_with_object_tokens_trains_through_them_and_plans():
+    import dataclasses
+
+    from pmoe_core.planner.demos import canonical_steps
+    from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner
+    from pmoe_core.planner.policy import cloud_input
+    from pmoe_core.planner.pose_tokens import steps_to_tensor
+
+    tiny = ThreeDMoEConfig.tiny()
+    config = dataclasses.replace(
+        tiny,
+        encoder=dataclasses.replace(tiny.encoder, objects=ObjectTokenConfig(max_objects=6, hidden=16, dim=32)),
+        dit=dataclasses.replace(tiny.dit, pointer_loss=1.0, pointer_passes=2),
+    )
+    model = ThreeDMoEPlanner(config)
+    desc = make_scene("stack-blocks", 100004)
+    points = cloud_input(observe(desc), config, seed=desc.seed)
+    assert points.shape == (512, 7)
+    poses, lengths = steps_to_tensor([canonical_steps(desc)], config.dit.max_steps)
+    parts = model.stage2_loss(points[None], [desc.instruction], poses, lengths)
+    parts["loss"].backward()
+    grads = [p.grad for p in model.encoder.objects.parameters()] + [model.encoder.object_projector.weight.grad]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    steps = model.eval().plan(points, desc.instruction)
+    assert 1 <= len(steps) <= config.dit.max_steps
