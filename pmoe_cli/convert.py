@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from pmoe_cli.progress import ProgressBar
 from pmoe_core.convert import ConvertSummary, build_options, convert as run_convert, parse_shard
+from pmoe_core.store.layout import is_url, local_or_url
 
 HELP = """Convert the raw dataset under RAW into the scene store OUT/<dataset>.zarr.
 
@@ -45,18 +48,37 @@ def convert(
     def warn(message: str) -> None:
         bar.say(f"warning: {message}")
 
+    fresh_out = _missing_local_folder(out)
     try:
         summary = run_convert(
             dataset, raw, out, options=options, splits=split or None, limit=limit, workers=workers,
             overwrite=overwrite, shard=parse_shard(shard) if shard else None, text_encoder=text_encoder, text_checkpoint=text_weights,
             strict=strict, progress=bar, warn=warn,
         )
+    except BaseException:
+        _remove_if_empty(fresh_out)  # the store writer already removed a store it created and never committed to
+        raise
     finally:
         bar.stop()
     _print_summary(summary)
 
 
 convert.__doc__ = HELP
+
+
+def _missing_local_folder(out: str) -> Path | None:
+    """OUT when it is a local folder that does not exist yet (this run creates it), else None."""
+    path = Path(local_or_url(out))
+    return None if is_url(out) or path.exists() else path
+
+
+def _remove_if_empty(folder: Path | None) -> None:
+    """A failed run leaves no empty OUT it made; anything inside (another store, a resumable one) keeps it."""
+    if folder is not None:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _print_summary(s: ConvertSummary) -> None:

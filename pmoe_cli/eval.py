@@ -38,7 +38,11 @@ def eval_cmd(
     out: Path | None = typer.Option(None, "--out", help="Folder for confusion_<dataset>.png and eval_report.json."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
     per_class: bool = typer.Option(False, "--per-class", help="Also print per-class IoU tables."),
-    batch_scenes: int = typer.Option(1, "--batch-scenes", min=1, help="Scenes (all their fragments) per forward."),
+    batch_scenes: int = typer.Option(1, "--batch-scenes", min=1, help="Scenes scored together (their fragments "
+                                                                      "share forward passes)."),
+    chunk_points: int = typer.Option(131_072, "--chunk-points", min=1,
+                                     help="Most points per forward pass (a memory bound; fragments of a dense "
+                                          "scene are scored in several passes)."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu, cuda, cuda:1, ..."),
     text_weights: str | None = typer.Option(None, "--text-weights",
                                             help="Local text-encoder weights for --label-set union (needed for clip)."),
@@ -55,7 +59,8 @@ def eval_cmd(
     bar = ProgressBar("evaluating", unit="scenes")
     try:
         report = evaluate(checkpoint, data, names, split=split, label_set=label_set, tta=tta, limit=limit,
-                          progress=bar, batch_scenes=batch_scenes, device=device, text_weights=text_weights)
+                          progress=bar, batch_scenes=batch_scenes, device=device, text_weights=text_weights,
+                          chunk_points=chunk_points)
     finally:
         bar.stop()
     console = Console()

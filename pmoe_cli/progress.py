@@ -10,7 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class ProgressBar:
-    """Implements pmoe_core.progress.Progress. `label` leads the bar, `unit` names what the rate counts."""
+    """Implements pmoe_core.progress.Progress. `label` leads the bar, `unit` names what the rate counts.
+
+    The rate counts only the work done by this process: a resumed run starts the bar at its earlier count
+    (`total=..., advance=done`), and those steps took no time here.
+    """
 
     def __init__(self, label: str, unit: str = "items", every: int = 1):
         self.console = Console(stderr=True)
@@ -18,6 +22,7 @@ class ProgressBar:
         self.label, self.unit, self.every = label, unit, max(1, every)
         self.total: int | None = None
         self.done = 0
+        self.resumed_at = 0  # work done before this process started (resume); not part of the rate
         self.started = time.perf_counter()
         self.bar: Progress | None = None
         self.task = None
@@ -26,6 +31,7 @@ class ProgressBar:
         if total is not None:
             self.total = total
             self.started = time.perf_counter()
+            self.done = self.resumed_at = advance  # resuming: start the bar where the work stands
             if self.fancy and self.bar is None:
                 self.bar = Progress(
                     TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
@@ -33,15 +39,14 @@ class ProgressBar:
                     TimeRemainingColumn(), TextColumn("{task.description}"), console=self.console,
                 )
                 self.bar.start()
-                self.task = self.bar.add_task("", total=total, rate="-")
-            if advance:  # resuming: start the bar where the work stands
-                self.done = advance
-                if self.bar is not None:
-                    self.bar.update(self.task, completed=advance)
-                return
+                # completed= at creation: no progress sample, so rich's ETA speed ignores the resumed steps too
+                self.task = self.bar.add_task("", total=total, completed=advance, rate="-")
+            elif self.bar is not None:
+                self.bar.update(self.task, total=total, completed=advance)
+            return
         if advance:
             self.done += advance
-            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+            rate = (self.done - self.resumed_at) / max(time.perf_counter() - self.started, 1e-9)
             if self.bar is not None:
                 self.bar.update(self.task, advance=advance, description=message or "", rate=f"{rate:.2f}")
             elif self.done % self.every == 0 or self.done == self.total:

@@ -43,10 +43,14 @@ class FragmentMaps:
         scene_start = self.scene_offset - torch.diff(self.scene_offset, prepend=self.scene_offset.new_zeros(1))
         return scene_start[scene_of_point] + self.point_index
 
-    def vote(self, scores: torch.Tensor, batch_offset: torch.Tensor) -> torch.Tensor:
-        """Sum per-point scores (N, C) of all fragments onto the original points: (sum of scene sizes, C)."""
-        total = int(self.scene_offset[-1]) if self.scene_offset.numel() else 0
-        out = scores.new_zeros((total, scores.shape[1]))
+    def vote(self, scores: torch.Tensor, batch_offset: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum per-point scores (N, C) of all fragments onto the original points: (sum of scene sizes, C).
+
+        `out`: add into this accumulator instead of fresh zeros, so a scene's fragments can be scored in several
+        batches (Collate.test with `pieces`) and summed in the same order as in one batch."""
+        if out is None:
+            total = int(self.scene_offset[-1]) if self.scene_offset.numel() else 0
+            out = scores.new_zeros((total, scores.shape[1]))
         return out.index_add_(0, self.target_index(batch_offset).to(scores.device), scores)
 
 
@@ -100,12 +104,17 @@ class Collate:
         )
         return batch, targets
 
-    def test(self, scenes: Sequence[Sample]) -> tuple[PointBatch, SegTargets]:
-        """All fragments of the given (GridFragments-processed) scenes as one batch, with maps back."""
+    def test(self, scenes: Sequence[Sample],
+             pieces: Sequence[tuple[int, int]] | None = None) -> tuple[PointBatch, SegTargets]:
+        """All fragments of the given (GridFragments-processed) scenes as one batch, with maps back.
+
+        `pieces`: only these (scene k, fragment j) pairs, so a caller can bound the points per forward pass; the
+        maps still span all `scenes` (see fragment_pieces)."""
         for s in scenes:
             if s.fragments is None:
                 raise ValueError(f"sample {s.name!r} has no fragments; use a test recipe")
-        pieces = [(k, j) for k, s in enumerate(scenes) for j in range(s.fragments.shape[0])]
+        if pieces is None:
+            pieces = [(k, j) for k, s in enumerate(scenes) for j in range(s.fragments.shape[0])]
         batch, targets = self.train([scenes[k].fragment(j) for k, j in pieces])
         targets.fragments = FragmentMaps(
             scene_names=tuple(s.name for s in scenes),
@@ -115,3 +124,30 @@ class Collate:
             scene_segment=torch.from_numpy(np.concatenate([s.segment for s in scenes])),
         )
         return batch, targets
+
+
+def fragment_pieces(scenes: Sequence[Sample], max_points: int) -> list[list[tuple[int, int]]]:
+    """The (scene, fragment) pairs of `scenes` in order, packed into groups of at most `max_points` points (a
+    fragment larger than that is a group of its own), for Collate.test.
+
+    Why: a scene has as many fragments as its densest voxel has points, so a scene with a few dense voxels (the
+    floor under a panorama camera) becomes tens of full-size fragments; scored in one pass, memory grows with it.
+    """
+    if max_points < 1:
+        raise BadInput(f"points per forward pass must be positive, got {max_points}")
+    groups: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    size = 0
+    for k, s in enumerate(scenes):
+        if s.fragments is None:
+            raise ValueError(f"sample {s.name!r} has no fragments; use a test recipe")
+        count, points = s.fragments.shape
+        for j in range(count):
+            if current and size + points > max_points:
+                groups.append(current)
+                current, size = [], 0
+            current.append((k, j))
+            size += points
+    if current:
+        groups.append(current)
+    return groups

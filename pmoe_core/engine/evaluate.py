@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pmoe_core.data.collate import Collate
+from pmoe_core.data.collate import Collate, fragment_pieces
 from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.data.recipes import INDOOR_GRID, OUTDOOR_GRID, RecipeConfig, domain_of, test_recipe
 from pmoe_core.data.sample import Sample
@@ -47,6 +47,9 @@ from pmoe_core.store import StoreReader, find_stores
 from pmoe_core.vocab.label_spaces import label_space, resolve_dataset
 
 LABEL_SETS = ("own", "union")
+# Points per forward pass. A scene has as many test fragments as its densest voxel has points, each as large as its
+# voxel count: a 32k-point Structured3D room (panorama poles) makes 33 fragments, 888k points in one pass, 4.7 GB.
+CHUNK_POINTS = 131_072
 
 
 @dataclass
@@ -72,17 +75,19 @@ def evaluate(
     batch_scenes: int = 1,
     device: str = "auto",
     text_weights: str | None = None,
+    chunk_points: int = CHUNK_POINTS,
 ) -> EvalReport:
     """Evaluate a `pmoe train` checkpoint on the `split` of each dataset's store in `data` (default datasets:
     the checkpoint's training datasets). See the module docstring for label sets and voting.
 
     `text_weights`: local text-encoder weights to embed the union vocabulary with (label-free mode; needed for
-    clip). `device`: "auto" = CUDA when available, else CPU."""
+    clip). `device`: "auto" = CUDA when available, else CPU. `chunk_points`: most points per forward pass (a
+    memory bound; see vote_scenes)."""
     device = str(pick_device(device, DistInfo()))  # the trainer's rule, for a single process
     model, meta = load_segmentation_model(str(checkpoint), device=device)
     return evaluate_model(model, meta, data, datasets, split=split, label_set=label_set, tta=tta, limit=limit,
                           progress=progress, batch_scenes=batch_scenes, device=device, checkpoint=str(checkpoint),
-                          text_weights=text_weights)
+                          text_weights=text_weights, chunk_points=chunk_points)
 
 
 def evaluate_model(
@@ -99,6 +104,7 @@ def evaluate_model(
     device: str = "cpu",
     checkpoint: str = "",
     text_weights: str | None = None,
+    chunk_points: int = CHUNK_POINTS,
 ) -> EvalReport:
     """`evaluate` for a model already in memory; `meta` is the checkpoint metadata (datasets, text_encoder, ...)."""
     if label_set not in LABEL_SETS:
@@ -107,6 +113,8 @@ def evaluate_model(
         raise BadInput(f"--limit must be positive, got {limit}")
     if batch_scenes < 1:
         raise BadInput(f"batch_scenes must be positive, got {batch_scenes}")
+    if chunk_points < 1:
+        raise BadInput(f"--chunk-points must be positive, got {chunk_points}")
     views = tta_views(tta)
     trained_on = tuple(meta.get("datasets") or ())
     names = _dataset_names(datasets, trained_on)
@@ -118,7 +126,7 @@ def evaluate_model(
     start = time.perf_counter()
     progress(total=sum(item.count for item in inputs), message="evaluating")
     model.eval()
-    results = [_evaluate_dataset(model, item, views, recipe, batch_scenes, torch.device(device), progress)
+    results = [_evaluate_dataset(model, item, views, recipe, batch_scenes, chunk_points, torch.device(device), progress)
                for item in inputs]
     return EvalReport(
         checkpoint=checkpoint,
@@ -197,7 +205,8 @@ def _check_dataset_id(model: nn.Module, item: DatasetInput) -> None:
 
 
 def _evaluate_dataset(model: nn.Module, item: DatasetInput, views: list[View], recipe: RecipeConfig,
-                      batch_scenes: int, device: torch.device, progress: Progress) -> DatasetResult:
+                      batch_scenes: int, chunk_points: int, device: torch.device,
+                      progress: Progress) -> DatasetResult:
     labels = item.label_set
     confusion = labels.confusion()
     outside_rows = torch.zeros(labels.embeddings.shape[0], dtype=torch.int64)  # label-free: which entries
@@ -205,7 +214,7 @@ def _evaluate_dataset(model: nn.Module, item: DatasetInput, views: list[View], r
     embeddings = labels.embeddings.to(device)
     for start in range(0, item.count, batch_scenes):
         samples = [item.scenes.raw(i) for i in range(start, min(start + batch_scenes, item.count))]
-        scores = vote_scenes(model, samples, views, recipe, embeddings, item.name)
+        scores = vote_scenes(model, samples, views, recipe, embeddings, item.name, chunk_points)
         rows = scores.argmax(dim=1)
         pred = labels.to_column[rows]
         target = torch.from_numpy(np.concatenate([s.segment for s in samples]))
@@ -218,11 +227,15 @@ def _evaluate_dataset(model: nn.Module, item: DatasetInput, views: list[View], r
 
 
 def vote_scenes(model: nn.Module, samples: list[Sample], views: list[View], recipe: RecipeConfig,
-                embeddings: torch.Tensor, dataset: str) -> torch.Tensor:
+                embeddings: torch.Tensor, dataset: str, max_points: int = CHUNK_POINTS) -> torch.Tensor:
     """(total points, K) summed softmax scores of every original point of `samples`, in stored order.
 
     Each view of each scene is fragmented by the test recipe; fragment scores are summed back onto the points
-    they were cut from (FragmentMaps.vote), then onto stored point order through `Sample.index`.
+    they were cut from (FragmentMaps.vote), then onto stored point order through `Sample.index`. The fragments
+    go through the model in passes of at most `max_points` points (at least one fragment each), so memory stays
+    bounded however many fragments a dense scene has. Each point's votes are added in the same fragment order
+    as in one pass; what can still move with `max_points` (as with `batch_scenes`) is float32 noise (~1e-6) of a
+    backbone whose kernels are not bitwise independent of the rest of the batch (spconv's CPU convolution).
     """
     sizes = [len(s) for s in samples]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -233,11 +246,16 @@ def vote_scenes(model: nn.Module, samples: list[Sample], views: list[View], reci
     rng = np.random.default_rng(0)  # the test recipe and the views are deterministic; apply() wants a generator
     for view in views:
         pieces = [apply([view, *transforms], dataclasses.replace(s), rng) for s in samples]
-        batch, targets = collate.test(pieces)
-        with torch.inference_mode():
-            logits = _forward(model, batch.to(embeddings.device), embeddings, dataset)
-            probs = torch.softmax(logits.float(), dim=1)
-            total.index_add_(0, stored, targets.fragments.vote(probs, batch.offset).cpu())
+        voted = torch.zeros(total.shape, dtype=torch.float32, device=embeddings.device)  # this view, scene order
+        for group in fragment_pieces(pieces, max_points):
+            batch, targets = collate.test(pieces, group)
+            with torch.inference_mode():
+                logits = _forward(model, batch.to(embeddings.device), embeddings, dataset)
+                probs = torch.softmax(logits.float(), dim=1)
+                del logits
+                targets.fragments.vote(probs, batch.offset, out=voted)
+            del batch, targets, probs
+        total.index_add_(0, stored, voted.cpu())
     covered = total.sum(dim=1)
     if not bool((covered > 0.5 * len(views)).all()):
         raise RuntimeError(f"{int((covered <= 0.5 * len(views)).sum())} points of {dataset} got no prediction")

@@ -11,7 +11,9 @@ is always damage, which `pmoe check` reports.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -38,6 +40,7 @@ from pmoe_core.store.layout import (
     committed_offsets,
     field_array_kwargs,
     group_arrays,
+    is_url,
     local_or_url,
     open_zarr_store,
     quiet_lock_listing,
@@ -80,6 +83,7 @@ class StoreWriter:
         self.num_classes = num_classes
         self._lock = lock
         self._splits: dict[str, _Split] = {}
+        self._made: list[str] = []  # folders that creating this store made (local stores); see __exit__
 
     # --- opening ---
 
@@ -95,23 +99,30 @@ class StoreWriter:
         overwrite: bool = False,
         warn: Warn | None = None,
     ) -> "StoreWriter":
-        """Create the store, or resume an existing one of the same dataset, format version and text encoder."""
+        """Create the store, or resume an existing one of the same dataset, format version and text encoder.
+
+        A creation that fails leaves nothing behind: the class names are embedded (the step that needs the text
+        encoder and its weights) before any folder exists, and folders this call made are removed again if it fails
+        after all. A store that existed before is never removed."""
         dataset = resolve_dataset(dataset)
         url = local_or_url(url)
         warn = warn or _python_warn
         store = open_zarr_store(url, read_only=False)
         existing = _existing_attrs(store, url)
+        creating = existing is None or overwrite
+        if creating:
+            table = store_attrs.compute_class_table(dataset, text_encoder, text_checkpoint)
+            attributes = store_attrs.build_attrs(dataset, table, source)
+            validate(attributes, "store", url)
+        made = _missing_folders(url)
         lock = WriterLock(url).acquire(warn)
         try:
-            if existing is not None and not overwrite:
+            if not creating:
                 _check_resumable(existing, url, dataset, text_encoder)
                 root = zarr.open_group(store, mode="r+")
                 writer = cls(url, root, lock, dataset, len(existing["classes"]))
                 writer._repair()
                 return writer
-            table = store_attrs.compute_class_table(dataset, text_encoder, text_checkpoint)
-            attributes = store_attrs.build_attrs(dataset, table, source)
-            validate(attributes, "store", url)
             root = zarr.open_group(store, mode="a")
             with quiet_lock_listing():
                 for name in list(root.keys()):
@@ -119,9 +130,12 @@ class StoreWriter:
             root.create_array(EMBEDDINGS, data=table.vectors, chunks=table.vectors.shape,
                               attributes={"encoder": table.encoder})
             root.attrs.put(attributes)  # last: a store without its attributes is an unfinished creation
-            return cls(url, root, lock, dataset, len(table.classes))
+            writer = cls(url, root, lock, dataset, len(table.classes))
+            writer._made = made
+            return writer
         except BaseException:
             lock.release()
+            _remove_folders(made)
             raise
 
     def _repair(self) -> None:
@@ -231,7 +245,11 @@ class StoreWriter:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """A store this writer created and that failed before its first commit is removed (nothing half-written);
+        once a scene is committed the store stays, so the run can resume."""
         self.close()
+        if exc_type is not None and self._made and not any(state.count for state in self._splits.values()):
+            _remove_folders(self._made)
 
 
 def _existing_attrs(store: zarr.abc.store.Store, url: str) -> dict | None:
@@ -284,3 +302,30 @@ def _check_resumable(existing: dict, url: str, dataset: str, text_encoder: str) 
             "encoder or use --overwrite",
             url,
         )
+
+
+def _missing_folders(url: str) -> list[str]:
+    """The local folders (the store's, then its missing parents, deepest first) that creating `url` will make."""
+    if is_url(url):
+        return []
+    made: list[str] = []
+    path = os.path.abspath(url)
+    while not os.path.exists(path):
+        made.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return made
+
+
+def _remove_folders(made: list[str]) -> None:
+    """Undo _missing_folders: the store folder with what this process put in it, then each parent while empty."""
+    if not made:
+        return
+    shutil.rmtree(made[0], ignore_errors=True)
+    for parent in made[1:]:
+        try:
+            os.rmdir(parent)
+        except OSError:  # not empty (someone else's files) or already gone
+            return

@@ -73,6 +73,18 @@ def test_strict_and_bad_options_fail_with_one_line(raw, tmp_path, capsys):
     assert code == 1 and "unknown dataset 'nosuchset'" in err
 
 
+def test_clip_without_weights_leaves_no_folder_behind(raw, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "convert", "scannet", str(raw), str(out), "--workers", "1",
+                           "--text-encoder", "clip")
+    assert code == 1 and err.startswith("pmoe: error: ") and "clip" in err  # no open_clip or no --text-weights
+    assert not out.exists()  # was: an empty out/scannet.zarr/
+    out.mkdir()
+    (out / "other.txt").write_text("mine")
+    code, _, _ = run_cli(capsys, "convert", "scannet", str(raw), str(out), "--workers", "1", "--text-encoder", "clip")
+    assert code == 1 and [p.name for p in out.iterdir()] == ["other.txt"]  # an existing OUT is left as it was
+
+
 def test_shard_option_writes_the_shard_store(raw, tmp_path, capsys):
     out = str(tmp_path / "out")
     code, stdout, stderr = run_cli(capsys, "convert", "scannet", str(raw), out, "--shard", "1/2", "--workers", "1",

@@ -17,11 +17,13 @@ from torch import nn
 from pmoe_core.data.recipes import RecipeConfig
 from pmoe_core.engine.confusion_plot import row_normalised, save_confusion_png
 from pmoe_core.engine.eval_report import write_report
-from pmoe_core.engine.evaluate import evaluate, evaluate_model, vote_scenes
+from pmoe_core.engine.evaluate import CHUNK_POINTS, evaluate, evaluate_model, vote_scenes
 from pmoe_core.engine.label_sets import UnionVocabulary, union_vocabulary
 from pmoe_core.engine.train import TrainConfig, train
 from pmoe_core.engine.tta import View, tta_views
+from pmoe_core.data.collate import fragment_pieces
 from pmoe_core.data.dataset import SceneDataset
+from pmoe_core.data.sample import Sample
 from pmoe_core.errors import BadInput, MissingFile, StoreError
 from pmoe_core.models.presets import build_model, get_config
 from pmoe_core.scene import Scene
@@ -222,6 +224,66 @@ def test_tta_views_and_voting_cover_every_point(coded_stores):
         assert torch.allclose(scores[:, 0] / scores.sum(dim=1), (seen_as_x > 0).float(), atol=1e-4)
     summed = vote_scenes(SignOfX(), [sample], views, RecipeConfig(), emb, "semantickitti")
     assert torch.allclose(summed, sum(per_view), atol=1e-4)
+
+
+class PassRecorder(nn.Module):
+    """Logits from each point's own coordinates only (so they cannot depend on the batch); records the points of
+    every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.passes: list[int] = []
+
+    def forward(self, batch, class_embeddings: torch.Tensor) -> torch.Tensor:
+        self.passes.append(batch.coord.shape[0])
+        k = torch.arange(class_embeddings.shape[0], dtype=torch.float32)
+        return torch.sin(batch.coord[:, :1] * (k + 1) + batch.coord[:, 1:2] * k)
+
+
+def dense_room(duplicates: int) -> Sample:
+    """A 6000-point room plus `duplicates` copies of one point: one voxel that deep makes as many fragments, each
+    as large as the room's voxel count (the Structured3D panorama poles: 33 fragments of a 32k-point room)."""
+    scene = room(np.random.default_rng(3), "dense", n=6000)
+    extra = np.zeros(duplicates, np.int64)  # copies of point 0
+    for field in ("coord", "color", "normal", "segment"):
+        values = getattr(scene, field)
+        setattr(scene, field, np.concatenate([values, values[extra]]))
+    return Sample.from_scene(scene, "scannet")
+
+
+def test_dense_scenes_are_scored_in_bounded_passes_with_the_same_votes():
+    sample = dense_room(40)
+    emb = torch.eye(20)
+    one = PassRecorder()
+    single = vote_scenes(one, [sample], [View()], RecipeConfig(), emb, "scannet", max_points=10**9)
+    assert len(one.passes) == 1 and one.passes[0] > CHUNK_POINTS  # the regression: 41 fragments in one pass
+    fragments = one.passes[0]
+
+    bounded = PassRecorder()
+    chunked = vote_scenes(bounded, [sample], [View()], RecipeConfig(), emb, "scannet")  # default bound
+    assert len(bounded.passes) > 1 and max(bounded.passes) <= CHUNK_POINTS and sum(bounded.passes) == fragments
+    assert torch.equal(chunked, single)  # every point's votes summed in the same fragment order
+
+    tiny = PassRecorder()  # a bound below one fragment: one fragment per pass, still every point
+    assert torch.equal(vote_scenes(tiny, [sample], [View()], RecipeConfig(), emb, "scannet", max_points=1), single)
+    assert len(set(tiny.passes)) == 1 and len(tiny.passes) == 41
+
+
+def test_fragment_pieces_pack_in_order_under_the_bound():
+    fragmented = [SimpleSample(3, 10), SimpleSample(2, 25)]
+    assert fragment_pieces(fragmented, 30) == [[(0, 0), (0, 1), (0, 2)], [(1, 0)], [(1, 1)]]
+    assert fragment_pieces(fragmented, 1000) == [[(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]]
+    assert fragment_pieces(fragmented, 5) == [[(0, 0)], [(0, 1)], [(0, 2)], [(1, 0)], [(1, 1)]]
+    with pytest.raises(BadInput):
+        fragment_pieces(fragmented, 0)
+
+
+class SimpleSample:
+    """Just the fragment table fragment_pieces reads: `count` fragments of `points` points."""
+
+    def __init__(self, count: int, points: int):
+        self.name = "s"
+        self.fragments = np.zeros((count, points), np.int64)
 
 
 def test_report_json_validates_and_png_is_written(coded_stores, tmp_path):

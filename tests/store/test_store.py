@@ -101,11 +101,54 @@ def test_writer_validates_attributes_before_committing_them(tmp_path, monkeypatc
     url = store_path(str(tmp_path), "scannet")
     with pytest.raises(FormatError, match="does not match schema 'store' at benchmark"):
         StoreWriter.open(url, "scannet")
-    folder = tmp_path / "scannet.zarr"
-    assert not folder.exists() or not list(folder.rglob("*"))  # no attributes, no embeddings, lock released
+    assert not (tmp_path / "scannet.zarr").exists()  # no attributes, no embeddings, no lock, no empty folder
     monkeypatch.setattr(store_attrs, "build_attrs", real)
     write(url, {"train": [make_scene("a", 10)]})  # the same folder then takes a valid store
     assert check_store(url) == []
+
+
+def test_failed_creation_leaves_nothing_and_never_removes_an_existing_store(tmp_path, monkeypatch):
+    from pmoe_core.store import attrs as store_attrs
+
+    real = store_attrs.compute_class_table
+
+    def no_weights(dataset, encoder, *args, **kwargs):  # clip offline without weights; minilm works
+        if encoder == "clip":
+            raise BadInput("the clip text encoder needs --text-weights")
+        return real(dataset, encoder, *args, **kwargs)
+
+    monkeypatch.setattr(store_attrs, "compute_class_table", no_weights)
+    url = store_path(str(tmp_path / "out" / "deeper"), "scannet")
+    with pytest.raises(BadInput, match="needs --text-weights"):
+        StoreWriter.open(url, "scannet", text_encoder="clip")
+    assert list(tmp_path.iterdir()) == []  # neither the store nor the parents it would have made
+
+    kept = store_path(str(tmp_path), "scannet")
+    write(kept, {"train": [make_scene("a", 10)]})
+    with pytest.raises(BadInput):  # a failed --overwrite embeds first: the old store is untouched
+        StoreWriter.open(kept, "scannet", text_encoder="clip", overwrite=True)
+    assert open_store(kept).names("train") == ["a"] and check_store(kept) == []
+    empty = tmp_path / "empty" / "scannet.zarr"
+    empty.mkdir(parents=True)
+    with pytest.raises(BadInput):
+        StoreWriter.open(str(empty), "scannet", text_encoder="clip")
+    assert empty.is_dir()  # a folder that was there before stays
+
+    # Failing before the first commit removes the store this writer created; after a commit it stays (resume).
+    fresh = store_path(str(tmp_path / "fresh"), "scannet")
+    with pytest.raises(FormatError):
+        with StoreWriter.open(fresh, "scannet") as w:
+            w.append("train", make_scene("../bad", 10))
+    assert not (tmp_path / "fresh").exists()
+    with pytest.raises(FormatError):
+        with StoreWriter.open(fresh, "scannet") as w:
+            w.append("train", make_scene("a", 10))
+            w.append("train", make_scene("../bad", 10))
+    assert open_store(fresh).names("train") == ["a"]
+    with pytest.raises(FormatError):  # a store that existed before this writer opened it is never removed
+        with StoreWriter.open(kept, "scannet", overwrite=True) as w:
+            w.append("train", make_scene("../bad", 10))
+    assert (tmp_path / "scannet.zarr" / "zarr.json").is_file()
 
 
 def test_scene_validation_on_append(tmp_path):
