@@ -6,8 +6,13 @@ seven validation splits: five in-domain, Matterport3D and Waymo zero-shot throug
 also trained with unmixed batches (the paper's mixing ablation). Everything goes through the real `pmoe` library
 paths (convert -> train -> eval), so this doubles as an end-to-end check.
 
-    python bench/joint_training.py                      # ~30 min on 2 CPU cores
-    python bench/joint_training.py --steps 40 --scenes 4   # quick look
+Equal active parameters: the library's pmoe-tiny (4 experts, top-2, ratio 1) has 12% more active parameters per
+point than ptv3-tiny, because a routed gated-MLP projection costs 2 x 3 C^2 where the dense one costs C^2. The bench
+therefore trains `pmoe-tiny-matched`, a bench-local config: pmoe-tiny with its 64-wide levels at 60 (same MoE).
+PPT's PDNorm keeps one norm bank per dataset but a point goes through one, so its per-point count is PTv3's.
+
+    OMP_NUM_THREADS=1 python bench/joint_training.py --threads 1   # ~28 min on 2 busy CPU cores
+    python bench/joint_training.py --steps 40 --scenes 4             # quick look
 
 Numbers on tiny synthetic data say nothing about the paper's; they show the pipeline and the comparison run.
 """
@@ -15,6 +20,7 @@ Numbers on tiny synthetic data say nothing about the paper's; they show the pipe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -26,7 +32,9 @@ import torch
 from pmoe_core.convert import convert
 from pmoe_core.engine.evaluate import evaluate
 from pmoe_core.engine.train import TrainConfig, train
-from pmoe_core.models import build_model, count_parameters
+from pmoe_core.models import PRESETS, build_model, count_parameters
+from pmoe_core.models.ppt import PDNorm
+from pmoe_core.models.presets import ModelConfig, pmoe_tiny
 from pmoe_core.sources.synthetic_indoor import write_matterport3d, write_s3dis, write_scannet, write_structured3d
 from pmoe_core.sources.synthetic_outdoor import write_nuscenes, write_semantickitti, write_waymo
 
@@ -37,7 +45,39 @@ WRITERS = {
     "matterport3d": write_matterport3d, "nuscenes": write_nuscenes, "semantickitti": write_semantickitti,
     "waymo": write_waymo,
 }
-RUNS = (("ptv3-tiny", True), ("ppt-tiny", True), ("pmoe-tiny", True), ("pmoe-tiny", False))
+MATCHED = "pmoe-tiny-matched"
+MODELS = ("ptv3-tiny", "ppt-tiny", MATCHED)
+RUNS = (("ptv3-tiny", True), ("ppt-tiny", True), (MATCHED, True), (MATCHED, False))
+TOLERANCE = 0.01  # the three models' active parameters per point may differ by at most 1%
+
+
+def pmoe_tiny_matched() -> ModelConfig:
+    """pmoe-tiny with the 64-wide levels at 60: same MoE (4 experts, top-2, ratio 1), ptv3-tiny's active count."""
+    cfg = pmoe_tiny()
+    return dataclasses.replace(cfg, enc_channels=(16, 32, 60, 60, 60), dec_channels=(32, 32, 60, 60))
+
+
+def register_matched_preset() -> None:
+    """Make the bench-local config trainable by name (train() takes a preset; eval rebuilds from the checkpoint)."""
+    PRESETS.setdefault(MATCHED, pmoe_tiny_matched)
+
+
+def active_parameters(preset: str) -> int:
+    """Parameters one point goes through: top-k of each MoE's experts, and one of PPT's per-dataset norm banks."""
+    model = build_model(preset, dataset_names=TRAINED)
+    _, active = count_parameters(model)
+    unused_banks = sum(sum(p.numel() for p in norm.parameters()) for m in model.modules() if isinstance(m, PDNorm)
+                       for norm in list(m.norms)[1:])
+    return active - unused_banks
+
+
+def check_matched() -> dict[str, int]:
+    """Active counts of the three models; stops the bench if they are not equal within TOLERANCE."""
+    counts = {preset: active_parameters(preset) for preset in MODELS}
+    spread = max(counts.values()) / min(counts.values()) - 1
+    if spread > TOLERANCE:
+        raise SystemExit(f"active parameters differ by {spread:.1%} (> {TOLERANCE:.0%}): {counts}")
+    return counts
 
 
 def prepare(root: Path, scenes: int, seed: int) -> Path:
@@ -48,18 +88,19 @@ def prepare(root: Path, scenes: int, seed: int) -> Path:
     return data
 
 
-def run(data: Path, root: Path, preset: str, mix: bool, steps: int, seed: int, threads: int) -> dict:
+def run(data: Path, root: Path, preset: str, mix: bool, steps: int, seed: int, active: int) -> dict:
     label = f"{preset}{'' if mix else ' (no mixing)'}"
     out = root / "runs" / label.replace(" ", "_").replace("(", "").replace(")", "")
     start = time.perf_counter()
     result = train(TrainConfig(data=str(data), datasets=TRAINED, out=str(out), preset=preset, steps=steps,
-                               batch_size=2, mix=mix, max_points=12000, workers=2, seed=seed, log_every=max(steps // 5, 1),
-                               ckpt_every=steps + 1, precise_bn=10, tensorboard=False), echo=lambda s: None)
+                               batch_size=2, mix=mix, max_points=12000, workers=2, seed=seed,
+                               log_every=max(steps // 5, 1), ckpt_every=steps + 1, precise_bn=10,
+                               tensorboard=False), echo=lambda s: None)
     trained = time.perf_counter() - start
     report = evaluate(str(result.checkpoint), str(data), datasets=TRAINED + ZERO_SHOT)
     miou = {r.dataset: r.miou for r in report.results}
     return {
-        "model": label, "train_s": round(trained, 1), "eval_s": round(report.seconds, 1),
+        "model": label, "active_params": active, "train_s": round(trained, 1), "eval_s": round(report.seconds, 1),
         "final_loss": round(result.final_loss, 4), "miou": {k: round(v * 100, 1) for k, v in miou.items()},
         "avg_trained": round(100 * sum(miou[d] for d in TRAINED) / len(TRAINED), 1),
         "avg_zero_shot": round(100 * sum(miou[d] for d in ZERO_SHOT) / len(ZERO_SHOT), 1),
@@ -68,7 +109,7 @@ def run(data: Path, root: Path, preset: str, mix: bool, steps: int, seed: int, t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -78,18 +119,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("PMOE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pmoe-bench-cache"))
     root = args.workdir or Path(tempfile.mkdtemp(prefix="pmoe-joint-"))
+    register_matched_preset()
+    counts = check_matched()
+    for preset, active in counts.items():
+        print(f"{preset}: {active:,} active parameters per point")
     total = time.perf_counter()
     data = prepare(root, args.scenes, args.seed)
-    print(f"data ready in {time.perf_counter() - total:.0f} s under {root}")
-    for preset in ("ptv3-tiny", "ppt-tiny", "pmoe-tiny"):
-        _, active = count_parameters(build_model(preset, dataset_names=TRAINED))
-        print(f"{preset}: {active / 1e6:.2f}M active parameters per point")
-    rows = [run(data, root, preset, mix, args.steps, args.seed, args.threads) for preset, mix in RUNS]
+    print(f"data ready in {time.perf_counter() - total:.0f} s under {root}", flush=True)
+    rows = []
+    for preset, mix in RUNS:
+        rows.append(run(data, root, preset, mix, args.steps, args.seed, counts[preset]))
+        r = rows[-1]
+        print(f"{r['model']}: train {r['train_s']:.0f} s, eval {r['eval_s']:.0f} s, loss {r['final_loss']}", flush=True)
     names = TRAINED + ZERO_SHOT
-    print(f"\nmIoU (%) after {args.steps} steps, seed {args.seed}; zero-shot: {', '.join(ZERO_SHOT)}")
-    print(f"{'model':<24}" + "".join(f"{n[:8]:>9}" for n in names) + f"{'avg5':>7}{'avg0shot':>9}{'train s':>9}")
+    print(f"\nmIoU (%) after {args.steps} steps, {args.scenes} scenes per dataset, seed {args.seed}; "
+          f"zero-shot: {', '.join(ZERO_SHOT)}")
+    print(f"{'model':<30}{'active':>10}" + "".join(f"{n[:8]:>9}" for n in names)
+          + f"{'avg5':>7}{'avg0shot':>9}{'train s':>9}")
     for r in rows:
-        print(f"{r['model']:<24}" + "".join(f"{r['miou'][n]:>9.1f}" for n in names)
+        print(f"{r['model']:<30}{r['active_params']:>10,}" + "".join(f"{r['miou'][n]:>9.1f}" for n in names)
               + f"{r['avg_trained']:>7.1f}{r['avg_zero_shot']:>9.1f}{r['train_s']:>9.0f}")
     print(f"total {time.perf_counter() - total:.0f} s")
     if args.json:
