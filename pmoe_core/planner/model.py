@@ -39,6 +39,7 @@ class Condition:
     mask: torch.Tensor  # (B, L) bool
     anchors: torch.Tensor  # (B, L, 3)
     anchor_mask: torch.Tensor  # (B, L) bool
+    pointer_mask: torch.Tensor | None = None  # (B, L) bool: what the DiT's pointer may pick (None: every anchor)
 
 
 @dataclass
@@ -176,7 +177,13 @@ class ThreeDMoEPlanner(nn.Module):
         anchors[:, :m] = positions_to_tokens(centres.to(hidden.dtype))
         anchor_mask = torch.zeros(b, hidden.shape[1], dtype=torch.bool, device=hidden.device)
         anchor_mask[:, :m] = valid
-        return Condition(hidden, mask.bool(), anchors, anchor_mask)
+        pointer_mask = None
+        objects = self.config.encoder.objects
+        if objects.max_objects and objects.pointer_only:  # objects only; a scene without any keeps every token
+            pointer_mask = anchor_mask.clone()
+            pointer_mask[:, : m - objects.max_objects] = False
+            pointer_mask[~pointer_mask.any(1)] = anchor_mask[~pointer_mask.any(1)]
+        return Condition(hidden, mask.bool(), anchors, anchor_mask, pointer_mask)
 
     def _aux(self) -> torch.Tensor:
         return self.config.moe.aux_loss_weight * aux_loss(self.llm).to(self.device)
@@ -204,7 +211,7 @@ class ThreeDMoEPlanner(nn.Module):
         cond = self.condition_with_anchors(points, instructions)
         tokens = poses_to_tokens(pose_seqs.to(self.device, cond.seq.dtype))
         parts = pose_losses(self.dit, cond.seq, cond.mask, tokens, lengths.to(self.device), self.config.flow,
-                            anchors=cond.anchors, anchor_mask=cond.anchor_mask)
+                            anchors=cond.anchors, anchor_mask=cond.anchor_mask, pointer_mask=cond.pointer_mask)
         aux = self._aux()
         return {"loss": sum(parts.values()) + aux, **parts, "aux": aux}
 
@@ -240,7 +247,8 @@ class ThreeDMoEPlanner(nn.Module):
         cond = self.condition_with_anchors(points, instructions)
         steps = euler_steps or self.config.flow.euler_steps
         tokens, lengths = sample_poses(self.dit, cond.seq, cond.mask, steps, generator=generator,
-                                       anchors=cond.anchors, anchor_mask=cond.anchor_mask)
+                                       anchors=cond.anchors, anchor_mask=cond.anchor_mask,
+                                       pointer_mask=cond.pointer_mask)
         poses = tokens_to_poses(tokens)
         return [tensor_to_steps(poses[i, : int(n)]) for i, n in enumerate(lengths)]
 

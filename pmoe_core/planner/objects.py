@@ -32,6 +32,7 @@ class ObjectTokenConfig:
     hidden: int = 64
     dim: int = 128
     fourier_bands: int = 8
+    pointer_only: bool = False  # the Pose-DiT's pointer picks among object tokens only (when a scene has any)
 
 
 def segment(coord: np.ndarray, cfg: ObjectTokenConfig, above: float) -> np.ndarray:

@@ -172,10 +172,11 @@ class PoseDiT(nn.Module):
         return self.length_head(pooled)
 
     def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None,
-                 pointer_weights: list | None = None) -> torch.Tensor:
+                 pointer_weights: list | None = None, pointer_mask=None) -> torch.Tensor:
         """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9). With `cfg.anchor`: anchors (B, L, 3) token-space centres of
         the condition positions and anchor_mask (B, L) (True where a position is a scene token); the pointer's
-        attention (B, S, 2, L) is appended to `pointer_weights` when a list is given."""
+        attention (B, S, 2, L) is appended to `pointer_weights` when a list is given. `pointer_mask` (B, L) narrows
+        what the pointer may attend to (default: every scene token)."""
         s = x.shape[1]
         if s > self.cfg.max_steps:
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
@@ -195,7 +196,8 @@ class PoseDiT(nn.Module):
                     b = h.shape[0]
                     h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)
                 projections = (self.pointer_q, self.pointer_k) if first else (self.pointer2_q, self.pointer2_k)
-                centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_features, anchor_mask,
+                centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_features,
+                                                        anchor_mask if pointer_mask is None else pointer_mask,
                                                         *projections)
                 if pointer_weights is not None:
                     pointer_weights.append(weights)

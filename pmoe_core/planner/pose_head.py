@@ -22,6 +22,7 @@ def pose_losses(
     generator: torch.Generator | None = None,
     anchors: torch.Tensor | None = None,
     anchor_mask: torch.Tensor | None = None,
+    pointer_mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """{"flow": velocity MSE over real steps, "stop": step-count cross entropy}; tokens (B, S, 2, 9).
 
@@ -34,7 +35,7 @@ def pose_losses(
     pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed)
+        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed, pointer_mask)
 
     end_dims = ANCHOR_DIMS if dit.cfg.anchor else 0
     parts = {
@@ -42,7 +43,8 @@ def pose_losses(
         "stop": F.cross_entropy(dit.length_logits(pooled), lengths - 1),
     }
     if pointed:  # every pass of the pointer, as each one's end point feeds the flow loss or the next pass
-        per_pass = [pointer_loss(w, tokens[..., :ANCHOR_DIMS], anchors, anchor_mask, mask) for w in pointed]
+        candidates = anchor_mask if pointer_mask is None else pointer_mask
+        per_pass = [pointer_loss(w, tokens[..., :ANCHOR_DIMS], anchors, candidates, mask) for w in pointed]
         parts["pointer"] = dit.cfg.pointer_loss * torch.stack(per_pass).mean()
     return parts
 
@@ -78,6 +80,7 @@ def sample_poses(
     generator: torch.Generator | None = None,
     anchors: torch.Tensor | None = None,
     anchor_mask: torch.Tensor | None = None,
+    pointer_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B, S, 2, 9), lengths (B,)): S = the longest predicted (or given) length; rows beyond a length are
     padding to ignore."""
@@ -88,7 +91,7 @@ def sample_poses(
     mask = step_mask(lengths, steps)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask)
+        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, None, pointer_mask)
 
     shape = (cond.shape[0], steps, 2, dit.out.out_features)
     return euler_sample(velocity, shape, euler_steps, cond.device, generator), lengths

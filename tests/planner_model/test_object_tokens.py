@@ -123,3 +123,33 @@ def test_a_planner_with_object_tokens_trains_through_them_and_plans():
     assert all(g is not None and g.abs().sum() > 0 for g in grads)
     steps = model.eval().plan(points, desc.instruction)
     assert 1 <= len(steps) <= config.dit.max_steps
+
+
+def test_pointer_can_be_limited_to_object_tokens_and_falls_back_without_any():
+    import dataclasses
+
+    from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner
+
+    tiny = ThreeDMoEConfig.tiny()
+    objects = ObjectTokenConfig(max_objects=6, hidden=16, dim=32, pointer_only=True)
+    config = dataclasses.replace(tiny, encoder=dataclasses.replace(tiny.encoder, objects=objects),
+                                 dit=dataclasses.replace(tiny.dit, pointer_loss=1.0))
+    model = ThreeDMoEPlanner(config).eval()
+    desc = make_scene("put-block-into-matching-bowl", 100005)
+    cloud = observe(desc)
+    points = scene_points(cloud.coord, cloud.color, 512, desc.seed, 1.0, objects)
+    bare = points.clone()
+    bare[:, 6] = -1  # no proposals at all
+    with torch.no_grad():
+        cond = model.condition_with_anchors(torch.stack([points, bare]), [desc.instruction] * 2)
+    m = config.encoder.pointnet.layers[-1].npoint
+    n_objects = int(points[:, 6].max()) + 1
+    assert cond.pointer_mask[0].sum() == n_objects and cond.pointer_mask[0, m : m + n_objects].all()
+    assert torch.equal(cond.pointer_mask[1], cond.anchor_mask[1])  # nothing to point at: every scene token
+    seq, pooled = model.dit.encode_condition(cond.seq, cond.mask, cond.anchor_mask)
+    weights: list[torch.Tensor] = []
+    with torch.no_grad():
+        model.dit.velocity(torch.randn(2, 2, 2, 9), torch.rand(2), seq, cond.mask, pooled,
+                           torch.ones(2, 2, dtype=torch.bool), cond.anchors, cond.anchor_mask, weights, cond.pointer_mask)
+    assert float(weights[0][0][..., ~cond.pointer_mask[0]].abs().sum()) == 0.0
+    assert torch.allclose(weights[0].sum(-1), torch.ones(2, 2, 2))
