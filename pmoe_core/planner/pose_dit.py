@@ -44,6 +44,7 @@ class PoseDiTConfig:
     pointer_loss: float = 0.0  # weight of the pointer's supervision (see pose_head.pointer_loss); 0 = none
     text_pool: bool = False  # also pool the instruction positions alone into the adaLN condition
     pointer_passes: int = 1  # 2: the pick and place tokens exchange what they pointed at, then point again
+    hard_pointer: bool = False  # in eval mode, take the single most attended token, not the attention-weighted mean
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -219,6 +220,8 @@ class PoseDiT(nn.Module):
         k = proj_k(cond_seq) + self.pointer_pos(anchor_features)
         logits = (q @ k.transpose(1, 2)) / d**0.5
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
+        if self.cfg.hard_pointer and not self.training:  # a mean of two objects' centres is on neither of them
+            weights = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
         centre = weights @ anchors.to(weights.dtype)
         return centre.reshape(b, s, 2, 3), (weights @ cond_seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1)
 

@@ -153,3 +153,17 @@ def test_pointer_can_be_limited_to_object_tokens_and_falls_back_without_any():
                            torch.ones(2, 2, dtype=torch.bool), cond.anchors, cond.anchor_mask, weights, cond.pointer_mask)
     assert float(weights[0][0][..., ~cond.pointer_mask[0]].abs().sum()) == 0.0
     assert torch.allclose(weights[0].sum(-1), torch.ones(2, 2, 2))
+
+
+def test_hard_pointer_takes_one_token_at_inference_only():
+    dit = PoseDiT(PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, hard_pointer=True), 16)
+    cond, anchors = torch.randn(2, 7, 16), torch.rand(2, 7, 3)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    seq, pooled = dit.encode_condition(cond, mask)
+    args = (torch.randn(2, 3, 2, 9), torch.rand(2), seq, mask, pooled, torch.ones(2, 3, dtype=torch.bool), anchors, mask)
+    soft: list[torch.Tensor] = []
+    dit.train().velocity(*args, soft)
+    hard: list[torch.Tensor] = []
+    dit.eval().velocity(*args, hard)
+    assert (soft[0] < 1).all() and set(hard[0].unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(hard[0].argmax(-1), soft[0].argmax(-1)) and torch.equal(hard[0].sum(-1), torch.ones(2, 3, 2))
