@@ -55,10 +55,10 @@ def default_model_config() -> ThreeDMoEConfig:
                 layers=[SALayer(256, 0.04, 16, [32, 32, 64]), SALayer(64, 0.1, 16, [64, 96, 128])]
             ),
             spatial=SpatialTransformerConfig(dim=128, heads=4, layers=2, fourier_bands=8),
-            objects=ObjectTokenConfig(max_objects=10),
+            objects=ObjectTokenConfig(max_objects=10, pointer_only=True),
         ),
         dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0, text_pool=True,
-                          pointer_passes=2),
+                          pointer_passes=2, hard_pointer=True),
         num_points=2048,
         foreground=1.0,
         max_text_tokens=96,
