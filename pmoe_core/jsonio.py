@@ -14,11 +14,10 @@ from pmoe_core.errors import BadInput, MissingFile
 def check_json_target(path: str | Path) -> Path:
     """Refuse an output path that cannot be written, before any slow work is done for it."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise BadInput("is a folder; give a file name for the JSON output", path)
-    if not parent.is_dir():
-        raise MissingFile("folder does not exist, cannot write the JSON report there", parent)
+    if not path.parent.is_dir():  # Path("x.json").parent is Path(".")
+        raise MissingFile("folder does not exist, cannot write the JSON report there", path.parent)
     return path
 
 
@@ -28,7 +27,7 @@ def write_json_atomic(path: str | Path, data: Any, indent: int = 2, make_parents
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     check_json_target(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=indent)

@@ -182,7 +182,8 @@ class ThreeDMoEPlanner(nn.Module):
         if objects.max_objects and objects.pointer_only:  # objects only; a scene without any keeps every token
             pointer_mask = anchor_mask.clone()
             pointer_mask[:, : m - objects.max_objects] = False
-            pointer_mask[~pointer_mask.any(1)] = anchor_mask[~pointer_mask.any(1)]
+            bare = ~pointer_mask.any(1)
+            pointer_mask[bare] = anchor_mask[bare]
         return Condition(hidden, mask.bool(), anchors, anchor_mask, pointer_mask)
 
     def _aux(self) -> torch.Tensor:
