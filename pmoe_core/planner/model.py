@@ -40,6 +40,7 @@ class Condition:
     anchors: torch.Tensor  # (B, L, 3)
     anchor_mask: torch.Tensor  # (B, L) bool
     pointer_mask: torch.Tensor | None = None  # (B, L) bool: what the DiT's pointer may pick (None: every anchor)
+    anchor_yaws: torch.Tensor | None = None  # (B, L) measured yaw of object tokens modulo a quarter turn, else 0
 
 
 @dataclass
@@ -142,8 +143,8 @@ class ThreeDMoEPlanner(nn.Module):
 
     def _sequence(self, points: torch.Tensor, texts: list[list[int]], loss_from: list[int] | None = None):
         """Scene tokens + right-padded text embeddings -> (embeds, attention mask, labels or None, scene centres,
-        which scene tokens are real (object slots without a proposal are not))."""
-        scene, centres, valid = self.encoder(points.to(self.device))
+        which scene tokens are real (object slots without a proposal are not), scene token yaws)."""
+        scene, centres, valid, yaws = self.encoder(points.to(self.device))
         b, m, _ = scene.shape
         longest = max(len(t) for t in texts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -159,7 +160,7 @@ class ThreeDMoEPlanner(nn.Module):
             labels = torch.full((b, m + longest), -100, dtype=torch.long, device=self.device)
             for i, (t, start) in enumerate(zip(texts, loss_from)):
                 labels[i, m + start : m + len(t)] = ids[i, start : len(t)]
-        return embeds, mask, labels, centres, valid
+        return embeds, mask, labels, centres, valid, yaws
 
     def condition(self, points: torch.Tensor, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM final hidden states over scene + instruction positions (B, L, H) and their mask (B, L) bool."""
@@ -168,7 +169,7 @@ class ThreeDMoEPlanner(nn.Module):
 
     def condition_with_anchors(self, points: torch.Tensor, instructions: list[str]) -> "Condition":
         """The condition plus where its scene tokens sit (for the DiT's pointer)."""
-        embeds, mask, _, centres, valid = self._sequence(
+        embeds, mask, _, centres, valid, yaws = self._sequence(
             points, [self._ids(s) or [self.tokenizer.eos_token_id] for s in instructions]
         )
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
@@ -177,6 +178,8 @@ class ThreeDMoEPlanner(nn.Module):
         anchors[:, :m] = positions_to_tokens(centres.to(hidden.dtype))
         anchor_mask = torch.zeros(b, hidden.shape[1], dtype=torch.bool, device=hidden.device)
         anchor_mask[:, :m] = valid
+        anchor_yaws = hidden.new_zeros(b, hidden.shape[1])
+        anchor_yaws[:, :m] = yaws
         pointer_mask = None
         objects = self.config.encoder.objects
         if objects.max_objects and objects.pointer_only:  # objects only; a scene without any keeps every token
@@ -184,7 +187,7 @@ class ThreeDMoEPlanner(nn.Module):
             pointer_mask[:, : m - objects.max_objects] = False
             bare = ~pointer_mask.any(1)
             pointer_mask[bare] = anchor_mask[bare]
-        return Condition(hidden, mask.bool(), anchors, anchor_mask, pointer_mask)
+        return Condition(hidden, mask.bool(), anchors, anchor_mask, pointer_mask, anchor_yaws)
 
     def _aux(self) -> torch.Tensor:
         return self.config.moe.aux_loss_weight * aux_loss(self.llm).to(self.device)
@@ -200,7 +203,7 @@ class ThreeDMoEPlanner(nn.Module):
             body = self.tokenizer(" " + caption.strip(), add_special_tokens=False)["input_ids"]
             texts.append((prompt + body)[: self.config.max_text_tokens] + [eos])
             starts.append(min(len(prompt), len(texts[-1]) - 1))
-        embeds, mask, labels, _, _ = self._sequence(points, texts, starts)
+        embeds, mask, labels, _, _, _ = self._sequence(points, texts, starts)
         lm = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
         aux = self._aux()
         return {"loss": lm + aux, "lm": lm, "aux": aux}
@@ -212,7 +215,8 @@ class ThreeDMoEPlanner(nn.Module):
         cond = self.condition_with_anchors(points, instructions)
         tokens = poses_to_tokens(pose_seqs.to(self.device, cond.seq.dtype))
         parts = pose_losses(self.dit, cond.seq, cond.mask, tokens, lengths.to(self.device), self.config.flow,
-                            anchors=cond.anchors, anchor_mask=cond.anchor_mask, pointer_mask=cond.pointer_mask)
+                            anchors=cond.anchors, anchor_mask=cond.anchor_mask, pointer_mask=cond.pointer_mask,
+                            anchor_yaws=cond.anchor_yaws)
         aux = self._aux()
         return {"loss": sum(parts.values()) + aux, **parts, "aux": aux}
 
@@ -249,7 +253,7 @@ class ThreeDMoEPlanner(nn.Module):
         steps = euler_steps or self.config.flow.euler_steps
         tokens, lengths = sample_poses(self.dit, cond.seq, cond.mask, steps, generator=generator,
                                        anchors=cond.anchors, anchor_mask=cond.anchor_mask,
-                                       pointer_mask=cond.pointer_mask)
+                                       pointer_mask=cond.pointer_mask, anchor_yaws=cond.anchor_yaws)
         poses = tokens_to_poses(tokens)
         return [tensor_to_steps(poses[i, : int(n)]) for i, n in enumerate(lengths)]
 

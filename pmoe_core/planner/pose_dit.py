@@ -45,6 +45,9 @@ class PoseDiTConfig:
     text_pool: bool = False  # also pool the instruction positions alone into the adaLN condition
     pointer_passes: int = 1  # 2: the pick and place tokens exchange what they pointed at, then point again
     hard_pointer: bool = False  # in eval mode, take the single most attended token, not the attention-weighted mean
+    cond_layers: int = 0  # bidirectional transformer layers over the condition before anything reads it (refiner)
+    yaw_anchor: bool = False  # rotations too = the pointed object's measured yaw + a residual (needs anchor_yaws)
+    straight_through: bool = False  # train with the hard pointer's choice (gradients through the soft attention)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -154,13 +157,31 @@ class PoseDiT(nn.Module):
             self.pointer2_k = nn.Linear(d, d)
         elif cfg.pointer_passes != 1:
             raise ValueError(f"pointer_passes must be 1, or 2 with anchor=True; got {cfg.pointer_passes}")
+        self.refiner = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, cfg.heads, int(d * cfg.mlp_ratio), dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(cfg.cond_layers)
+        )
 
-    def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor,
-                         anchor_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor, anchor_mask: torch.Tensor | None = None,
+                         anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM states (B, L, H) -> (projected sequence (B, L, D), pooled vector (B, D)). With `cfg.text_pool`, the
         instruction positions (real, not scene tokens) are pooled apart too: in a mean over ~70 positions the few
-        that name a colour would be drowned by the scene tokens."""
+        that name a colour would be drowned by the scene tokens.
+
+        With `cfg.cond_layers`, the sequence first goes through bidirectional transformer layers (a token refiner,
+        as in HunyuanVideo's text path). The LLM is causal and reads the scene before the instruction, so no scene
+        token has seen the instruction or any object after it; picking "the red block", or the bowl that matches
+        a block, needs scene tokens that have."""
         seq = self.cond_proj(cond)
+        if self.refiner:
+            if self.cfg.anchor:
+                if anchors is None or anchor_mask is None:
+                    raise ValueError("this Pose-DiT refines an anchored condition: pass anchors and anchor_mask")
+                where = self.cond_where(fourier_xyz(anchors, self.cfg.anchor_bands, 4.0))
+                seq = seq + where * anchor_mask[..., None].to(where.dtype)
+            for layer in self.refiner:
+                seq = layer(seq, src_key_padding_mask=~cond_mask)
         pooled = self.cond_pool(_masked_mean(seq, cond_mask))
         if self.cfg.text_pool:
             if anchor_mask is None:
@@ -173,16 +194,19 @@ class PoseDiT(nn.Module):
         return self.length_head(pooled)
 
     def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None,
-                 pointer_weights: list | None = None, pointer_mask=None) -> torch.Tensor:
+                 pointer_weights: list | None = None, pointer_mask=None, anchor_yaws=None) -> torch.Tensor:
         """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9). With `cfg.anchor`: anchors (B, L, 3) token-space centres of
         the condition positions and anchor_mask (B, L) (True where a position is a scene token); the pointer's
         attention (B, S, 2, L) is appended to `pointer_weights` when a list is given. `pointer_mask` (B, L) narrows
-        what the pointer may attend to (default: every scene token)."""
+        what the pointer may attend to (default: every scene token). With `cfg.yaw_anchor`, `anchor_yaws` (B, L)
+        are the positions' measured yaws, and the rotation is predicted as an end point around the pointed one."""
         s = x.shape[1]
         if s > self.cfg.max_steps:
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
         if self.cfg.anchor and (anchors is None or anchor_mask is None):
             raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
+        if self.cfg.yaw_anchor and anchor_yaws is None:
+            raise ValueError("this Pose-DiT predicts anchored rotations: pass anchor_yaws")
         h = self.inp(x) + self.role[None, None] + self.step_pos[None, :s, None]
         c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + pooled
         if self.cfg.anchor:  # where each scene token sits
@@ -197,9 +221,9 @@ class PoseDiT(nn.Module):
                     b = h.shape[0]
                     h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)
                 projections = (self.pointer_q, self.pointer_k) if first else (self.pointer2_q, self.pointer2_k)
-                centre, pointed, weights = self.pointer(h, cond_seq, anchors, anchor_features,
-                                                        anchor_mask if pointer_mask is None else pointer_mask,
-                                                        *projections)
+                centre, pointed, weights, used = self.pointer(h, cond_seq, anchors, anchor_features,
+                                                              anchor_mask if pointer_mask is None else pointer_mask,
+                                                              *projections)
                 if pointer_weights is not None:
                     pointer_weights.append(weights)
                 h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
@@ -207,23 +231,49 @@ class PoseDiT(nn.Module):
         v = self.out(modulate(self.norm_out(h), shift, scale))
         if not self.cfg.anchor:
             return v
-        end = centre + v[..., :ANCHOR_DIMS]
+        ends = ANCHOR_DIMS
+        if self.cfg.yaw_anchor:
+            centre = torch.cat([centre, _pointed_rotation(used, anchor_yaws)], dim=-1)
+            ends = v.shape[-1]
+        end = centre + v[..., :ends]
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
-        return torch.cat([(end - x[..., :ANCHOR_DIMS]) / remaining, v[..., ANCHOR_DIMS:]], dim=-1)
+        return torch.cat([(end - x[..., :ends]) / remaining, v[..., ends:]], dim=-1)
 
     def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask, proj_q, proj_k):
         """Attention of each pose token over the scene tokens (keyed by their features and the Fourier features of
         their centres) -> the weighted mean of their centres (B, S, 2, 3) and of their condition features
-        (B, S, 2, D), and the attention itself (B, S, 2, L)."""
+        (B, S, 2, D), the attention itself (B, S, 2, L), and the weights those means used (B, S * 2, L): the
+        attention, or one-hot on its most attended token with the hard pointer (at inference, and in training
+        with `straight_through`, where the gradient flows as if it were the attention)."""
         b, s, _, d = h.shape
         q = proj_q(h.reshape(b, s * 2, d))
         k = proj_k(cond_seq) + self.pointer_pos(anchor_features)
         logits = (q @ k.transpose(1, 2)) / d**0.5
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
-        if self.cfg.hard_pointer and not self.training:  # a mean of two objects' centres is on neither of them
-            weights = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
-        centre = weights @ anchors.to(weights.dtype)
-        return centre.reshape(b, s, 2, 3), (weights @ cond_seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1)
+        used = weights
+        hard = self.cfg.straight_through if self.training else self.cfg.hard_pointer
+        if hard:  # a mean of two objects' centres is on neither of them
+            one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
+            used = one_hot + weights - weights.detach() if self.training else one_hot
+        centre = used @ anchors.to(used.dtype)
+        return (centre.reshape(b, s, 2, 3), (used @ cond_seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1),
+                used)
+
+
+def _pointed_rotation(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor:
+    """(B, S * 2, L) pointer weights, (B, L) yaws modulo a quarter turn -> (B, S, 2, 6) the 6-D rotation of the
+    weighted circular mean of those yaws (taken on 4 x yaw, where the quarter-turn symmetry is a full turn)."""
+    b = yaws.shape[0]
+    four = 4 * yaws.to(weights.dtype)
+    mean = torch.atan2(weights @ four.sin()[..., None], weights @ four.cos()[..., None]) / 4  # (B, S * 2, 1)
+    cos, sin = mean.cos(), mean.sin()
+    zero = torch.zeros_like(cos)
+    return torch.cat([cos, sin, zero, -sin, cos, zero], dim=-1).reshape(b, -1, 2, 6)
+
+
+def yaw_of_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """(..., 9) pose tokens of yaw-only rotations -> (...,) yaw: the angle of the rotation's first column."""
+    return torch.atan2(tokens[..., 4], tokens[..., 3])
 
 
 def _masked_mean(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

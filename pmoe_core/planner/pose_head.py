@@ -5,11 +5,13 @@ Kept apart from the LLM so the head can be trained and tested on a toy condition
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.nn import functional as F
 
 from pmoe_core.planner.flow import FlowConfig, euler_sample, flow_loss
-from pmoe_core.planner.pose_dit import ANCHOR_DIMS, PoseDiT, step_mask
+from pmoe_core.planner.pose_dit import ANCHOR_DIMS, PoseDiT, step_mask, yaw_of_tokens
 
 
 def pose_losses(
@@ -23,30 +25,50 @@ def pose_losses(
     anchors: torch.Tensor | None = None,
     anchor_mask: torch.Tensor | None = None,
     pointer_mask: torch.Tensor | None = None,
+    anchor_yaws: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """{"flow": velocity MSE over real steps, "stop": step-count cross entropy}; tokens (B, S, 2, 9).
 
-    An anchored DiT predicts positions as end points, so those are scored as end points (see `flow_loss`)."""
+    An anchored DiT predicts positions (and with `yaw_anchor` rotations) as end points, so those are scored as end
+    points (see `flow_loss`)."""
     if int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]:
         raise ValueError(f"lengths must lie in 1..{tokens.shape[1]}, got {lengths.tolist()}")
-    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask)
+    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask, anchors)
     mask = step_mask(lengths, tokens.shape[1])
+    candidates = anchor_mask if pointer_mask is None else pointer_mask
+    if dit.cfg.yaw_anchor:
+        tokens = fold_yaws_to_anchors(tokens, anchors, anchor_yaws, candidates)
 
     pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed, pointer_mask)
+        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed, pointer_mask,
+                            anchor_yaws)
 
-    end_dims = ANCHOR_DIMS if dit.cfg.anchor else 0
+    end_dims = (tokens.shape[-1] if dit.cfg.yaw_anchor else ANCHOR_DIMS) if dit.cfg.anchor else 0
     parts = {
         "flow": flow_loss(velocity, tokens, mask[:, :, None, None], flow, generator, end_point_dims=end_dims),
         "stop": F.cross_entropy(dit.length_logits(pooled), lengths - 1),
     }
     if pointed:  # every pass of the pointer, as each one's end point feeds the flow loss or the next pass
-        candidates = anchor_mask if pointer_mask is None else pointer_mask
         per_pass = [pointer_loss(w, tokens[..., :ANCHOR_DIMS], anchors, candidates, mask) for w in pointed]
         parts["pointer"] = dit.cfg.pointer_loss * torch.stack(per_pass).mean()
     return parts
+
+
+def fold_yaws_to_anchors(tokens: torch.Tensor, anchors: torch.Tensor, yaws: torch.Tensor,
+                         candidates: torch.Tensor) -> torch.Tensor:
+    """(B, S, 2, 9) target tokens with each yaw moved by quarter turns to within 45 degrees of the measured yaw of
+    the candidate scene token nearest its position (xy). A cube's yaw is only defined modulo a quarter turn, so the
+    moved target is as right as the oracle's; but a target folded into [-45, 45) around 0 would sit a quarter turn
+    away from an anchor measured as 44 degrees when the oracle reads -45. Targets must be yaw-only rotations."""
+    d2 = (tokens[:, :, :, None, :2] - anchors[:, None, None, :, :2]).pow(2).sum(-1)  # (B, S, 2, L)
+    nearest = d2.masked_fill(~candidates[:, None, None, :], float("inf")).argmin(-1)
+    anchor_yaw = torch.gather(yaws[:, None, None, :].expand_as(d2), -1, nearest[..., None])[..., 0]
+    quarter = math.pi / 2
+    yaw = anchor_yaw + torch.remainder(yaw_of_tokens(tokens) - anchor_yaw + quarter / 2, quarter) - quarter / 2
+    cos, sin, zero = yaw.cos(), yaw.sin(), torch.zeros_like(yaw)
+    return torch.cat([tokens[..., :ANCHOR_DIMS], torch.stack([cos, sin, zero, -sin, cos, zero], -1)], dim=-1)
 
 
 def pointer_loss(weights, targets, anchors, anchor_mask, step_mask, width: float = 0.05) -> torch.Tensor:
@@ -81,17 +103,19 @@ def sample_poses(
     anchors: torch.Tensor | None = None,
     anchor_mask: torch.Tensor | None = None,
     pointer_mask: torch.Tensor | None = None,
+    anchor_yaws: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B, S, 2, 9), lengths (B,)): S = the longest predicted (or given) length; rows beyond a length are
     padding to ignore."""
-    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask)
+    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask, anchors)
     if lengths is None:
         lengths = dit.length_logits(pooled).argmax(-1) + 1
     steps = int(lengths.max())
     mask = step_mask(lengths, steps)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, None, pointer_mask)
+        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, None, pointer_mask,
+                            anchor_yaws)
 
     shape = (cond.shape[0], steps, 2, dit.out.out_features)
     return euler_sample(velocity, shape, euler_steps, cond.device, generator), lengths

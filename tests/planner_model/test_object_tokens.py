@@ -27,7 +27,7 @@ def test_one_proposal_per_object_anchored_at_its_centre(task):
     for seed in range(100000, 100006):
         desc, points = _observed(task, seed)
         objects = [o for o in desc.objects if o.kind != "zone"]
-        _, anchors, valid = tokens(points[None, :, :6], points[None, :, 6].long())
+        _, anchors, valid, _ = tokens(points[None, :, :6], points[None, :, 6].long())
         anchors = anchors[0, valid[0]].numpy()
         assert len(anchors) == len(objects), f"seed {seed}"
         for obj in objects:  # bowls and blocks alike: footprint centre within 3 mm, from the visible points only
@@ -67,7 +67,7 @@ def test_proposals_and_tokens_do_not_depend_on_point_order():
 
 def test_empty_slots_are_zero_and_invalid():
     _, points = _observed("stack-blocks", 100002)
-    feats, _, valid = ObjectTokens(CFG)(points[None, :, :6], points[None, :, 6].long())
+    feats, _, valid, _ = ObjectTokens(CFG)(points[None, :, :6], points[None, :, 6].long())
     n = int(points[:, 6].max()) + 1
     assert valid[0].tolist() == [True] * n + [False] * (CFG.max_objects - n)
     assert (feats[0, n:] == 0).all() and (feats[0, :n].abs().sum(-1) > 0).all()
@@ -76,9 +76,10 @@ def test_empty_slots_are_zero_and_invalid():
 def test_encoder_appends_object_tokens_and_checks_its_columns(cloud):
     enc = SceneEncoder(SceneEncoderConfig(objects=CFG), 24)
     _, points = _observed("stack-blocks", 100003)
-    tokens, centres, valid = enc(points[None])
+    tokens, centres, valid, yaws = enc(points[None])
     m = enc.cfg.pointnet.layers[-1].npoint
     assert tokens.shape == (1, m + CFG.max_objects, 24) and centres.shape == (1, m + CFG.max_objects, 3)
+    assert yaws.shape == (1, m + CFG.max_objects) and (yaws[0, :m] == 0).all()
     assert valid[0, :m].all() and valid[0, m:].sum() == int(points[:, 6].max()) + 1
     with pytest.raises(ValueError, match="takes 7 columns per point, got 6"):
         enc(cloud(256, batch=1))
@@ -155,15 +156,127 @@ def test_pointer_can_be_limited_to_object_tokens_and_falls_back_without_any():
     assert torch.allclose(weights[0].sum(-1), torch.ones(2, 2, 2))
 
 
-def test_hard_pointer_takes_one_token_at_inference_only():
-    dit = PoseDiT(PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, hard_pointer=True), 16)
+def _pointed_centres(dit: PoseDiT, training: bool):
+    """(centres the pointer took (B, 6, 3), the anchors (B, 7, 3), its soft attention (B, 6, 7))."""
+    torch.manual_seed(0)
     cond, anchors = torch.randn(2, 7, 16), torch.rand(2, 7, 3)
     mask = torch.ones(2, 7, dtype=torch.bool)
     seq, pooled = dit.encode_condition(cond, mask)
-    args = (torch.randn(2, 3, 2, 9), torch.rand(2), seq, mask, pooled, torch.ones(2, 3, dtype=torch.bool), anchors, mask)
-    soft: list[torch.Tensor] = []
-    dit.train().velocity(*args, soft)
-    hard: list[torch.Tensor] = []
-    dit.eval().velocity(*args, hard)
-    assert (soft[0] < 1).all() and set(hard[0].unique().tolist()) == {0.0, 1.0}
-    assert torch.equal(hard[0].argmax(-1), soft[0].argmax(-1)) and torch.equal(hard[0].sum(-1), torch.ones(2, 3, 2))
+    h = torch.randn(2, 3, 2, 32)
+    features = torch.zeros(2, 7, 3 + 6 * dit.cfg.anchor_bands)
+    dit.train(training)
+    centre, _, weights, used = dit.pointer(h, seq, anchors, features, mask, dit.pointer_q, dit.pointer_k)
+    return centre.reshape(2, 6, 3), anchors, weights.reshape(2, 6, 7), used
+
+
+def test_hard_pointer_takes_one_token_at_inference_only():
+    dit = PoseDiT(PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, hard_pointer=True), 16)
+    soft_centre, anchors, soft, _ = _pointed_centres(dit, training=True)
+    hard_centre, _, again, used = _pointed_centres(dit, training=False)
+    assert torch.equal(soft, again) and (soft < 1).all()  # the recorded attention is the soft one either way
+    assert torch.allclose(soft_centre, soft @ anchors)
+    assert torch.equal(hard_centre, torch.gather(anchors, 1, soft.argmax(-1)[..., None].expand(-1, -1, 3)))
+    assert set(used.unique().tolist()) == {0.0, 1.0}
+
+
+def test_straight_through_trains_on_the_hard_choice_with_soft_gradients():
+    cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, hard_pointer=True, straight_through=True)
+    dit = PoseDiT(cfg, 16)
+    centre, anchors, soft, _ = _pointed_centres(dit, training=True)
+    assert torch.allclose(centre, torch.gather(anchors, 1, soft.argmax(-1)[..., None].expand(-1, -1, 3)))
+    centre.sum().backward()
+    assert dit.pointer_q.weight.grad is not None and dit.pointer_q.weight.grad.abs().sum() > 0
+
+
+def _square(yaw: float, centre=(0.5, 0.1), size=0.04, n=400, seed=0) -> torch.Tensor:
+    """Points on the top face and the sides of a cube at `yaw`: what the cameras see of a block."""
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(-size / 2, size / 2, (n, 2))
+    side = rng.uniform(0, 1, n) < 0.4  # side points: pushed to an edge, lower down
+    u[side, 0] = np.sign(u[side, 0]) * size / 2
+    z = np.where(side, rng.uniform(0.005, size - 0.006, n), size)
+    c, s = np.cos(yaw), np.sin(yaw)
+    xy = u @ np.array([[c, s], [-s, c]]) + centre
+    return torch.tensor(np.c_[xy, z], dtype=torch.float32)
+
+
+@pytest.mark.parametrize("yaw_deg", [-44.0, -30.0, 0.0, 12.5, 44.0, 70.0, 135.0])
+def test_top_face_yaw_recovers_a_cube_yaw_modulo_a_quarter_turn(yaw_deg):
+    from pmoe_core.planner.objects import top_face_yaw
+
+    xyz = _square(np.radians(yaw_deg))
+    slot = torch.zeros(len(xyz), dtype=torch.long)
+    lo, hi = xyz.min(0).values, xyz.max(0).values
+    anchor = torch.cat([(lo[:2] + hi[:2]) / 2, hi[2:]])[None]
+    yaw = float(top_face_yaw(xyz, anchor, slot, 1)[0])
+    assert -np.pi / 4 <= yaw < np.pi / 4
+    err = (np.degrees(yaw) - yaw_deg + 45) % 90 - 45
+    assert abs(err) < 2.0
+
+
+def test_object_yaws_match_the_blocks_in_observed_scenes():
+    tokens = ObjectTokens(CFG)
+    errors = []
+    for seed in range(100000, 100005):
+        desc, points = _observed("stack-blocks", seed)
+        _, anchors, valid, yaws = tokens(points[None, :, :6], points[None, :, 6].long())
+        for anchor, yaw in zip(anchors[0, valid[0]].numpy(), yaws[0, valid[0]].numpy()):
+            block = min(desc.objects, key=lambda o: np.hypot(*(np.array(o.position[:2]) - anchor[:2])))
+            errors.append(abs((np.degrees(yaw - block.yaw) + 45) % 90 - 45))
+    assert np.median(errors) < 1.5 and max(errors) < 4.0
+
+
+def test_targets_fold_by_quarter_turns_to_the_nearest_object_yaw():
+    import math
+
+    from pmoe_core.planner.pose_dit import yaw_of_tokens
+    from pmoe_core.planner.pose_head import fold_yaws_to_anchors
+    from pmoe_core.planner.pose_tokens import poses_to_tokens
+    from pmoe_core.planner.poses import yaw_to_quat
+
+    def token(x, y, yaw_deg):
+        return poses_to_tokens(torch.tensor([x, y, 0.02, *yaw_to_quat(math.radians(yaw_deg))]))
+
+    targets = torch.stack([token(0.4, 0.1, -44.5), token(0.6, -0.2, 10.0)]).reshape(1, 1, 2, 9)
+    anchors = torch.stack([targets[0, 0, 0, :3], targets[0, 0, 1, :3], torch.tensor([0.0, 0.0, 0.0])])[None]
+    yaws = torch.tensor([[math.radians(44.0), math.radians(-40.0), math.radians(10.0)]])
+    candidates = torch.tensor([[True, True, False]])
+    folded = fold_yaws_to_anchors(targets, anchors, yaws, candidates)
+    assert torch.allclose(folded[..., :3], targets[..., :3])
+    got = torch.rad2deg(yaw_of_tokens(folded))[0, 0].tolist()
+    assert got == pytest.approx([45.5, -80.0], abs=1e-3)  # each within 45 degrees of its object's yaw
+
+
+def test_yaw_anchored_dit_starts_at_the_pointed_objects_yaw():
+    """A fresh anchored DiT predicts a zero residual: its sampled pose is the pointed object's centre and yaw."""
+    from pmoe_core.planner.pose_dit import yaw_of_tokens
+    from pmoe_core.planner.pose_head import sample_poses
+
+    cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, hard_pointer=True, yaw_anchor=True)
+    dit = PoseDiT(cfg, 16).eval()
+    cond, anchors = torch.randn(1, 7, 16), torch.rand(1, 7, 3) * 2 - 1
+    mask = torch.ones(1, 7, dtype=torch.bool)
+    yaws = torch.linspace(-0.7, 0.7, 7)[None]
+    tokens, lengths = sample_poses(dit, cond, mask, 4, lengths=torch.tensor([2]), anchors=anchors, anchor_mask=mask,
+                                   anchor_yaws=yaws)
+    nearest = (tokens[0, :, :, None, :3] - anchors[0]).norm(dim=-1).argmin(-1)  # (2, 2)
+    assert torch.allclose(tokens[0, ..., :3], anchors[0][nearest], atol=1e-5)
+    assert torch.allclose(yaw_of_tokens(tokens[0]), yaws[0][nearest], atol=1e-5)
+    with pytest.raises(ValueError, match="anchor_yaws"):
+        sample_poses(dit, cond, mask, 4, lengths=torch.tensor([2]), anchors=anchors, anchor_mask=mask)
+
+
+def test_refiner_lets_scene_positions_read_the_instruction():
+    """The LLM is causal with the scene first; only with refiner layers do scene positions depend on the text."""
+    torch.manual_seed(0)
+    cond = torch.randn(1, 9, 16)
+    changed = cond.clone()
+    changed[0, 6:] = torch.randn(3, 16)  # positions 6.. are the instruction
+    mask = torch.ones(1, 9, dtype=torch.bool)
+    anchor_mask = torch.tensor([[True] * 6 + [False] * 3])
+    anchors = torch.rand(1, 9, 3)
+    for layers in (0, 2):
+        dit = PoseDiT(PoseDiTConfig(dim=32, depth=1, heads=2, anchor=True, cond_layers=layers), 16).eval()
+        a, _ = dit.encode_condition(cond, mask, anchor_mask, anchors)
+        b, _ = dit.encode_condition(changed, mask, anchor_mask, anchors)
+        assert torch.equal(a[0, :6], b[0, :6]) == (layers == 0)
