@@ -41,6 +41,7 @@ class Condition:
     anchor_mask: torch.Tensor  # (B, L) bool
     pointer_mask: torch.Tensor | None = None  # (B, L) bool: what the DiT's pointer may pick (None: every anchor)
     anchor_yaws: torch.Tensor | None = None  # (B, L) measured yaw of object tokens modulo a quarter turn, else 0
+    anchor_colors: torch.Tensor | None = None  # (B, L, 3) mean colour of object tokens, else 0
 
 
 @dataclass
@@ -143,8 +144,8 @@ class ThreeDMoEPlanner(nn.Module):
 
     def _sequence(self, points: torch.Tensor, texts: list[list[int]], loss_from: list[int] | None = None):
         """Scene tokens + right-padded text embeddings -> (embeds, attention mask, labels or None, scene centres,
-        which scene tokens are real (object slots without a proposal are not), scene token yaws)."""
-        scene, centres, valid, yaws = self.encoder(points.to(self.device))
+        which scene tokens are real (object slots without a proposal are not), scene token yaws and colours)."""
+        scene, centres, valid, yaws, colors = self.encoder(points.to(self.device))
         b, m, _ = scene.shape
         longest = max(len(t) for t in texts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -160,7 +161,7 @@ class ThreeDMoEPlanner(nn.Module):
             labels = torch.full((b, m + longest), -100, dtype=torch.long, device=self.device)
             for i, (t, start) in enumerate(zip(texts, loss_from)):
                 labels[i, m + start : m + len(t)] = ids[i, start : len(t)]
-        return embeds, mask, labels, centres, valid, yaws
+        return embeds, mask, labels, centres, valid, yaws, colors
 
     def condition(self, points: torch.Tensor, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """LLM final hidden states over scene + instruction positions (B, L, H) and their mask (B, L) bool."""
@@ -169,7 +170,7 @@ class ThreeDMoEPlanner(nn.Module):
 
     def condition_with_anchors(self, points: torch.Tensor, instructions: list[str]) -> "Condition":
         """The condition plus where its scene tokens sit (for the DiT's pointer)."""
-        embeds, mask, _, centres, valid, yaws = self._sequence(
+        embeds, mask, _, centres, valid, yaws, colors = self._sequence(
             points, [self._ids(s) or [self.tokenizer.eos_token_id] for s in instructions]
         )
         hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
@@ -180,6 +181,8 @@ class ThreeDMoEPlanner(nn.Module):
         anchor_mask[:, :m] = valid
         anchor_yaws = hidden.new_zeros(b, hidden.shape[1])
         anchor_yaws[:, :m] = yaws
+        anchor_colors = hidden.new_zeros(b, hidden.shape[1], 3)
+        anchor_colors[:, :m] = colors
         pointer_mask = None
         objects = self.config.encoder.objects
         if objects.max_objects and objects.pointer_only:  # objects only; a scene without any keeps every token
@@ -187,7 +190,7 @@ class ThreeDMoEPlanner(nn.Module):
             pointer_mask[:, : m - objects.max_objects] = False
             bare = ~pointer_mask.any(1)
             pointer_mask[bare] = anchor_mask[bare]
-        return Condition(hidden, mask.bool(), anchors, anchor_mask, pointer_mask, anchor_yaws)
+        return Condition(hidden, mask.bool(), anchors, anchor_mask, pointer_mask, anchor_yaws, anchor_colors)
 
     def _aux(self) -> torch.Tensor:
         return self.config.moe.aux_loss_weight * aux_loss(self.llm).to(self.device)
@@ -203,7 +206,7 @@ class ThreeDMoEPlanner(nn.Module):
             body = self.tokenizer(" " + caption.strip(), add_special_tokens=False)["input_ids"]
             texts.append((prompt + body)[: self.config.max_text_tokens] + [eos])
             starts.append(min(len(prompt), len(texts[-1]) - 1))
-        embeds, mask, labels, _, _, _ = self._sequence(points, texts, starts)
+        embeds, mask, labels, *_ = self._sequence(points, texts, starts)
         lm = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
         aux = self._aux()
         return {"loss": lm + aux, "lm": lm, "aux": aux}
@@ -216,7 +219,7 @@ class ThreeDMoEPlanner(nn.Module):
         tokens = poses_to_tokens(pose_seqs.to(self.device, cond.seq.dtype))
         parts = pose_losses(self.dit, cond.seq, cond.mask, tokens, lengths.to(self.device), self.config.flow,
                             anchors=cond.anchors, anchor_mask=cond.anchor_mask, pointer_mask=cond.pointer_mask,
-                            anchor_yaws=cond.anchor_yaws)
+                            anchor_yaws=cond.anchor_yaws, anchor_colors=cond.anchor_colors)
         aux = self._aux()
         return {"loss": sum(parts.values()) + aux, **parts, "aux": aux}
 
@@ -253,7 +256,8 @@ class ThreeDMoEPlanner(nn.Module):
         steps = euler_steps or self.config.flow.euler_steps
         tokens, lengths = sample_poses(self.dit, cond.seq, cond.mask, steps, generator=generator,
                                        anchors=cond.anchors, anchor_mask=cond.anchor_mask,
-                                       pointer_mask=cond.pointer_mask, anchor_yaws=cond.anchor_yaws)
+                                       pointer_mask=cond.pointer_mask, anchor_yaws=cond.anchor_yaws,
+                                       anchor_colors=cond.anchor_colors)
         poses = tokens_to_poses(tokens)
         return [tensor_to_steps(poses[i, : int(n)]) for i, n in enumerate(lengths)]
 

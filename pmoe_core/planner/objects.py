@@ -66,7 +66,8 @@ def with_object_ids(points: np.ndarray, cfg: ObjectTokenConfig, above: float) ->
 
 
 class ObjectTokens(nn.Module):
-    """(points (B, N, 6), ids (B, N)) -> (features (B, K, dim), anchors (B, K, 3), valid (B, K), yaws (B, K)).
+    """(points (B, N, 6), ids (B, N)) -> (features (B, K, dim), anchors (B, K, 3), valid (B, K), yaws (B, K),
+    mean colours (B, K, 3)).
 
     A proposal's anchor is its footprint centre at its top height; its feature is a max-pooled MLP of its points
     relative to the anchor (shape, heading) with its mean colour, extent and anchor position beside it. Its yaw
@@ -104,7 +105,8 @@ class ObjectTokens(nn.Module):
         feats = self.out(torch.cat([pooled, mean_rgb, hi - lo, fourier_xyz(anchor, self.cfg.fourier_bands, 4.0)], -1))
         feats = feats * valid[:, None].to(feats.dtype)
         yaw = top_face_yaw(xyz, anchor, slot, b * k)
-        return feats.reshape(b, k, -1), anchor.reshape(b, k, 3), valid.reshape(b, k), yaw.reshape(b, k)
+        return (feats.reshape(b, k, -1), anchor.reshape(b, k, 3), valid.reshape(b, k), yaw.reshape(b, k),
+                mean_rgb.reshape(b, k, 3))
 
 
 TOP_FACE_DEPTH = 0.005  # m below a proposal's highest point that still counts as its top face

@@ -30,6 +30,7 @@ from pmoe_core.planner.pose_tokens import TOKEN_DIM
 from pmoe_core.planner.spatial_transformer import fourier_xyz
 
 ANCHOR_DIMS = 3  # the position part of a pose token, the part the anchor predicts as an end point
+AFFINITY_SCALE = 10.0  # colours are in [0, 1]; distinct Ravens colours are >= ~0.05 apart in squared distance
 
 
 @dataclass
@@ -48,6 +49,7 @@ class PoseDiTConfig:
     cond_layers: int = 0  # bidirectional transformer layers over the condition before anything reads it (refiner)
     yaw_anchor: bool = False  # rotations too = the pointed object's measured yaw + a residual (needs anchor_yaws)
     straight_through: bool = False  # train with the hard pointer's choice (gradients through the soft attention)
+    color_affinity: bool = False  # second pass: a gated bonus for objects coloured like the partner's pointed one
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -155,6 +157,10 @@ class PoseDiT(nn.Module):
             self.relay = Attention(d, cfg.heads)
             self.pointer2_q = nn.Linear(d, d)
             self.pointer2_k = nn.Linear(d, d)
+            if cfg.color_affinity:
+                self.affinity_gate = nn.Linear(d, 1)
+                nn.init.zeros_(self.affinity_gate.weight)
+                nn.init.zeros_(self.affinity_gate.bias)
         elif cfg.pointer_passes != 1:
             raise ValueError(f"pointer_passes must be 1, or 2 with anchor=True; got {cfg.pointer_passes}")
         self.refiner = nn.ModuleList(
@@ -194,7 +200,8 @@ class PoseDiT(nn.Module):
         return self.length_head(pooled)
 
     def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None,
-                 pointer_weights: list | None = None, pointer_mask=None, anchor_yaws=None) -> torch.Tensor:
+                 pointer_weights: list | None = None, pointer_mask=None, anchor_yaws=None,
+                 anchor_colors=None) -> torch.Tensor:
         """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9). With `cfg.anchor`: anchors (B, L, 3) token-space centres of
         the condition positions and anchor_mask (B, L) (True where a position is a scene token); the pointer's
         attention (B, S, 2, L) is appended to `pointer_weights` when a list is given. `pointer_mask` (B, L) narrows
@@ -207,6 +214,8 @@ class PoseDiT(nn.Module):
             raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
         if self.cfg.yaw_anchor and anchor_yaws is None:
             raise ValueError("this Pose-DiT predicts anchored rotations: pass anchor_yaws")
+        if self.cfg.color_affinity and anchor_colors is None:
+            raise ValueError("this Pose-DiT compares object colours: pass anchor_colors")
         h = self.inp(x) + self.role[None, None] + self.step_pos[None, :s, None]
         c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + pooled
         if self.cfg.anchor:  # where each scene token sits
@@ -216,14 +225,17 @@ class PoseDiT(nn.Module):
         for block in self.blocks:
             h = block(h, c, cond_seq, cond_mask, step_mask)
         if self.cfg.anchor:
+            bonus = None
             for first in (True, False)[: self.cfg.pointer_passes]:
                 if not first:  # the place token learns what the pick token pointed at (a block's colour), and so on
                     b = h.shape[0]
                     h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)
+                    if self.cfg.color_affinity:
+                        bonus = self.color_bonus(h, used, anchor_colors)
                 projections = (self.pointer_q, self.pointer_k) if first else (self.pointer2_q, self.pointer2_k)
                 centre, pointed, weights, used = self.pointer(h, cond_seq, anchors, anchor_features,
                                                               anchor_mask if pointer_mask is None else pointer_mask,
-                                                              *projections)
+                                                              *projections, bonus)
                 if pointer_weights is not None:
                     pointer_weights.append(weights)
                 h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
@@ -239,7 +251,17 @@ class PoseDiT(nn.Module):
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
         return torch.cat([(end - x[..., :ends]) / remaining, v[..., ends:]], dim=-1)
 
-    def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask, proj_q, proj_k):
+    def color_bonus(self, h, used, colors):
+        """(B, S * 2, L) logit bonus: a gate read from each pose token (zero at init, so learned per task and role)
+        times the negative squared distance between each candidate's colour and the colour of what the other pose
+        token of the step pointed at in the first pass. Which bowl matches a block is a comparison of two objects;
+        as dot products of separately learned keys and queries it stayed at chance (BENCHMARKS.md)."""
+        b, s = h.shape[:2]
+        partner = used.reshape(b, s, 2, -1).flip(2).reshape(b, s * 2, -1) @ colors.to(used.dtype)  # (B, S*2, 3)
+        distance = (partner[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
+        return -AFFINITY_SCALE * self.affinity_gate(h.reshape(b, s * 2, -1)) * distance
+
+    def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask, proj_q, proj_k, bonus=None):
         """Attention of each pose token over the scene tokens (keyed by their features and the Fourier features of
         their centres) -> the weighted mean of their centres (B, S, 2, 3) and of their condition features
         (B, S, 2, D), the attention itself (B, S, 2, L), and the weights those means used (B, S * 2, L): the
@@ -249,6 +271,8 @@ class PoseDiT(nn.Module):
         q = proj_q(h.reshape(b, s * 2, d))
         k = proj_k(cond_seq) + self.pointer_pos(anchor_features)
         logits = (q @ k.transpose(1, 2)) / d**0.5
+        if bonus is not None:
+            logits = logits + bonus
         weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
         used = weights
         hard = self.cfg.straight_through if self.training else self.cfg.hard_pointer

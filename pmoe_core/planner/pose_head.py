@@ -26,6 +26,7 @@ def pose_losses(
     anchor_mask: torch.Tensor | None = None,
     pointer_mask: torch.Tensor | None = None,
     anchor_yaws: torch.Tensor | None = None,
+    anchor_colors: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """{"flow": velocity MSE over real steps, "stop": step-count cross entropy}; tokens (B, S, 2, 9).
 
@@ -43,7 +44,7 @@ def pose_losses(
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed, pointer_mask,
-                            anchor_yaws)
+                            anchor_yaws, anchor_colors)
 
     end_dims = (tokens.shape[-1] if dit.cfg.yaw_anchor else ANCHOR_DIMS) if dit.cfg.anchor else 0
     parts = {
@@ -104,6 +105,7 @@ def sample_poses(
     anchor_mask: torch.Tensor | None = None,
     pointer_mask: torch.Tensor | None = None,
     anchor_yaws: torch.Tensor | None = None,
+    anchor_colors: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B, S, 2, 9), lengths (B,)): S = the longest predicted (or given) length; rows beyond a length are
     padding to ignore."""
@@ -115,7 +117,7 @@ def sample_poses(
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, None, pointer_mask,
-                            anchor_yaws)
+                            anchor_yaws, anchor_colors)
 
     shape = (cond.shape[0], steps, 2, dit.out.out_features)
     return euler_sample(velocity, shape, euler_steps, cond.device, generator), lengths

@@ -31,8 +31,9 @@ class SceneEncoderConfig:
 
 class SceneEncoder(nn.Module):
     """points (B, N, 6: xyz + rgb [+ proposal id]) -> (tokens (B, M [+ K], llm_dim), centres (B, M [+ K], 3),
-    valid (B, M [+ K]), yaws (B, M [+ K])): the PointNet++ tokens, then one token per object proposal when those
-    are on. Only object tokens have a measured yaw (`objects.top_face_yaw`); the others read 0."""
+    valid (B, M [+ K]), yaws (B, M [+ K]), colours (B, M [+ K], 3)): the PointNet++ tokens, then one token per
+    object proposal when those are on. Only object tokens have a measured yaw (`objects.top_face_yaw`) and mean
+    colour; the others read 0."""
 
     def __init__(self, cfg: SceneEncoderConfig, llm_dim: int):
         super().__init__()
@@ -51,12 +52,12 @@ class SceneEncoder(nn.Module):
         features, centres = self.pointnet(points[..., :6])
         tokens = self.projector(self.spatial(features, centres))
         valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        yaws = centres.new_zeros(tokens.shape[:2])
+        yaws, colors = centres.new_zeros(tokens.shape[:2]), centres.new_zeros(*tokens.shape[:2], 3)
         if not self.cfg.objects.max_objects:
-            return tokens, centres, valid, yaws
-        obj, anchors, obj_valid, obj_yaws = self.objects(points[..., :6], points[..., 6].round().long())
+            return tokens, centres, valid, yaws, colors
+        obj, anchors, obj_valid, obj_yaws, obj_colors = self.objects(points[..., :6], points[..., 6].round().long())
         return (torch.cat([tokens, self.object_projector(obj)], 1), torch.cat([centres, anchors], 1),
-                torch.cat([valid, obj_valid], 1), torch.cat([yaws, obj_yaws], 1))
+                torch.cat([valid, obj_valid], 1), torch.cat([yaws, obj_yaws], 1), torch.cat([colors, obj_colors], 1))
 
 
 FOREGROUND_Z = 0.006  # m above the table plane z = 0: clear of the cameras' depth noise on the table (+-4 mm)

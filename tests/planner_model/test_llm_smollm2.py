@@ -101,7 +101,7 @@ def test_planner_on_smollm2_runs_and_starts_from_the_dense_model(smollm2, cloud)
     points = cloud(512, batch=1)
     with torch.no_grad():
         hidden, mask = planner.condition(points, ["stack the blocks"])
-        embeds, attn, _, _, _, _ = planner._sequence(points, [planner._ids("stack the blocks")])
+        embeds, attn, *_ = planner._sequence(points, [planner._ids("stack the blocks")])
         ref = model.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
         assert ((hidden - ref).norm() / ref.norm()).item() < 1e-4  # float reordering: measured 2e-6..1.1e-5
         lm = planner.stage1_loss(points, ["a red block next to a blue bowl"])["lm"]

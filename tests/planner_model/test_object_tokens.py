@@ -27,7 +27,7 @@ def test_one_proposal_per_object_anchored_at_its_centre(task):
     for seed in range(100000, 100006):
         desc, points = _observed(task, seed)
         objects = [o for o in desc.objects if o.kind != "zone"]
-        _, anchors, valid, _ = tokens(points[None, :, :6], points[None, :, 6].long())
+        _, anchors, valid, _, _ = tokens(points[None, :, :6], points[None, :, 6].long())
         anchors = anchors[0, valid[0]].numpy()
         assert len(anchors) == len(objects), f"seed {seed}"
         for obj in objects:  # bowls and blocks alike: footprint centre within 3 mm, from the visible points only
@@ -67,7 +67,7 @@ def test_proposals_and_tokens_do_not_depend_on_point_order():
 
 def test_empty_slots_are_zero_and_invalid():
     _, points = _observed("stack-blocks", 100002)
-    feats, _, valid, _ = ObjectTokens(CFG)(points[None, :, :6], points[None, :, 6].long())
+    feats, _, valid, _, _ = ObjectTokens(CFG)(points[None, :, :6], points[None, :, 6].long())
     n = int(points[:, 6].max()) + 1
     assert valid[0].tolist() == [True] * n + [False] * (CFG.max_objects - n)
     assert (feats[0, n:] == 0).all() and (feats[0, :n].abs().sum(-1) > 0).all()
@@ -76,10 +76,10 @@ def test_empty_slots_are_zero_and_invalid():
 def test_encoder_appends_object_tokens_and_checks_its_columns(cloud):
     enc = SceneEncoder(SceneEncoderConfig(objects=CFG), 24)
     _, points = _observed("stack-blocks", 100003)
-    tokens, centres, valid, yaws = enc(points[None])
+    tokens, centres, valid, yaws, colors = enc(points[None])
     m = enc.cfg.pointnet.layers[-1].npoint
     assert tokens.shape == (1, m + CFG.max_objects, 24) and centres.shape == (1, m + CFG.max_objects, 3)
-    assert yaws.shape == (1, m + CFG.max_objects) and (yaws[0, :m] == 0).all()
+    assert yaws.shape == (1, m + CFG.max_objects) and (yaws[0, :m] == 0).all() and (colors[0, :m] == 0).all()
     assert valid[0, :m].all() and valid[0, m:].sum() == int(points[:, 6].max()) + 1
     with pytest.raises(ValueError, match="takes 7 columns per point, got 6"):
         enc(cloud(256, batch=1))
@@ -219,7 +219,7 @@ def test_object_yaws_match_the_blocks_in_observed_scenes():
     errors = []
     for seed in range(100000, 100005):
         desc, points = _observed("stack-blocks", seed)
-        _, anchors, valid, yaws = tokens(points[None, :, :6], points[None, :, 6].long())
+        _, anchors, valid, yaws, _ = tokens(points[None, :, :6], points[None, :, 6].long())
         for anchor, yaw in zip(anchors[0, valid[0]].numpy(), yaws[0, valid[0]].numpy()):
             block = min(desc.objects, key=lambda o: np.hypot(*(np.array(o.position[:2]) - anchor[:2])))
             errors.append(abs((np.degrees(yaw - block.yaw) + 45) % 90 - 45))
@@ -280,3 +280,16 @@ def test_refiner_lets_scene_positions_read_the_instruction():
         a, _ = dit.encode_condition(cond, mask, anchor_mask, anchors)
         b, _ = dit.encode_condition(changed, mask, anchor_mask, anchors)
         assert torch.equal(a[0, :6], b[0, :6]) == (layers == 0)
+
+
+def test_color_bonus_favours_objects_coloured_like_the_partners_choice():
+    cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, pointer_passes=2, color_affinity=True)
+    dit = PoseDiT(cfg, 16)
+    colors = torch.tensor([[[1.0, 0, 0], [0, 0, 1.0], [1.0, 0, 0], [0, 1.0, 0]]])  # red, blue, red, green
+    used = torch.tensor([[[0, 0, 0, 1.0], [0, 1.0, 0, 0]]])  # one step: pick pointed at green, place at blue
+    h = torch.randn(1, 1, 2, 32)
+    assert dit.color_bonus(h, used, colors).abs().sum() == 0  # gated off at initialisation
+    torch.nn.init.constant_(dit.affinity_gate.bias, 1.0)
+    bonus = dit.color_bonus(h, used, colors)[0]
+    assert bonus[0].argmax() == 1 and bonus[1].argmax() == 3  # each role looks for its partner's colour
+    assert bonus[0, 1] == 0 and (bonus[0, [0, 2, 3]] < 0).all()

@@ -35,7 +35,7 @@ def test_llm_condition_equals_the_dense_llm_at_init(planner, cloud):
     points = cloud(512, batch=2)
     with torch.no_grad():
         hidden, mask = planner.condition(points, INSTRUCTIONS)
-        embeds, attn, _, _, _, _ = planner._sequence(points, [planner._ids(s) for s in INSTRUCTIONS])
+        embeds, attn, *_ = planner._sequence(points, [planner._ids(s) for s in INSTRUCTIONS])
         ref = dense.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
     assert mask.shape == hidden.shape[:2] and mask[:, :16].all()  # 16 scene tokens always attended
     torch.testing.assert_close(hidden[mask], ref[mask], atol=1e-5, rtol=1e-5)
@@ -117,7 +117,7 @@ def test_config_round_trip_and_unknown_keys():
 
 def test_scene_tokens_start_at_word_embedding_scale(planner, cloud):
     with torch.no_grad():
-        tokens, _, _, _ = planner.encoder(cloud(512, batch=2))
+        tokens, *_ = planner.encoder(cloud(512, batch=2))
         words = planner.llm.get_input_embeddings().weight
     ratio = tokens.pow(2).mean().sqrt() / words.pow(2).mean().sqrt()
     assert 0.6 < ratio.item() < 1.6
