@@ -225,7 +225,7 @@ class PoseDiT(nn.Module):
         for block in self.blocks:
             h = block(h, c, cond_seq, cond_mask, step_mask)
         if self.cfg.anchor:
-            bonus = None
+            bonus, used = None, None
             for first in (True, False)[: self.cfg.pointer_passes]:
                 if not first:  # the place token learns what the pick token pointed at (a block's colour), and so on
                     b = h.shape[0]
