@@ -50,6 +50,7 @@ class PoseDiTConfig:
     yaw_anchor: bool = False  # rotations too = the pointed object's measured yaw + a residual (needs anchor_yaws)
     straight_through: bool = False  # train with the hard pointer's choice (gradients through the soft attention)
     color_affinity: bool = False  # second pass: a gated bonus for objects coloured like the partner's pointed one
+    teacher_anchor: bool = False  # in training, anchor the end point at the target's object, not the pointed one
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -201,12 +202,15 @@ class PoseDiT(nn.Module):
 
     def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None,
                  pointer_weights: list | None = None, pointer_mask=None, anchor_yaws=None,
-                 anchor_colors=None) -> torch.Tensor:
+                 anchor_colors=None, target=None) -> torch.Tensor:
         """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9). With `cfg.anchor`: anchors (B, L, 3) token-space centres of
         the condition positions and anchor_mask (B, L) (True where a position is a scene token); the pointer's
         attention (B, S, 2, L) is appended to `pointer_weights` when a list is given. `pointer_mask` (B, L) narrows
         what the pointer may attend to (default: every scene token). With `cfg.yaw_anchor`, `anchor_yaws` (B, L)
-        are the positions' measured yaws, and the rotation is predicted as an end point around the pointed one."""
+        are the positions' measured yaws, and the rotation is predicted as an end point around the pointed one.
+        `target` (B, S, 2): in training with `cfg.teacher_anchor`, the index of the object each target pose is at;
+        the end point is then anchored there rather than at the pointer's choice (which its own loss trains), so the
+        residual learns the offset from the right object, not a correction of a wrong choice."""
         s = x.shape[1]
         if s > self.cfg.max_steps:
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
@@ -243,6 +247,11 @@ class PoseDiT(nn.Module):
         v = self.out(modulate(self.norm_out(h), shift, scale))
         if not self.cfg.anchor:
             return v
+        if self.training and self.cfg.teacher_anchor:
+            if target is None:
+                raise ValueError("this Pose-DiT trains on teacher anchors: pass target")
+            used = F.one_hot(target.flatten(1), anchors.shape[1]).to(used.dtype)
+            centre = (used @ anchors.to(used.dtype)).reshape(centre.shape)
         ends = ANCHOR_DIMS
         if self.cfg.yaw_anchor:
             centre = torch.cat([centre, _pointed_rotation(used, anchor_yaws)], dim=-1)

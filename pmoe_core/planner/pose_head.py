@@ -39,12 +39,13 @@ def pose_losses(
     candidates = anchor_mask if pointer_mask is None else pointer_mask
     if dit.cfg.yaw_anchor:
         tokens = fold_yaws_to_anchors(tokens, anchors, anchor_yaws, candidates)
+    target = nearest_candidate(tokens, anchors, candidates) if dit.cfg.teacher_anchor else None
 
     pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed, pointer_mask,
-                            anchor_yaws, anchor_colors)
+                            anchor_yaws, anchor_colors, target)
 
     end_dims = (tokens.shape[-1] if dit.cfg.yaw_anchor else ANCHOR_DIMS) if dit.cfg.anchor else 0
     parts = {
@@ -57,15 +58,20 @@ def pose_losses(
     return parts
 
 
+def nearest_candidate(tokens: torch.Tensor, anchors: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(B, S, 2) index of the candidate scene token nearest (in xy) to each target token: the object it is at."""
+    d2 = (tokens[:, :, :, None, :2] - anchors[:, None, None, :, :2]).pow(2).sum(-1)  # (B, S, 2, L)
+    return d2.masked_fill(~candidates[:, None, None, :], float("inf")).argmin(-1)
+
+
 def fold_yaws_to_anchors(tokens: torch.Tensor, anchors: torch.Tensor, yaws: torch.Tensor,
                          candidates: torch.Tensor) -> torch.Tensor:
     """(B, S, 2, 9) target tokens with each yaw moved by quarter turns to within 45 degrees of the measured yaw of
     the candidate scene token nearest its position (xy). A cube's yaw is only defined modulo a quarter turn, so the
     moved target is as right as the oracle's; but a target folded into [-45, 45) around 0 would sit a quarter turn
     away from an anchor measured as 44 degrees when the oracle reads -45. Targets must be yaw-only rotations."""
-    d2 = (tokens[:, :, :, None, :2] - anchors[:, None, None, :, :2]).pow(2).sum(-1)  # (B, S, 2, L)
-    nearest = d2.masked_fill(~candidates[:, None, None, :], float("inf")).argmin(-1)
-    anchor_yaw = torch.gather(yaws[:, None, None, :].expand_as(d2), -1, nearest[..., None])[..., 0]
+    nearest = nearest_candidate(tokens, anchors, candidates)
+    anchor_yaw = torch.gather(yaws, 1, nearest.flatten(1)).reshape(nearest.shape)
     quarter = math.pi / 2
     yaw = anchor_yaw + torch.remainder(yaw_of_tokens(tokens) - anchor_yaw + quarter / 2, quarter) - quarter / 2
     cos, sin, zero = yaw.cos(), yaw.sin(), torch.zeros_like(yaw)

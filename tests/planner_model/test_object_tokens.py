@@ -293,3 +293,24 @@ def test_color_bonus_favours_objects_coloured_like_the_partners_choice():
     bonus = dit.color_bonus(h, used, colors)[0]
     assert bonus[0].argmax() == 1 and bonus[1].argmax() == 3  # each role looks for its partner's colour
     assert bonus[0, 1] == 0 and (bonus[0, [0, 2, 3]] < 0).all()
+
+
+def test_teacher_anchor_trains_the_end_point_at_the_target_object():
+    """With teacher anchors and a fresh DiT (zero residual), training end points sit on the target's object whatever
+    the pointer chose; at inference the pointer's own choice anchors them."""
+    cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, hard_pointer=True, teacher_anchor=True)
+    dit = PoseDiT(cfg, 16)
+    torch.manual_seed(0)
+    cond, anchors = torch.randn(1, 7, 16), torch.rand(1, 7, 3)
+    mask = torch.ones(1, 7, dtype=torch.bool)
+    seq, pooled = dit.encode_condition(cond, mask)
+    target = torch.tensor([[[5, 2]]])
+    x, t = torch.randn(1, 1, 2, 9), torch.full((1,), 0.5)
+    args = (x, t, seq, mask, pooled, torch.ones(1, 1, dtype=torch.bool), anchors, mask)
+    end = x + 0.5 * dit.train().velocity(*args, target=target)
+    assert torch.allclose(end[0, 0, :, :3], anchors[0, [5, 2]], atol=1e-5)
+    with pytest.raises(ValueError, match="target"):
+        dit.velocity(*args)
+    weights: list[torch.Tensor] = []
+    end = x + 0.5 * dit.eval().velocity(*args, weights)
+    assert torch.allclose(end[0, 0, :, :3], anchors[0, weights[0][0, 0].argmax(-1)], atol=1e-5)
