@@ -30,7 +30,7 @@ from pmoe_core.planner.tasks import make_scene, task_name
 from pmoe_core.planner.world import SceneDesc, TableObject
 from pmoe_core.progress import Progress, silent
 
-DEMO_VERSION = 4
+DEMO_VERSION = 5
 HELD_OUT_SEED = 100_000  # evaluation episodes use seeds from here on; training uses 0..episodes-1
 CACHE_ENV = "PMOE_CACHE_DIR"
 
@@ -92,8 +92,11 @@ def canonical_steps(desc: SceneDesc) -> list[Step]:
     """The oracle's plan with interchangeable blocks assigned, and independent steps ordered, by position.
 
     Candidates of each goal are tried in (x, y) order of their objects; then steps are sorted by the height of
-    their place pose (a stacked block always comes after the one below it) and, within a height, by the pick's
-    (x, y). Every ordering this produces is one the oracle's goals allow, so it scores the same. Yaws are folded
+    their place pose (a stacked block always comes after the one below it) and, within a height, by the place's
+    (x, y), then the pick's. Every ordering this produces is one the oracle's goals allow, so it scores the same.
+    Ordering by the place makes each step's place a matter of geometry (the k-th bowl from the robot) and leaves
+    the pick to follow from it (the block of that bowl's colour); ordered by the pick, the first step had to work
+    out which blocks have a bowl at all before it could choose one. Yaws are folded
     into [-45, 45) degrees: a cube looks the same after a quarter turn, so the oracle's yaw is one of four equally
     right ones the cloud cannot tell apart; a block picked and placed with folded yaws ends in the same pose modulo
     that symmetry.
@@ -103,7 +106,7 @@ def canonical_steps(desc: SceneDesc) -> list[Step]:
         for g in desc.goals
     ]
     steps = [Step(_folded(s.pick), _folded(s.place)) for s in oracle_steps(dataclasses.replace(desc, goals=goals))]
-    return sorted(steps, key=lambda s: (round(s.place.position[2], 2), s.pick.position[0], s.pick.position[1]))
+    return sorted(steps, key=lambda s: (round(s.place.position[2], 2), *s.place.position[:2], *s.pick.position[:2]))
 
 
 def _folded(pose: Pose) -> Pose:

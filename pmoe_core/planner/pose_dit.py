@@ -51,6 +51,7 @@ class PoseDiTConfig:
     straight_through: bool = False  # train with the hard pointer's choice (gradients through the soft attention)
     color_affinity: bool = False  # second pass: a gated bonus for objects coloured like the partner's pointed one
     teacher_anchor: bool = False  # in training, anchor the end point at the target's object, not the pointed one
+    color_query: bool = False  # every pass: a gated bonus for objects of the colour each pose token asks for
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -159,11 +160,12 @@ class PoseDiT(nn.Module):
             self.pointer2_q = nn.Linear(d, d)
             self.pointer2_k = nn.Linear(d, d)
             if cfg.color_affinity:
-                self.affinity_gate = nn.Linear(d, 1)
-                nn.init.zeros_(self.affinity_gate.weight)
-                nn.init.zeros_(self.affinity_gate.bias)
+                self.affinity_gate = _zero_linear(d, 1)
         elif cfg.pointer_passes != 1:
             raise ValueError(f"pointer_passes must be 1, or 2 with anchor=True; got {cfg.pointer_passes}")
+        if cfg.anchor and cfg.color_query:
+            self.color_head = nn.Linear(d, 3)
+            self.color_gate = _zero_linear(d, 1)
         self.refiner = nn.ModuleList(
             nn.TransformerEncoderLayer(d, cfg.heads, int(d * cfg.mlp_ratio), dropout=0.0, activation="gelu",
                                        batch_first=True, norm_first=True)
@@ -218,7 +220,7 @@ class PoseDiT(nn.Module):
             raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
         if self.cfg.yaw_anchor and anchor_yaws is None:
             raise ValueError("this Pose-DiT predicts anchored rotations: pass anchor_yaws")
-        if self.cfg.color_affinity and anchor_colors is None:
+        if (self.cfg.color_affinity or self.cfg.color_query) and anchor_colors is None:
             raise ValueError("this Pose-DiT compares object colours: pass anchor_colors")
         h = self.inp(x) + self.role[None, None] + self.step_pos[None, :s, None]
         c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + pooled
@@ -236,6 +238,9 @@ class PoseDiT(nn.Module):
                     h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)
                     if self.cfg.color_affinity:
                         bonus = self.color_bonus(h, used, anchor_colors)
+                if self.cfg.color_query:
+                    asked = self.asked_color_bonus(h, anchor_colors)
+                    bonus = asked if bonus is None else bonus + asked
                 projections = (self.pointer_q, self.pointer_k) if first else (self.pointer2_q, self.pointer2_k)
                 centre, pointed, weights, used = self.pointer(h, cond_seq, anchors, anchor_features,
                                                               anchor_mask if pointer_mask is None else pointer_mask,
@@ -270,6 +275,16 @@ class PoseDiT(nn.Module):
         distance = (partner[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
         return -AFFINITY_SCALE * self.affinity_gate(h.reshape(b, s * 2, -1)) * distance
 
+    def asked_color_bonus(self, h, colors):
+        """(B, S * 2, L) logit bonus: a gate times the negative squared distance between each candidate's colour and
+        a colour the pose token predicts from its state (which has read the instruction): "the red block" becomes
+        a colour to look for, compared with what each object measures rather than learned into keys."""
+        b, s = h.shape[:2]
+        flat = h.reshape(b, s * 2, -1)
+        asked = torch.sigmoid(self.color_head(flat))  # (B, S*2, 3), colours live in [0, 1]
+        distance = (asked[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
+        return -AFFINITY_SCALE * self.color_gate(flat) * distance
+
     def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask, proj_q, proj_k, bonus=None):
         """Attention of each pose token over the scene tokens (keyed by their features and the Fourier features of
         their centres) -> the weighted mean of their centres (B, S, 2, 3) and of their condition features
@@ -291,6 +306,13 @@ class PoseDiT(nn.Module):
         centre = used @ anchors.to(used.dtype)
         return (centre.reshape(b, s, 2, 3), (used @ cond_seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1),
                 used)
+
+
+def _zero_linear(d_in: int, d_out: int) -> nn.Linear:
+    layer = nn.Linear(d_in, d_out)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 def _pointed_rotation(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor:

@@ -314,3 +314,16 @@ def test_teacher_anchor_trains_the_end_point_at_the_target_object():
     weights: list[torch.Tensor] = []
     end = x + 0.5 * dit.eval().velocity(*args, weights)
     assert torch.allclose(end[0, 0, :, :3], anchors[0, weights[0][0, 0].argmax(-1)], atol=1e-5)
+
+
+def test_asked_color_bonus_favours_objects_of_the_predicted_colour():
+    cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, color_query=True)
+    dit = PoseDiT(cfg, 16)
+    colors = torch.tensor([[[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]]])
+    h = torch.randn(1, 1, 2, 32)
+    assert dit.asked_color_bonus(h, colors).abs().sum() == 0  # gated off at initialisation
+    torch.nn.init.constant_(dit.color_gate.bias, 1.0)
+    torch.nn.init.zeros_(dit.color_head.weight)
+    with torch.no_grad():
+        dit.color_head.bias.copy_(torch.tensor([-9.0, -9.0, 9.0]))  # asks for blue
+    assert (dit.asked_color_bonus(h, colors)[0].argmax(-1) == 1).all()
