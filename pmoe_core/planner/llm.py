@@ -148,6 +148,19 @@ class TinyLlamaSpec:
     num_attention_heads: int = 4
     num_key_value_heads: int = 2
     seed: int = 0
+    tokenizer: str = "bytes"  # "bytes" (byte_tokenizer) or "words" (word_tokenizer)
+
+
+# Every word of the planner world's instructions and captions (tests/planner_model/test_planner_llm.py checks that
+# the task templates use no other). Fixed here, not gathered from the templates, so that editing a template cannot
+# silently change the tokenizer, and with it the random LLM a checkpoint was trained on.
+PLANNER_WORDS = (
+    "There a all at below big bigger biggest block blocks blue bottom bowl bowls brown build center color colored "
+    "corner cyan decreases each every from gray green in inside into is its left make matches matching move of on "
+    "one ones orange order other per pink place purple put pyramid red right same side single six size small "
+    "smaller smallest so stack table that the their three to top towards tower two up white with yellow zone "
+    "Describe scene"
+).split()
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -164,10 +177,38 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
 
 
+def word_tokenizer(words: tuple[str, ...] = PLANNER_WORDS) -> PreTrainedTokenizerFast:
+    """The byte-level tokenizer plus one token per word of `words` (with its leading space, as GPT-2 writes it).
+
+    A random frozen LLM cannot learn to spell: with bytes, "red" is three tokens whose meaning the LoRA adapters
+    must compose before anything can match it to a red block, and the default never did (BENCHMARKS.md). With a
+    token per word, a colour name is one embedding to read. Other text still round-trips: BPE merges build each
+    listed word from its bytes, and anything else stays bytes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        pieces = "\u0120" + word  # "Ġ": the byte-level form of the space before a word
+        for end in range(2, len(pieces) + 1):
+            if pieces[:end] not in vocab:
+                merges.append((pieces[: end - 1], pieces[end - 1]))
+                vocab[pieces[:end]] = len(vocab)
+    for special in ("<pad>", "<s>", "</s>"):
+        vocab[special] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+
+
 def tiny_llm(spec: TinyLlamaSpec | None = None) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
-    """A randomly initialised small LLaMA (seeded) and the byte tokenizer sized to it."""
+    """A randomly initialised small LLaMA (seeded) and the tokenizer sized to it."""
     spec = spec or TinyLlamaSpec()
-    tokenizer = byte_tokenizer()
+    if spec.tokenizer not in ("bytes", "words"):
+        raise ValueError(f"unknown tiny-LLM tokenizer {spec.tokenizer!r} (bytes, words)")
+    tokenizer = byte_tokenizer() if spec.tokenizer == "bytes" else word_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,

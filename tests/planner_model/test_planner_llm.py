@@ -57,3 +57,34 @@ def test_load_llm_errors_are_user_errors(tmp_path):
 def test_cache_root_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PMOE_CACHE_DIR", str(tmp_path))
     assert llm_cache_root() == tmp_path / "llm"
+
+
+def test_word_tokenizer_gives_every_planner_word_one_token_and_round_trips():
+    import re
+
+    from pmoe_core.planner.demos import caption
+    from pmoe_core.planner.llm import PLANNER_WORDS, word_tokenizer
+    from pmoe_core.planner.tasks import TASKS, make_scene
+
+    tok = word_tokenizer()
+    used = set()
+    for task in sorted(TASKS):
+        for split in ("seen", "unseen"):
+            for seed in range(12):
+                desc = make_scene(task, seed, split)
+                used |= set(re.findall(r"[A-Za-z]+", desc.instruction + " " + caption(desc)))
+    assert used <= set(PLANNER_WORDS), sorted(used - set(PLANNER_WORDS))
+    for word in used:
+        assert len(tok(f"the {word}", add_special_tokens=False)["input_ids"]) == 2, word
+    text = "stack the reddish blocks, 3 times! ünïcode"
+    assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == " " + text
+    assert len(tok) > 256 + len(PLANNER_WORDS)
+
+
+def test_tiny_llm_takes_either_tokenizer_and_refuses_others():
+    from pmoe_core.planner.llm import TinyLlamaSpec, tiny_llm
+
+    model, tok = tiny_llm(TinyLlamaSpec(tokenizer="words"))
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    with pytest.raises(ValueError, match="tokenizer"):
+        tiny_llm(TinyLlamaSpec(tokenizer="sentencepiece"))
