@@ -52,6 +52,7 @@ class PoseDiTConfig:
     color_affinity: bool = False  # second pass: a gated bonus for objects coloured like the partner's pointed one
     teacher_anchor: bool = False  # in training, anchor the end point at the target's object, not the pointed one
     color_query: bool = False  # every pass: a gated bonus for objects of the colour each pose token asks for
+    color_loss: float = 0.0  # weight of the asked colour's squared error against the target object's colour
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -166,6 +167,7 @@ class PoseDiT(nn.Module):
         if cfg.anchor and cfg.color_query:
             self.color_head = nn.Linear(d, 3)
             self.color_gate = _zero_linear(d, 1)
+            nn.init.ones_(self.color_gate.bias)  # open from the start: with both factors at zero it never opened
         self.refiner = nn.ModuleList(
             nn.TransformerEncoderLayer(d, cfg.heads, int(d * cfg.mlp_ratio), dropout=0.0, activation="gelu",
                                        batch_first=True, norm_first=True)
@@ -204,7 +206,7 @@ class PoseDiT(nn.Module):
 
     def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None,
                  pointer_weights: list | None = None, pointer_mask=None, anchor_yaws=None,
-                 anchor_colors=None, target=None) -> torch.Tensor:
+                 anchor_colors=None, target=None, asked_colors: list | None = None) -> torch.Tensor:
         """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9). With `cfg.anchor`: anchors (B, L, 3) token-space centres of
         the condition positions and anchor_mask (B, L) (True where a position is a scene token); the pointer's
         attention (B, S, 2, L) is appended to `pointer_weights` when a list is given. `pointer_mask` (B, L) narrows
@@ -212,7 +214,8 @@ class PoseDiT(nn.Module):
         are the positions' measured yaws, and the rotation is predicted as an end point around the pointed one.
         `target` (B, S, 2): in training with `cfg.teacher_anchor`, the index of the object each target pose is at;
         the end point is then anchored there rather than at the pointer's choice (which its own loss trains), so the
-        residual learns the offset from the right object, not a correction of a wrong choice."""
+        residual learns the offset from the right object, not a correction of a wrong choice. The colours the pose
+        tokens ask for (`cfg.color_query`; (B, S * 2, 3) per pass) are appended to `asked_colors` when given."""
         s = x.shape[1]
         if s > self.cfg.max_steps:
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
@@ -239,7 +242,7 @@ class PoseDiT(nn.Module):
                     if self.cfg.color_affinity:
                         bonus = self.color_bonus(h, used, anchor_colors)
                 if self.cfg.color_query:
-                    asked = self.asked_color_bonus(h, anchor_colors)
+                    asked = self.asked_color_bonus(h, anchor_colors, asked_colors)
                     bonus = asked if bonus is None else bonus + asked
                 projections = (self.pointer_q, self.pointer_k) if first else (self.pointer2_q, self.pointer2_k)
                 centre, pointed, weights, used = self.pointer(h, cond_seq, anchors, anchor_features,
@@ -275,13 +278,15 @@ class PoseDiT(nn.Module):
         distance = (partner[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
         return -AFFINITY_SCALE * self.affinity_gate(h.reshape(b, s * 2, -1)) * distance
 
-    def asked_color_bonus(self, h, colors):
+    def asked_color_bonus(self, h, colors, record: list | None = None):
         """(B, S * 2, L) logit bonus: a gate times the negative squared distance between each candidate's colour and
         a colour the pose token predicts from its state (which has read the instruction): "the red block" becomes
         a colour to look for, compared with what each object measures rather than learned into keys."""
         b, s = h.shape[:2]
         flat = h.reshape(b, s * 2, -1)
         asked = torch.sigmoid(self.color_head(flat))  # (B, S*2, 3), colours live in [0, 1]
+        if record is not None:
+            record.append(asked)
         distance = (asked[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
         return -AFFINITY_SCALE * self.color_gate(flat) * distance
 

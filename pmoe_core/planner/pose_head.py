@@ -39,13 +39,15 @@ def pose_losses(
     candidates = anchor_mask if pointer_mask is None else pointer_mask
     if dit.cfg.yaw_anchor:
         tokens = fold_yaws_to_anchors(tokens, anchors, anchor_yaws, candidates)
-    target = nearest_candidate(tokens, anchors, candidates) if dit.cfg.teacher_anchor else None
+    supervise_color = dit.cfg.color_query and dit.cfg.color_loss > 0
+    target = nearest_candidate(tokens, anchors, candidates) if dit.cfg.teacher_anchor or supervise_color else None
 
     pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
+    asked: list[torch.Tensor] | None = [] if supervise_color else None
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed, pointer_mask,
-                            anchor_yaws, anchor_colors, target)
+                            anchor_yaws, anchor_colors, target, asked)
 
     end_dims = (tokens.shape[-1] if dit.cfg.yaw_anchor else ANCHOR_DIMS) if dit.cfg.anchor else 0
     parts = {
@@ -55,6 +57,11 @@ def pose_losses(
     if pointed:  # every pass of the pointer, as each one's end point feeds the flow loss or the next pass
         per_pass = [pointer_loss(w, tokens[..., :ANCHOR_DIMS], anchors, candidates, mask) for w in pointed]
         parts["pointer"] = dit.cfg.pointer_loss * torch.stack(per_pass).mean()
+    if asked:  # the colour of the object each target pose is at, as the cloud measures it
+        wanted = torch.gather(anchor_colors, 1, target.flatten(1)[..., None].expand(-1, -1, 3))  # (B, S*2, 3)
+        real = mask[:, :, None].expand(-1, -1, 2).flatten(1)
+        errors = [(a - wanted).pow(2).sum(-1)[real].mean() for a in asked]
+        parts["color"] = dit.cfg.color_loss * torch.stack(errors).mean()
     return parts
 
 

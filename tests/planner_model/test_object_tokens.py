@@ -321,9 +321,34 @@ def test_asked_color_bonus_favours_objects_of_the_predicted_colour():
     dit = PoseDiT(cfg, 16)
     colors = torch.tensor([[[1.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]]])
     h = torch.randn(1, 1, 2, 32)
-    assert dit.asked_color_bonus(h, colors).abs().sum() == 0  # gated off at initialisation
-    torch.nn.init.constant_(dit.color_gate.bias, 1.0)
+    assert (dit.color_gate(h) == 1).all()  # open at initialisation, so the asked colour gets gradients at once
     torch.nn.init.zeros_(dit.color_head.weight)
     with torch.no_grad():
         dit.color_head.bias.copy_(torch.tensor([-9.0, -9.0, 9.0]))  # asks for blue
     assert (dit.asked_color_bonus(h, colors)[0].argmax(-1) == 1).all()
+
+
+def test_color_loss_trains_the_asked_colour_towards_the_target_object():
+    from pmoe_core.planner.flow import FlowConfig
+    from pmoe_core.planner.pose_head import pose_losses
+
+    cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, pointer_loss=1.0, color_query=True,
+                        color_loss=10.0)
+    dit = PoseDiT(cfg, 16)
+    torch.manual_seed(0)
+    cond, anchors = torch.randn(1, 5, 16), torch.rand(1, 5, 3) * 2 - 1
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    colors = torch.rand(1, 5, 3)
+    tokens = torch.zeros(1, 2, 2, 9)
+    tokens[..., :3] = anchors[0, [[1, 3], [4, 0]]]  # at objects 1, 3, 4, 0
+    tokens[..., 3], tokens[..., 7] = 1.0, 1.0  # identity rotations
+    optimizer = torch.optim.Adam(dit.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(60):
+        parts = pose_losses(dit, cond, mask, tokens, torch.tensor([2]), FlowConfig(), anchors=anchors,
+                            anchor_mask=mask, anchor_colors=colors)
+        losses.append(parts["color"].item())
+        optimizer.zero_grad()
+        sum(parts.values()).backward()
+        optimizer.step()
+    assert losses[-1] < 0.1 * losses[0]
