@@ -42,12 +42,13 @@ PRESETS = ("default", "tiny")
 
 
 def default_model_config() -> ThreeDMoEConfig:
-    """The shipped default: a seeded random tiny LLaMA (2 layers, hidden 128) upcycled to 4 experts, a PointNet++
-    with 256/64 centres on 2048 points, and a 2-block Pose-DiT; sized to train in ~half an hour on 2 CPU cores."""
+    """The shipped default: a seeded random tiny LLaMA (2 layers, hidden 128, a token per planner-world word)
+    upcycled to 4 experts, a PointNet++ with 256/64 centres on 2048 points plus object tokens, and a 2-block
+    Pose-DiT pointing at objects; sized to train in ~45 minutes on one CPU thread (docs/planner.md)."""
     return ThreeDMoEConfig(
         llm="tiny",
         tiny_llm=TinyLlamaSpec(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                               num_attention_heads=4, num_key_value_heads=2),
+                               num_attention_heads=4, num_key_value_heads=2, tokenizer="words"),
         moe=MoEConfig(num_experts=4, top_k=2),
         lora=LoraSettings(r=8, alpha=16),
         encoder=SceneEncoderConfig(
@@ -58,7 +59,9 @@ def default_model_config() -> ThreeDMoEConfig:
             objects=ObjectTokenConfig(max_objects=10, pointer_only=True),
         ),
         dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0, text_pool=True,
-                          pointer_passes=2, hard_pointer=True),
+                          pointer_passes=2, hard_pointer=True, cond_layers=2, yaw_anchor=True,
+                          straight_through=True, teacher_anchor=True, color_affinity=True, color_query=True,
+                          color_loss=10.0),
         num_points=2048,
         foreground=1.0,
         max_text_tokens=96,
