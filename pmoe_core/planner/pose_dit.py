@@ -234,8 +234,9 @@ class PoseDiT(nn.Module):
         for block in self.blocks:
             h = block(h, c, cond_seq, cond_mask, step_mask)
         if self.cfg.anchor:
-            bonus, used = None, None
+            used = None
             for first in (True, False)[: self.cfg.pointer_passes]:
+                bonus = None  # extra pointer logits of this pass
                 if not first:  # the place token learns what the pick token pointed at (a block's colour), and so on
                     b = h.shape[0]
                     h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)

@@ -352,3 +352,20 @@ def test_color_loss_trains_the_asked_colour_towards_the_target_object():
         sum(parts.values()).backward()
         optimizer.step()
     assert losses[-1] < 0.1 * losses[0]
+
+
+def test_each_pointer_pass_gets_only_its_own_colour_bonus():
+    cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, pointer_passes=2, color_query=True)
+    dit = PoseDiT(cfg, 16).eval()
+    asked, given = [], []
+    bonus_of = dit.asked_color_bonus
+    dit.asked_color_bonus = lambda *a: asked.append(bonus_of(*a)) or asked[-1]
+    pointer = dit.pointer
+    dit.pointer = lambda *a: given.append(a[-1]) or pointer(*a)
+    cond, anchors, colors = torch.randn(1, 5, 16), torch.rand(1, 5, 3), torch.rand(1, 5, 3)
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    seq, pooled = dit.encode_condition(cond, mask)
+    with torch.no_grad():
+        dit.velocity(torch.randn(1, 2, 2, 9), torch.rand(1), seq, mask, pooled, torch.ones(1, 2, dtype=torch.bool),
+                     anchors, mask, anchor_colors=colors)
+    assert len(given) == 2 and all(torch.equal(g, a) for g, a in zip(given, asked))
