@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pmoe_core.planner.pose_tokens import TOKEN_DIM
+from pmoe_core.planner.pose_tokens import TOKEN_DIM, yaw_to_rot6d
 from pmoe_core.planner.spatial_transformer import fourier_xyz
 
 ANCHOR_DIMS = 3  # the position part of a pose token, the part the anchor predicts as an end point
@@ -276,8 +276,7 @@ class PoseDiT(nn.Module):
         as dot products of separately learned keys and queries it stayed at chance (BENCHMARKS.md)."""
         b, s = h.shape[:2]
         partner = used.reshape(b, s, 2, -1).flip(2).reshape(b, s * 2, -1) @ colors.to(used.dtype)  # (B, S*2, 3)
-        distance = (partner[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
-        return -AFFINITY_SCALE * self.affinity_gate(h.reshape(b, s * 2, -1)) * distance
+        return _gated_color_bonus(self.affinity_gate(h.reshape(b, s * 2, -1)), partner, colors)
 
     def asked_color_bonus(self, h, colors, record: list | None = None):
         """(B, S * 2, L) logit bonus: a gate times the negative squared distance between each candidate's colour and
@@ -288,8 +287,7 @@ class PoseDiT(nn.Module):
         asked = torch.sigmoid(self.color_head(flat))  # (B, S*2, 3), colours live in [0, 1]
         if record is not None:
             record.append(asked)
-        distance = (asked[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
-        return -AFFINITY_SCALE * self.color_gate(flat) * distance
+        return _gated_color_bonus(self.color_gate(flat), asked, colors)
 
     def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask, proj_q, proj_k, bonus=None):
         """Attention of each pose token over the scene tokens (keyed by their features and the Fourier features of
@@ -314,6 +312,12 @@ class PoseDiT(nn.Module):
                 used)
 
 
+def _gated_color_bonus(gate: torch.Tensor, wanted: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """(B, S * 2, 1) gates, (B, S * 2, 3) wanted colours, (B, L, 3) candidate colours -> (B, S * 2, L) logits:
+    the gate times the negative squared colour distance, scaled so a gate of ~1 separates Ravens colours."""
+    return -AFFINITY_SCALE * gate * (wanted[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
+
+
 def _zero_linear(d_in: int, d_out: int) -> nn.Linear:
     layer = nn.Linear(d_in, d_out)
     nn.init.zeros_(layer.weight)
@@ -327,14 +331,7 @@ def _pointed_rotation(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor
     b = yaws.shape[0]
     four = 4 * yaws.to(weights.dtype)
     mean = torch.atan2(weights @ four.sin()[..., None], weights @ four.cos()[..., None]) / 4  # (B, S * 2, 1)
-    cos, sin = mean.cos(), mean.sin()
-    zero = torch.zeros_like(cos)
-    return torch.cat([cos, sin, zero, -sin, cos, zero], dim=-1).reshape(b, -1, 2, 6)
-
-
-def yaw_of_tokens(tokens: torch.Tensor) -> torch.Tensor:
-    """(..., 9) pose tokens of yaw-only rotations -> (...,) yaw: the angle of the rotation's first column."""
-    return torch.atan2(tokens[..., 4], tokens[..., 3])
+    return yaw_to_rot6d(mean[..., 0]).reshape(b, -1, 2, 6)
 
 
 def _masked_mean(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 from torch.nn import functional as F
 
 from pmoe_core.planner.flow import FlowConfig, euler_sample, flow_loss
-from pmoe_core.planner.pose_dit import ANCHOR_DIMS, PoseDiT, step_mask, yaw_of_tokens
+from pmoe_core.planner.pose_dit import ANCHOR_DIMS, PoseDiT, step_mask
+from pmoe_core.planner.pose_tokens import yaw_of_tokens, yaw_to_rot6d
 
 
 def pose_losses(
@@ -37,10 +38,12 @@ def pose_losses(
     seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask, anchors)
     mask = step_mask(lengths, tokens.shape[1])
     candidates = anchor_mask if pointer_mask is None else pointer_mask
-    if dit.cfg.yaw_anchor:
-        tokens = fold_yaws_to_anchors(tokens, anchors, anchor_yaws, candidates)
     supervise_color = dit.cfg.color_query and dit.cfg.color_loss > 0
-    target = nearest_candidate(tokens, anchors, candidates) if dit.cfg.teacher_anchor or supervise_color else None
+    target = None  # the object each target pose is at
+    if dit.cfg.yaw_anchor or dit.cfg.teacher_anchor or supervise_color:
+        target = nearest_candidate(tokens, anchors, candidates)
+    if dit.cfg.yaw_anchor:
+        tokens = fold_yaws_to_anchors(tokens, anchor_yaws, target)
 
     pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
     asked: list[torch.Tensor] | None = [] if supervise_color else None
@@ -71,18 +74,16 @@ def nearest_candidate(tokens: torch.Tensor, anchors: torch.Tensor, candidates: t
     return d2.masked_fill(~candidates[:, None, None, :], float("inf")).argmin(-1)
 
 
-def fold_yaws_to_anchors(tokens: torch.Tensor, anchors: torch.Tensor, yaws: torch.Tensor,
-                         candidates: torch.Tensor) -> torch.Tensor:
-    """(B, S, 2, 9) target tokens with each yaw moved by quarter turns to within 45 degrees of the measured yaw of
-    the candidate scene token nearest its position (xy). A cube's yaw is only defined modulo a quarter turn, so the
-    moved target is as right as the oracle's; but a target folded into [-45, 45) around 0 would sit a quarter turn
-    away from an anchor measured as 44 degrees when the oracle reads -45. Targets must be yaw-only rotations."""
-    nearest = nearest_candidate(tokens, anchors, candidates)
+def fold_yaws_to_anchors(tokens: torch.Tensor, yaws: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
+    """(B, S, 2, 9) target tokens with each yaw moved by quarter turns to within 45 degrees of the measured yaw
+    (`yaws` (B, L)) of the scene token it is at (`nearest` (B, S, 2), see `nearest_candidate`). A cube's yaw is only
+    defined modulo a quarter turn, so the moved target is as right as the oracle's; but a target folded into
+    [-45, 45) around 0 would sit a quarter turn away from an anchor measured as 44 degrees when the oracle reads -45.
+    Targets must be yaw-only rotations."""
     anchor_yaw = torch.gather(yaws, 1, nearest.flatten(1)).reshape(nearest.shape)
     quarter = math.pi / 2
     yaw = anchor_yaw + torch.remainder(yaw_of_tokens(tokens) - anchor_yaw + quarter / 2, quarter) - quarter / 2
-    cos, sin, zero = yaw.cos(), yaw.sin(), torch.zeros_like(yaw)
-    return torch.cat([tokens[..., :ANCHOR_DIMS], torch.stack([cos, sin, zero, -sin, cos, zero], -1)], dim=-1)
+    return torch.cat([tokens[..., :ANCHOR_DIMS], yaw_to_rot6d(yaw)], dim=-1)
 
 
 def pointer_loss(weights, targets, anchors, anchor_mask, step_mask, width: float = 0.05) -> torch.Tensor:

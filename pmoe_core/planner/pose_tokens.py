@@ -67,6 +67,18 @@ def rot6d_to_matrix(r6: torch.Tensor) -> torch.Tensor:
     return torch.stack([a, b, torch.cross(a, b, dim=-1)], dim=-1)
 
 
+def yaw_to_rot6d(yaw: torch.Tensor) -> torch.Tensor:
+    """(...,) yaws -> (..., 6) the 6-D form of the rotation about z (its first two matrix columns)."""
+    cos, sin = yaw.cos(), yaw.sin()
+    zero = torch.zeros_like(yaw)
+    return torch.stack([cos, sin, zero, -sin, cos, zero], dim=-1)
+
+
+def yaw_of_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """(..., 9) pose tokens of yaw-only rotations -> (...,) yaw: the angle of the rotation's first column."""
+    return torch.atan2(tokens[..., 4], tokens[..., 3])
+
+
 def positions_to_tokens(xyz: torch.Tensor) -> torch.Tensor:
     """(..., 3) metres -> the token's position coordinates: the Ravens workspace box mapped to [-1, 1]."""
     lo, hi = _LO.to(xyz), _HI.to(xyz)

@@ -229,8 +229,8 @@ def test_object_yaws_match_the_blocks_in_observed_scenes():
 def test_targets_fold_by_quarter_turns_to_the_nearest_object_yaw():
     import math
 
-    from pmoe_core.planner.pose_dit import yaw_of_tokens
-    from pmoe_core.planner.pose_head import fold_yaws_to_anchors
+    from pmoe_core.planner.pose_tokens import yaw_of_tokens
+    from pmoe_core.planner.pose_head import fold_yaws_to_anchors, nearest_candidate
     from pmoe_core.planner.pose_tokens import poses_to_tokens
     from pmoe_core.planner.poses import yaw_to_quat
 
@@ -241,7 +241,7 @@ def test_targets_fold_by_quarter_turns_to_the_nearest_object_yaw():
     anchors = torch.stack([targets[0, 0, 0, :3], targets[0, 0, 1, :3], torch.tensor([0.0, 0.0, 0.0])])[None]
     yaws = torch.tensor([[math.radians(44.0), math.radians(-40.0), math.radians(10.0)]])
     candidates = torch.tensor([[True, True, False]])
-    folded = fold_yaws_to_anchors(targets, anchors, yaws, candidates)
+    folded = fold_yaws_to_anchors(targets, yaws, nearest_candidate(targets, anchors, candidates))
     assert torch.allclose(folded[..., :3], targets[..., :3])
     got = torch.rad2deg(yaw_of_tokens(folded))[0, 0].tolist()
     assert got == pytest.approx([45.5, -80.0], abs=1e-3)  # each within 45 degrees of its object's yaw
@@ -249,7 +249,7 @@ def test_targets_fold_by_quarter_turns_to_the_nearest_object_yaw():
 
 def test_yaw_anchored_dit_starts_at_the_pointed_objects_yaw():
     """A fresh anchored DiT predicts a zero residual: its sampled pose is the pointed object's centre and yaw."""
-    from pmoe_core.planner.pose_dit import yaw_of_tokens
+    from pmoe_core.planner.pose_tokens import yaw_of_tokens
     from pmoe_core.planner.pose_head import sample_poses
 
     cfg = PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=4, anchor=True, hard_pointer=True, yaw_anchor=True)
