@@ -7,7 +7,7 @@ import sys
 import typer
 
 from pmoe_core import __version__
-from pmoe_core.errors import PmoeError
+from pmoe_core.errors import PmoeError, os_error_line
 
 app = typer.Typer(
     name="pmoe",
@@ -59,11 +59,18 @@ app.add_typer(plan_app, name="plan")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors become one line on stderr and exit code 1; usage errors exit 2 (click)."""
+    """Entry point: user errors and system errors (OSError) become one line on stderr and exit code 1; usage errors
+    exit 2 (click). This is the one place that turns them into lines."""
     try:
         app(args=argv, prog_name="pmoe", standalone_mode=True)
     except PmoeError as err:
         print(f"pmoe: error: {err.message}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:  # `pmoe info S | head`: the reader left; nothing to report
+        sys.stderr.close()
+        sys.exit(1)
+    except OSError as err:  # disk full, permission denied, a path under /proc: the system's words, one line
+        print(f"pmoe: error: {os_error_line(err)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("pmoe: interrupted", file=sys.stderr)

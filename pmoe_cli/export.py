@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import typer
 
 from pmoe_core.errors import BadInput
 from pmoe_core.io import write_las, write_ply
+from pmoe_core.outputs import atomic_path
 from pmoe_core.store import StoreReader
 
 
@@ -39,31 +37,15 @@ def export(
     reader = StoreReader(store)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format is ExportFormat.h5:
-        with replacing(out) as tmp:
+        with atomic_path(out) as tmp:
             count = export_h5(reader, split, tmp, only=scene)
         typer.echo(f"exported {count} scenes of {reader.dataset}/{split} -> {out}")
         return
     record = reader.read(split, int(scene) if scene.isdigit() else scene)
     writer: Callable = write_ply if format is ExportFormat.ply else write_las
-    with replacing(out) as tmp:
+    with atomic_path(out) as tmp:
         writer(record, tmp)
     typer.echo(f"exported {record.name} ({len(record)} points) -> {out}")
-
-
-@contextmanager
-def replacing(out: Path) -> Iterator[Path]:
-    """A temporary path beside `out` (same suffix: LAS vs LAZ is chosen by it) renamed onto `out` on success and
-    removed on any failure, so an error or Ctrl-C mid-export never leaves half a file (or clobbers an old one)."""
-    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}", dir=out.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an export is meant to be opened by other tools
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def export_h5(reader: StoreReader, split: str, out: Path, only: str | None = None) -> int:

@@ -19,7 +19,21 @@ class PmoeError(Exception):
 
     @property
     def message(self) -> str:
-        return f"{self.path}: {self.problem}" if self.path else self.problem
+        """One line, whatever the file or scene names hold (control characters are shown escaped)."""
+        text = f"{self.path}: {self.problem}" if self.path else self.problem
+        return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """`text` with newlines and other control characters escaped, so a message stays one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def os_error_line(err: OSError) -> str:
+    """An OSError as the one line the CLI prints: the file, then what the system said (disk full, permission...)."""
+    what = err.strerror or str(err) or type(err).__name__
+    names = [str(n) for n in (err.filename, err.filename2) if n is not None]
+    return one_line(f"{' -> '.join(names)}: {what}" if names else what)
 
 
 class BadInput(PmoeError):

@@ -1,40 +1,70 @@
-"""JSON reports written whole or not at all: a reader (or a crash) never sees half a file."""
+"""JSON in and out. Every JSON file pmoe reads goes through `read_json`/`loads_json`: bad bytes, bad syntax and
+nesting deeper than any real file has become one FormatError naming the file, never a RecursionError. Reports are
+written whole or not at all (`write_json_atomic`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from pmoe_core.errors import BadInput, MissingFile
+from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.outputs import atomic_path, check_output_file
+
+MAX_DEPTH = 64  # real files nest a handful of levels (nuScenes tables 3, zarr.json with pmoe attributes ~8)
 
 
-def check_json_target(path: str | Path) -> Path:
-    """Refuse an output path that cannot be written, before any slow work is done for it."""
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, iteratively (a recursive walk would fail where the parser did not)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def loads_json(data: str | bytes, source: str | Path | None = None) -> Any:
+    """Parse JSON text; any failure is a FormatError naming `source`."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise FormatError(f"JSON nested deeper than {MAX_DEPTH} levels", source) from None
+    except UnicodeDecodeError as err:
+        raise FormatError(f"not UTF-8 JSON (byte {err.start})", source) from None
+    except json.JSONDecodeError as err:
+        raise FormatError(f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})", source) from None
+    if _depth(value) > MAX_DEPTH:
+        raise FormatError(f"JSON nested deeper than {MAX_DEPTH} levels", source)
+    return value
+
+
+def read_json(path: str | Path, max_bytes: int = 1 << 30) -> Any:
+    """Read and parse a JSON file (at most `max_bytes`; nothing real is near the default)."""
     path = Path(path)
-    if path.is_dir():
-        raise BadInput("is a folder; give a file name for the JSON output", path)
-    if not path.parent.is_dir():  # Path("x.json").parent is Path(".")
-        raise MissingFile("folder does not exist, cannot write the JSON report there", path.parent)
-    return path
+    if not path.is_file():
+        raise MissingFile("JSON file not found" if not path.exists() else "not a regular file", path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise FormatError(f"JSON file of {size} bytes is larger than the {max_bytes}-byte limit", path)
+    return loads_json(path.read_bytes(), path)
+
+
+def check_json_target(path: str | Path, overwrite: bool = True) -> Path:
+    """Refuse a JSON output path that cannot be written, before any slow work is done for it."""
+    return check_output_file(path, overwrite=overwrite)
 
 
 def write_json_atomic(path: str | Path, data: Any, indent: int = 2, make_parents: bool = False) -> Path:
-    """Temporary file in the same folder + rename; world-readable like any report (mkstemp makes 0600)."""
+    """Temporary file in the same folder + rename; permissions as for any new file."""
     path = Path(path)
-    if make_parents:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    check_json_target(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    check_output_file(path, overwrite=True, make_parents=make_parents)
+    with atomic_path(path, make_parents=make_parents) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=indent)
             f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

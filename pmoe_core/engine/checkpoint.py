@@ -8,11 +8,9 @@ the temp files such a process leaves are deleted by the next successful save.
 
 from __future__ import annotations
 
-import glob
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import torch
 
 from pmoe_core import __version__
 from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.outputs import atomic_path, remove_stale_partials
 from pmoe_core.schemas import validate
 
 FORMAT = "pmoe-checkpoint"
@@ -33,26 +32,14 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], tensors: dict[str, A
     meta = {"pmoe_version": __version__, **meta}
     validate(meta, "checkpoint", path)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, **tensors}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, make_parents=True) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _remove_stale_temps(path)
+    # one writer per run folder: the new checkpoint is in place, so no one else can still be writing the leftovers
+    remove_stale_partials(path)
     return path
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Delete temp files of earlier saves of `path` that a killed process left behind (one writer per run folder:
-    the new checkpoint is in place, so nothing else can still be writing them)."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -26,7 +26,7 @@ def test_round_trip(tmp_path):
 def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     path = save_checkpoint(tmp_path / "ckpt.pt", META, {"model": {"w": torch.ones(3)}})
     before = path.read_bytes()
-    (tmp_path / ".ckpt.pt.stale.tmp").write_bytes(b"left by a killed save")
+    (tmp_path / ".ckpt.pt.stale.partial.pt").write_bytes(b"left by a killed save")
 
     def dies_halfway(obj, f, *args, **kwargs):
         f.write(b"half a checkpoint")
@@ -36,7 +36,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {**META, "step": 4}, {"model": {"w": torch.zeros(3)}})
     assert path.read_bytes() == before and load_checkpoint(path)["meta"]["step"] == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.pt.stale.tmp", "ckpt.pt"]  # its own temp is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.pt.stale.partial.pt", "ckpt.pt"]  # its own temp is gone
     monkeypatch.undo()
     save_checkpoint(path, {**META, "step": 5}, {"model": {"w": torch.zeros(3)}})
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # a successful save clears stale temps

@@ -84,7 +84,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(stores, tmp_path, cach
             stats["resume_steps"].append(before)
         after = _assert_checkpoint_sound(run)
         stats["kills_with_checkpoint"] += after is not None
-        stats["temp_files_seen_after_kill"] += len(list(run.glob(".ckpt.pt.*.tmp")))
+        stats["temp_files_seen_after_kill"] += len(list(run.glob(".ckpt.pt.*.partial.pt")))
         if after is not None and before is not None:
             assert after >= before
 
@@ -94,7 +94,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(stores, tmp_path, cach
     assert _start_step(done.stdout + done.stderr) == (last or 0)
     meta = load_checkpoint(run / "ckpt.pt")["meta"]
     assert meta["complete"] and meta["step"] == STEPS
-    assert list(run.glob(".ckpt.pt.*.tmp")) == []  # a completed run leaves no temp files, even after kills
+    assert list(run.glob(".ckpt.pt.*.partial.pt")) == []  # a completed run leaves no temp files, even after kills
     steps = [r["step"] for r in _log(run) if r.get("event") == "train"]
     assert steps and max(steps) == STEPS
     assert stats["resumes"] >= 1, stats
@@ -114,7 +114,7 @@ def _wait_for_training(proc: subprocess.Popen, run: Path, before: int | None, rn
     assert proc.poll() is None, "training ended before it could be killed"
     if rng.random() < 0.5:  # aim at the save: wait for a temp file to appear (or give up after 2 s)
         until = time.monotonic() + 2
-        while time.monotonic() < until and not list(run.glob(".ckpt.pt.*.tmp")):
+        while time.monotonic() < until and not list(run.glob(".ckpt.pt.*.partial.pt")):
             time.sleep(0.002)
     else:
         time.sleep(rng.uniform(0.0, 0.3))
@@ -132,9 +132,9 @@ def _log(run: Path) -> list[dict]:
 
 def test_stale_temp_files_are_cleaned_by_the_next_save(tmp_path):
     """Temp files that a killed save left behind are removed by the next successful save, and never loaded."""
-    stale = tmp_path / ".ckpt.pt.abc123.tmp"
+    stale = tmp_path / ".ckpt.pt.abc123.partial.pt"
     stale.write_bytes(b"torn")
-    other = tmp_path / ".other.pt.x.tmp"
+    other = tmp_path / ".other.pt.x.partial.pt"
     other.write_bytes(b"not ours")
     meta = {"kind": "segmentation", "step": 1, "complete": False}
     save_checkpoint(tmp_path / "ckpt.pt", meta, {"w": torch.zeros(2)})
