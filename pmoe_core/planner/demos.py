@@ -15,12 +15,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from pmoe_core.outputs import atomic_path
 from pmoe_core.planner.observe import observe
 from pmoe_core.planner.oracle import Step, oracle_steps
 from pmoe_core.planner.pose_tokens import steps_to_tensor
@@ -153,18 +153,12 @@ def demo_cache_dir(cache: str | Path | None = None) -> Path:
 
 def save_demos(demos: DemoSet, path: Path) -> None:
     """Atomic write (temporary file + rename) so an interrupted run never leaves half a cache entry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, make_parents=True) as tmp:  # suffix .npz kept: np.savez appends none
         np.savez(
             tmp, points=demos.points, poses=demos.poses, lengths=demos.lengths, seeds=demos.seeds,
             instructions=np.asarray(demos.instructions), captions=np.asarray(demos.captions),
             tasks=np.asarray(demos.tasks),
         )
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def read_demos(path: Path) -> DemoSet:

@@ -1,17 +1,18 @@
 """On-disk embedding cache: one .npy per (encoder identity, sha256 of the text).
 
 One small file per text means concurrent processes (converter workers, trainer ranks) never rewrite each other's
-entries, and each file appears whole or not at all (temp file + os.replace). A cached run loads no model.
+entries, and each file appears whole or not at all (pmoe_core.outputs.atomic_path). A cached run loads no model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from pmoe_core.outputs import atomic_path
 
 CACHE_ENV = "PMOE_CACHE_DIR"
 
@@ -43,14 +44,7 @@ def store(identity: str, text: str, vector: np.ndarray) -> None:
     """Write one vector atomically; a failure to write (read-only home, full disk) only costs a recompute later."""
     path = _path(identity, text)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.ascontiguousarray(vector, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(vector, dtype=np.float32), allow_pickle=False)
     except OSError:
         return

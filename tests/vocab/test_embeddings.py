@@ -40,7 +40,7 @@ def test_second_call_reads_cache_without_loading_the_model(cache_dir, count_load
     assert len(count_loads) == 1
     identity = get_text_encoder("minilm").identity
     assert len(list((cache_dir / identity).glob("*.npy"))) == 2  # one file per distinct text
-    assert not list((cache_dir / identity).glob(".tmp-*"))  # no temp files left behind
+    assert not list((cache_dir / identity).glob(".*"))  # no temp files left behind
     np.testing.assert_array_equal(first[0], first[2])
 
     def no_model(model_dir: str):
