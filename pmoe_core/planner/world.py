@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.jsonio import read_json
 from pmoe_core.planner.poses import Pose
 from pmoe_core.schemas import validate
 
@@ -185,11 +186,7 @@ class SceneDesc:
         path = Path(path)
         if not path.is_file():
             raise MissingFile("scene description not found", path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise FormatError(f"not JSON: {err}", path) from err
-        return cls.from_json(data, path)
+        return cls.from_json(read_json(path), path)
 
 
 def r6(v: float) -> float:

