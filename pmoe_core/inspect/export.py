@@ -23,7 +23,8 @@ import h5py
 import numpy as np
 
 from pmoe_core.inspect.traces import SceneTrace
-from pmoe_core.io.ply import write_ply_arrays
+from pmoe_core.io import write_ply
+from pmoe_core.scene import Scene
 
 TRACE_FORMAT = "pmoe-routing-traces"
 TRACE_VERSION = 1
@@ -63,15 +64,12 @@ def scene_key(index: int, name: str) -> str:
 
 
 def write_expert_ply(path: Path, trace: SceneTrace, layer: str, num_experts: int) -> None:
-    """All original points coloured by their top-1 expert at `layer`, with the id as an `expert` property."""
+    """All original points coloured by their top-1 expert at `layer`, with the id as a `scalar_expert` int property
+    (CloudCompare shows it as the scalar field "expert")."""
     top1 = trace.layers[layer].expert_ids[:, 0][trace.point_token]
-    rgb = palette(num_experts)[top1]
-    coord = trace.scene.coord
-    write_ply_arrays(path, {
-        "x": coord[:, 0], "y": coord[:, 1], "z": coord[:, 2],
-        "red": rgb[:, 0], "green": rgb[:, 1], "blue": rgb[:, 2],
-        "expert": top1.astype(np.int16),
-    }, comments=(f"pmoe route-inspect {trace.scene.name} layer {layer} top-1 expert",))
+    coloured = Scene(trace.scene.name, trace.scene.coord, color=palette(num_experts)[top1])
+    write_ply(coloured, path, extra={"expert": top1},
+              comments=(f"pmoe route-inspect {trace.scene.name} layer {layer} top-1 expert",))
 
 
 class TraceWriter:

@@ -1,7 +1,7 @@
 """LAS/LAZ <-> Scene with laspy (LAZ through lazrs), streamed in chunks so large tiles never double in memory.
 
-Labels: pmoe writes `classification = segment + 1` (0 = ignore, the ASPRS "never classified") and also the exact
-values as extra dimensions `segment` (int16) / `instance` (int32) / `strength` (float32). On reading, the extra
+Labels: pmoe writes `classification = segment + 1` (0 = ignore, the ASPRS "never classified"), `intensity` from
+strength, and the exact values as extra dimensions `segment` (int16) / `instance` (int32) / `strength` (float32). On reading, the extra
 dimensions win; otherwise `classification=True` takes the raw classification codes as the segment.
 Colours: 16-bit LAS RGB is scaled to 8 bit (values <= 255 are taken as already 8 bit).
 """
@@ -9,14 +9,21 @@ Colours: 16-bit LAS RGB is scaled to 8 bit (values <= 255 are taken as already 8
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.io.columns import scalar_column
 from pmoe_core.scene import Scene
 
 CHUNK_POINTS = 1_000_000
+# Dimension names of the point formats pmoe writes; an extra dimension must not repeat one.
+LAS_STANDARD_NAMES = {"x", "y", "z", "intensity", "return_number", "number_of_returns", "classification",
+                      "scan_angle_rank", "scan_angle", "user_data", "point_source_id", "gps_time", "red", "green",
+                      "blue", "synthetic", "key_point", "withheld", "overlap", "scanner_channel",
+                      "scan_direction_flag", "edge_of_flight_line", "classification_flags"}
 # LAZ compresses a point record ~5-20x; a header claiming more than this many record bytes per compressed byte is
 # corrupt. Checked before allocating, so a 10^12-point claim fails fast instead of asking for terabytes.
 LAZ_MAX_RATIO = 10_000
@@ -166,28 +173,73 @@ def finish_colors(color16: np.ndarray) -> np.ndarray:
     return color16.astype(np.uint8)
 
 
-def write_las(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = None) -> None:
-    """Write a Scene as LAS (or LAZ when the suffix is .laz), millimetre coordinate resolution."""
+def write_las(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = None,
+              extra: Mapping[str, np.ndarray] | None = None) -> None:
+    """Write a Scene as LAS (or LAZ when the suffix is .laz), millimetre coordinate resolution.
+
+    Standard fields: RGB (16 bit) when the scene has colour; `intensity` = strength scaled to 16 bits (see
+    `intensity_from_strength`); `classification` = segment + 1 (0 = ignore), or `extra["classification"]` as given.
+    Exact values go to extra-bytes dimensions `segment` (int16), `instance` (int32), `strength` (float32) and one per
+    other `extra` entry (int32 or float32). LAS 1.2 point format 1/3, whose classification holds 0..31; when a class
+    code is larger, LAS 1.4 point format 6/7 (0..255).
+    """
     import laspy
 
     wanted = scene.present_fields() if fields is None else [f for f in fields if getattr(scene, f) is not None]
-    point_format = 3 if "color" in wanted else 1
-    header = laspy.LasHeader(point_format=point_format, version="1.2")
+    extra = dict(extra or {})
+    classes = _classification(scene, wanted, extra.pop("classification", None), path)
+    columns = {name: getattr(scene, name) for name in ("segment", "instance", "strength") if name in wanted}
+    for name, values in extra.items():
+        if name in columns or name.lower() in LAS_STANDARD_NAMES:
+            raise BadInput(f"extra LAS dimension {name!r} would repeat a field of the file", path)
+        columns[name] = scalar_column(name, values, len(scene), path)
+    wide = classes is not None and classes.size and int(classes.max()) > 31
+    color = "color" in wanted
+    point_format, version = ((7 if color else 6), "1.4") if wide else ((3 if color else 1), "1.2")
+    header = laspy.LasHeader(point_format=point_format, version=version)
     header.scales = np.array([0.001, 0.001, 0.001])
     header.offsets = np.floor(scene.coord.min(axis=0)) if len(scene) else np.zeros(3)
-    for name, dtype in (("segment", np.int16), ("instance", np.int32), ("strength", np.float32)):
-        if name in wanted:
-            header.add_extra_dim(laspy.ExtraBytesParams(name=name, type=dtype))
+    for name, values in columns.items():
+        header.add_extra_dim(laspy.ExtraBytesParams(name=name, type=values.dtype))
     las = laspy.LasData(header)
     las.x, las.y, las.z = (scene.coord[:, i].astype(np.float64) for i in range(3))
-    if "color" in wanted:
+    if color:
         rgb = scene.color.astype(np.uint16) * 257
         las.red, las.green, las.blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    if "segment" in wanted:
-        las.classification = np.clip(scene.segment.astype(np.int32) + 1, 0, 31).astype(np.uint8)
-        las["segment"] = scene.segment
-    if "instance" in wanted:
-        las["instance"] = scene.instance
     if "strength" in wanted:
-        las["strength"] = scene.strength
+        las.intensity = intensity_from_strength(scene.strength)
+    if classes is not None:
+        las.classification = classes
+    for name, values in columns.items():
+        las[name] = values
     las.write(str(path))
+
+
+def intensity_from_strength(strength: np.ndarray) -> np.ndarray:
+    """LAS intensity (uint16, the sensor's range normalised to 16 bits) from a Scene's strength.
+
+    Stores keep strength in [0, 1] (remission, intensity/255, tanh(intensity)), so it is scaled by 65535; a strength
+    with values above 1 came from a file whose intensities were never normalised and is kept as is (clipped to
+    0..65535). NaN becomes 0. The exact float is in the `strength` extra dimension either way.
+    """
+    values = np.nan_to_num(strength.astype(np.float64), nan=0.0, posinf=65535.0, neginf=0.0)
+    if values.size and values.max() > 1.0:
+        return np.clip(np.rint(values), 0, 65535).astype(np.uint16)
+    return np.rint(np.clip(values, 0.0, 1.0) * 65535).astype(np.uint16)
+
+
+def _classification(scene: Scene, wanted, given, path) -> np.ndarray | None:
+    """The classification codes to write: given ones (checked to fit 0..255), else segment + 1 (codes a byte
+    cannot hold become 0, "never classified"; the exact segment is in its extra dimension)."""
+    if given is not None:
+        given = np.asarray(given)
+        if given.shape != (len(scene),) or given.dtype.kind not in "iub":
+            raise BadInput(f"classification must be ({len(scene)},) integers, got {given.shape} {given.dtype}", path)
+        if given.size and (given.min() < 0 or given.max() > 255):
+            raise BadInput(f"classification values {given.min()}..{given.max()} do not fit a LAS class code "
+                           "(0..255)", path)
+        return given.astype(np.uint8)
+    if "segment" not in wanted:
+        return None
+    codes = scene.segment.astype(np.int32) + 1
+    return np.where((codes >= 0) & (codes <= 255), codes, 0).astype(np.uint8)

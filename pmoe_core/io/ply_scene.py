@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from pmoe_core.errors import FormatError
+from pmoe_core.errors import BadInput, FormatError
+from pmoe_core.io.columns import scalar_column
 from pmoe_core.io.ply import read_ply_file, require_properties, write_ply_arrays
 from pmoe_core.scene import Scene
 
 # Scene field <- first vertex property present among these names (CloudCompare writes "scalar_<name>").
 COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 STRENGTH_NAMES = ("intensity", "scalar_intensity", "strength", "reflectance", "remission", "scalar_Intensity")
-SEGMENT_NAMES = ("label", "segment", "scalar_label", "semantic", "class", "classification")
-INSTANCE_NAMES = ("instance", "scalar_instance", "instance_id")
+# pmoe wrote `label` (short) before 0.2; `scalar_class` (int) since, which CloudCompare and Open3D keep.
+SEGMENT_NAMES = ("scalar_class", "label", "segment", "scalar_label", "semantic", "class", "classification",
+                 "scalar_segment")
+INSTANCE_NAMES = ("scalar_instance", "instance", "instance_id")
+SCALAR_PREFIX = "scalar_"
 
 
 def read_ply(path: str | Path) -> Scene:
@@ -69,11 +75,22 @@ def _integer_column(values: np.ndarray, field: str, path: Path, dtype) -> np.nda
     return values.astype(dtype)
 
 
-def write_ply(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = None, binary: bool = True) -> None:
-    """Write a Scene as a PLY point cloud: x,y,z + red,green,blue / nx,ny,nz / intensity / label / instance.
+def write_ply(
+    scene: Scene,
+    path: str | Path | BinaryIO,
+    fields: tuple[str, ...] | None = None,
+    binary: bool = True,
+    extra: Mapping[str, np.ndarray] | None = None,
+    comments: Sequence[str] = (),
+) -> None:
+    """Write a Scene as a PLY point cloud that Open3D, CloudCompare and MeshLab load without losing a field.
 
-    `fields` picks Scene fields (default: all present). Labels are scalar vertex properties `label` (short) and
-    `instance` (int), which CloudCompare and MeshLab show as scalar fields and `read_ply` maps back.
+    Vertex properties: x y z float, red green blue uchar, nx ny nz float, intensity float (strength), then the
+    per-point scalars as `scalar_<name>`: `scalar_class` int (segment, -1 = ignore), `scalar_instance` int, and one
+    per `extra` entry (integer arrays as int, float arrays as float). Why these names and types: CloudCompare loads a
+    vertex property as a scalar field only when its name contains "scalar" (and strips the `scalar_` prefix: the
+    field shows as "class"); Open3D's tensor reader skips char/short/ushort/uint properties. `fields` picks Scene
+    fields (default: all present); `comments` become header comments (one ASCII line each).
     """
     wanted = scene.present_fields() if fields is None else [f for f in fields if getattr(scene, f) is not None]
     vertex: dict[str, np.ndarray] = {}
@@ -86,7 +103,28 @@ def write_ply(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = N
     if "strength" in wanted:
         vertex["intensity"] = scene.strength
     if "segment" in wanted:
-        vertex["label"] = scene.segment
+        vertex[scalar_name("class")] = scene.segment.astype(np.int32)
     if "instance" in wanted:
-        vertex["instance"] = scene.instance
-    write_ply_arrays(path, vertex, binary=binary, comments=(f"pmoe scene {scene.name}",))
+        vertex[scalar_name("instance")] = scene.instance
+    for name, values in (extra or {}).items():
+        prop = scalar_name(name)
+        if prop in vertex:
+            raise BadInput(f"extra PLY property {name!r} would repeat the vertex property {prop!r}", _shown(path))
+        vertex[prop] = scalar_column(name, values, len(scene), _shown(path))
+    header = [f"pmoe scene {scene.name}", *comments]
+    write_ply_arrays(path, vertex, binary=binary, comments=tuple(header_line(c) for c in header))
+
+
+def scalar_name(name: str) -> str:
+    """The PLY property a per-point scalar is written as: `scalar_<name>` (CloudCompare's convention)."""
+    return name if name.startswith(SCALAR_PREFIX) else SCALAR_PREFIX + name
+
+
+def header_line(text: str) -> str:
+    """A PLY header comment is one ASCII line: other characters are escaped, line breaks become spaces."""
+    flat = " ".join(str(text).split())
+    return flat.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _shown(path) -> str | Path | None:
+    return None if hasattr(path, "write") else path

@@ -1,8 +1,9 @@
 """Files of an observed episode: a binary PLY point cloud and the JSON scene description beside it.
 
-PLY vertex properties: x, y, z (float32), red, green, blue (uint8), object_id (int16; -1 = table), and nx, ny, nz
-(float32) when the scene has normals. The description goes to the same path with the suffix `.json`. Both files
-are written to a temporary name and renamed, so an interrupted `pmoe plan scene` leaves no half-written file.
+PLY vertex properties: x, y, z (float32), red, green, blue (uint8), nx, ny, nz (float32) when the scene has
+normals, and scalar_object_id (int32; -1 = table), a name and type CloudCompare and Open3D keep. The description
+goes to the same path with the suffix `.json`. Both files are written to a temporary name and renamed, so an
+interrupted `pmoe plan scene` leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-from plyfile import PlyData, PlyElement
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.io.ply import read_ply_file, require_properties
+from pmoe_core.io.ply_scene import write_ply
 from pmoe_core.planner.world import SceneDesc
 from pmoe_core.scene import Scene
+
+OBJECT_ID_NAMES = ("scalar_object_id", "object_id")
 
 
 def sidecar_path(ply_path: str | Path) -> Path:
@@ -23,40 +27,31 @@ def sidecar_path(ply_path: str | Path) -> Path:
 
 
 def write_scene_ply(scene: Scene, path: str | Path) -> None:
-    """Write `scene` as a little-endian binary PLY."""
-    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"),
-              ("object_id", "<i2")]
-    if scene.normal is not None:
-        fields += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
-    vertex = np.empty(len(scene), dtype=fields)
-    vertex["x"], vertex["y"], vertex["z"] = scene.coord.T
-    vertex["red"], vertex["green"], vertex["blue"] = scene.color.T
-    vertex["object_id"] = scene.segment
-    if scene.normal is not None:
-        vertex["nx"], vertex["ny"], vertex["nz"] = scene.normal.T
-    PlyData([PlyElement.describe(vertex, "vertex")], text=False, byte_order="<").write(str(path))
+    """Write `scene` as a little-endian binary PLY (the one PLY writer; the object id as `scalar_object_id`)."""
+    cloud = Scene(scene.name, scene.coord, color=scene.color, normal=scene.normal)
+    write_ply(cloud, path, extra={"object_id": scene.segment})
 
 
 def read_scene_ply(path: str | Path) -> Scene:
-    """Read a PLY written by `write_scene_ply` back into a Scene (segment = object id)."""
+    """Read a PLY written by `write_scene_ply` back into a Scene (segment = object id; files written before 0.2
+    call it `object_id`, short)."""
     path = Path(path)
-    if not path.is_file():
-        raise MissingFile("point cloud not found", path)
-    try:
-        vertex = PlyData.read(str(path))["vertex"].data
-    except Exception as err:  # plyfile raises several unrelated types for a broken file
-        raise FormatError(f"not a readable PLY: {err}", path) from err
-    names = set(vertex.dtype.names)
-    missing = {"x", "y", "z", "red", "green", "blue", "object_id"} - names
-    if missing:
-        raise FormatError(f"PLY vertex lacks {', '.join(sorted(missing))}", path)
+    _, elements = read_ply_file(path, elements=("vertex",))
+    vertex = elements.get("vertex", {})
+    object_id = next((n for n in OBJECT_ID_NAMES if n in vertex), None)
+    require_properties(vertex, ("x", "y", "z", "red", "green", "blue", object_id or OBJECT_ID_NAMES[0]), "vertex",
+                       path)
+    names = set(vertex)
     normal = np.stack([vertex["nx"], vertex["ny"], vertex["nz"]], 1) if {"nx", "ny", "nz"} <= names else None
+    ids = vertex[object_id]
+    if ids.size and (ids.min() < np.iinfo(np.int16).min or ids.max() > np.iinfo(np.int16).max):
+        raise FormatError(f"{object_id} values {ids.min()}..{ids.max()} do not fit int16", path)
     return Scene(
         name=path.stem,
         coord=np.stack([vertex["x"], vertex["y"], vertex["z"]], 1),
         color=np.stack([vertex["red"], vertex["green"], vertex["blue"]], 1),
         normal=normal,
-        segment=vertex["object_id"],
+        segment=ids,
     ).validate(str(path))
 
 

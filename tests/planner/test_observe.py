@@ -98,7 +98,7 @@ def test_ply_and_sidecar_round_trip(tmp_path):
     ply, sidecar = save_episode(cloud, desc, tmp_path / "scene.ply")
     assert sidecar == tmp_path / "scene.json"
     assert b"format binary_little_endian" in ply.read_bytes()[:200]
-    assert b"property short object_id" in ply.read_bytes()[:400]
+    assert b"property int scalar_object_id" in ply.read_bytes()[:400]
     back = read_scene_ply(ply)
     for name in ("coord", "color", "segment", "normal"):
         assert (getattr(back, name) == getattr(cloud, name)).all()
