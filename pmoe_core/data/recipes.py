@@ -25,7 +25,17 @@ def domain_of(dataset: str) -> Domain:
         return "indoor"
     if dataset in OUTDOOR:
         return "outdoor"
+    from pmoe_core.vocab.custom import registered  # a custom dataset states its domain in its store
+
+    custom = registered(dataset)
+    if custom is not None:
+        return "indoor" if custom.domain == "indoor" else "outdoor"
     raise BadInput(f"dataset {dataset!r} is neither indoor {INDOOR} nor outdoor {OUTDOOR}")
+
+
+def fields_domain(has_color: bool, has_strength: bool) -> Domain:
+    """The domain of a cloud of no known dataset, from its fields: LiDAR strength without colour is outdoor."""
+    return "outdoor" if has_strength and not has_color else "indoor"
 
 
 @dataclass(frozen=True)

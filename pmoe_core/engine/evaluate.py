@@ -19,21 +19,17 @@ a dataset without a norm bank cannot be evaluated with it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from pmoe_core.data.collate import Collate, fragment_pieces
 from pmoe_core.data.dataset import SceneDataset
-from pmoe_core.data.recipes import INDOOR_GRID, OUTDOOR_GRID, RecipeConfig, domain_of, test_recipe
-from pmoe_core.data.sample import Sample
-from pmoe_core.data.transforms import apply
+from pmoe_core.data.recipes import RecipeConfig
 from pmoe_core.engine.distributed import DistInfo
 from pmoe_core.engine.eval_report import ClassResult, DatasetResult, EvalReport
 from pmoe_core.engine.label_sets import LabelSet, class_metrics, own_label_set, union_label_set, union_vocabulary
@@ -41,15 +37,24 @@ from pmoe_core.engine.metrics import absent_policy
 from pmoe_core.engine.model_io import load_segmentation_model
 from pmoe_core.engine.train import pick_device
 from pmoe_core.engine.tta import View, tta_views
+from pmoe_core.engine.voting import CHUNK_POINTS, checkpoint_recipe, vote_scenes
 from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
 from pmoe_core.vocab.label_spaces import label_space, resolve_dataset
 
 LABEL_SETS = ("own", "union")
-# Points per forward pass. A scene has as many test fragments as its densest voxel has points, each as large as its
-# voxel count: a 32k-point Structured3D room (panorama poles) makes 33 fragments, 888k points in one pass, 4.7 GB.
-CHUNK_POINTS = 131_072
+
+
+class PredictionSink(Protocol):
+    """Receives every scene's predicted classes (e.g. submission.PredictionWriter for `pmoe eval --save-pred`).
+
+    `begin` is called per dataset once all stores are opened, before any model time (so it can refuse scenes it
+    cannot name); `scene` with each scene's class indices in stored point order."""
+
+    def begin(self, dataset: str, split: str, stores: Sequence[str], count: int) -> None: ...
+
+    def scene(self, dataset: str, name: str, classes: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -76,18 +81,19 @@ def evaluate(
     device: str = "auto",
     text_weights: str | None = None,
     chunk_points: int = CHUNK_POINTS,
+    predictions: PredictionSink | None = None,
 ) -> EvalReport:
     """Evaluate a `pmoe train` checkpoint on the `split` of each dataset's store in `data` (default datasets:
     the checkpoint's training datasets). See the module docstring for label sets and voting.
 
     `text_weights`: local text-encoder weights to embed the union vocabulary with (label-free mode; needed for
     clip). `device`: "auto" = CUDA when available, else CPU. `chunk_points`: most points per forward pass (a
-    memory bound; see vote_scenes)."""
+    memory bound; see vote_scenes). `predictions`: gets every scene's predicted classes (own label set only)."""
     device = str(pick_device(device, DistInfo()))  # the trainer's rule, for a single process
     model, meta = load_segmentation_model(str(checkpoint), device=device)
     return evaluate_model(model, meta, data, datasets, split=split, label_set=label_set, tta=tta, limit=limit,
                           progress=progress, batch_scenes=batch_scenes, device=device, checkpoint=str(checkpoint),
-                          text_weights=text_weights, chunk_points=chunk_points)
+                          text_weights=text_weights, chunk_points=chunk_points, predictions=predictions)
 
 
 def evaluate_model(
@@ -105,6 +111,7 @@ def evaluate_model(
     checkpoint: str = "",
     text_weights: str | None = None,
     chunk_points: int = CHUNK_POINTS,
+    predictions: PredictionSink | None = None,
 ) -> EvalReport:
     """`evaluate` for a model already in memory; `meta` is the checkpoint metadata (datasets, text_encoder, ...)."""
     if label_set not in LABEL_SETS:
@@ -115,19 +122,24 @@ def evaluate_model(
         raise BadInput(f"batch_scenes must be positive, got {batch_scenes}")
     if chunk_points < 1:
         raise BadInput(f"--chunk-points must be positive, got {chunk_points}")
+    if predictions is not None and label_set != "own":
+        raise BadInput("saved predictions are classes of each dataset's own label space: use --label-set own")
     views = tta_views(tta)
     trained_on = tuple(meta.get("datasets") or ())
     names = _dataset_names(datasets, trained_on)
-    recipe = _recipe_config(meta)
+    recipe = checkpoint_recipe(meta)
     inputs = [_open_dataset(name, data, split, label_set, limit, meta, recipe, text_weights) for name in names]
     for item in inputs:
         _check_dataset_id(model, item)
+    for item in inputs:
+        if predictions is not None:
+            predictions.begin(item.name, split, item.scenes.urls, item.count)
 
     start = time.perf_counter()
     progress(total=sum(item.count for item in inputs), message="evaluating")
     model.eval()
-    results = [_evaluate_dataset(model, item, views, recipe, batch_scenes, chunk_points, torch.device(device), progress)
-               for item in inputs]
+    results = [_evaluate_dataset(model, item, views, recipe, batch_scenes, chunk_points, torch.device(device), progress,
+                                 predictions) for item in inputs]
     return EvalReport(
         checkpoint=checkpoint,
         preset=str(meta.get("preset", "")),
@@ -149,13 +161,6 @@ def _dataset_names(datasets: Sequence[str] | None, trained_on: tuple[str, ...]) 
     if not names:
         raise BadInput("no datasets to evaluate: pass --datasets (the checkpoint lists no training datasets)")
     return list(dict.fromkeys(names))
-
-
-def _recipe_config(meta: dict[str, Any]) -> RecipeConfig:
-    """The grid sizes the checkpoint was trained with: test fragments must voxelise the same way."""
-    args = meta.get("train_args") or {}
-    return RecipeConfig(indoor_grid=float(args.get("grid_indoor") or INDOOR_GRID),
-                        outdoor_grid=float(args.get("grid_outdoor") or OUTDOOR_GRID))
 
 
 def _open_dataset(name: str, data: str, split: str, kind: str, limit: int | None, meta: dict[str, Any],
@@ -206,7 +211,7 @@ def _check_dataset_id(model: nn.Module, item: DatasetInput) -> None:
 
 def _evaluate_dataset(model: nn.Module, item: DatasetInput, views: list[View], recipe: RecipeConfig,
                       batch_scenes: int, chunk_points: int, device: torch.device,
-                      progress: Progress) -> DatasetResult:
+                      progress: Progress, predictions: PredictionSink | None = None) -> DatasetResult:
     labels = item.label_set
     confusion = labels.confusion()
     outside_rows = torch.zeros(labels.embeddings.shape[0], dtype=torch.int64)  # label-free: which entries
@@ -219,53 +224,14 @@ def _evaluate_dataset(model: nn.Module, item: DatasetInput, views: list[View], r
         pred = labels.to_column[rows]
         target = torch.from_numpy(np.concatenate([s.segment for s in samples]))
         confusion.update(pred, target)
+        if predictions is not None:
+            for sample, classes in zip(samples, torch.split(pred, [len(s) for s in samples])):
+                predictions.scene(item.name, sample.name, classes.numpy())
         outside = (target >= 0) & (pred == len(labels.classes))
         outside_rows += torch.bincount(rows[outside], minlength=outside_rows.shape[0])
         points += scores.shape[0]
         progress(advance=len(samples), message=item.name)
     return _dataset_result(item, confusion.matrix, points, outside_rows)
-
-
-def vote_scenes(model: nn.Module, samples: list[Sample], views: list[View], recipe: RecipeConfig,
-                embeddings: torch.Tensor, dataset: str, max_points: int = CHUNK_POINTS) -> torch.Tensor:
-    """(total points, K) summed softmax scores of every original point of `samples`, in stored order.
-
-    Each view of each scene is fragmented by the test recipe; fragment scores are summed back onto the points
-    they were cut from (FragmentMaps.vote), then onto stored point order through `Sample.index`. The fragments
-    go through the model in passes of at most `max_points` points (at least one fragment each), so memory stays
-    bounded however many fragments a dense scene has. Each point's votes are added in the same fragment order
-    as in one pass; what can still move with `max_points` (as with `batch_scenes`) is float32 noise (~1e-6) of a
-    backbone whose kernels are not bitwise independent of the rest of the batch (spconv's CPU convolution).
-    """
-    sizes = [len(s) for s in samples]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    stored = torch.from_numpy(np.concatenate([s.index + o for s, o in zip(samples, starts)]))
-    total = torch.zeros(int(sum(sizes)), embeddings.shape[0], dtype=torch.float32)
-    transforms = test_recipe(domain_of(dataset), recipe)
-    collate = Collate({dataset: embeddings.shape[0]})
-    rng = np.random.default_rng(0)  # the test recipe and the views are deterministic; apply() wants a generator
-    for view in views:
-        pieces = [apply([view, *transforms], dataclasses.replace(s), rng) for s in samples]
-        voted = torch.zeros(total.shape, dtype=torch.float32, device=embeddings.device)  # this view, scene order
-        for group in fragment_pieces(pieces, max_points):
-            batch, targets = collate.test(pieces, group)
-            with torch.inference_mode():
-                logits = _forward(model, batch.to(embeddings.device), embeddings, dataset)
-                probs = torch.softmax(logits.float(), dim=1)
-                del logits
-                targets.fragments.vote(probs, batch.offset, out=voted)
-            del batch, targets, probs
-        total.index_add_(0, stored, voted.cpu())
-    covered = total.sum(dim=1)
-    if not bool((covered > 0.5 * len(views)).all()):
-        raise RuntimeError(f"{int((covered <= 0.5 * len(views)).sum())} points of {dataset} got no prediction")
-    return total
-
-
-def _forward(model: nn.Module, batch, embeddings: torch.Tensor, dataset: str) -> torch.Tensor:
-    if getattr(model, "needs_dataset", False):
-        return model(batch, embeddings, dataset)
-    return model(batch, embeddings)
 
 
 def _dataset_result(item: DatasetInput, matrix: torch.Tensor, points: int, outside_rows: torch.Tensor) -> DatasetResult:
