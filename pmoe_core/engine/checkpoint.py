@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +49,53 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise MissingFile("checkpoint not found", path)
+    if path.stat().st_size == 0:
+        raise FormatError("empty file (0 bytes), not a checkpoint", path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln or "global" in ln.lower()]
         first = lines[0] if lines else "it contains objects other than tensors and plain data"
         raise FormatError(f"refused to load: not plain tensors/data ({first})", path) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as err:
-        raise FormatError(f"not a readable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})", path) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    except RecursionError:
+        raise FormatError("not a readable checkpoint (data nested too deeply)", path) from None
+    except UNREADABLE as err:  # torch's zip and unpickling layers raise these on damaged bytes
+        first = (str(err).splitlines() or [""])[0].split(". ")[0]  # torch appends a paragraph of advice
+        raise FormatError(f"not a readable checkpoint ({type(err).__name__}: {first})", path) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("format"), str) or payload["format"] != FORMAT:
         raise FormatError(f"not a {FORMAT} file", path)
-    if payload.get("version") != FORMAT_VERSION:
-        raise FormatError(f"checkpoint format version {payload.get('version')} is not {FORMAT_VERSION}", path)
+    if type(payload.get("version")) is not int or payload["version"] != FORMAT_VERSION:
+        raise FormatError(f"checkpoint format version {payload.get('version')!r} is not {FORMAT_VERSION}", path)
+    check_plain_data(payload, path)
     validate(payload.get("meta"), "checkpoint", path)
     return payload
+
+
+# What torch.load raises on damaged bytes besides UnpicklingError (a 0-byte or cut file, a zip with a lost member,
+# a storage record shorter than its tensor, a flipped pickle opcode argument).
+UNREADABLE = (RuntimeError, EOFError, ValueError, OSError, IndexError, KeyError, TypeError, AttributeError,
+              OverflowError, MemoryError, struct.error, zipfile.BadZipFile)
+MAX_DEPTH = 32  # a real payload nests 5 levels (optimizer -> state -> param -> exp_avg; meta -> config -> moe)
+MAX_CONTAINERS = 1_000_000  # dicts/lists/tuples; a real payload has about one per parameter tensor
+
+
+def check_plain_data(payload: Any, path: str | Path) -> None:
+    """FormatError unless the unpickled plain data is a tree of bounded depth and size.
+
+    Everything downstream (schema validation, config decoding, load_state_dict) walks it recursively, and pickle's
+    memo can make a tiny file hold a cycle or a shared-reference DAG with 2^60 paths; this walk is iterative and
+    counts every container it reaches, so it ends quickly on any input.
+    """
+    stack, seen = [(payload, 1)], 0
+    while stack:
+        item, level = stack.pop()
+        seen += 1
+        if level > MAX_DEPTH:
+            raise FormatError(f"checkpoint data nested deeper than {MAX_DEPTH} levels", path)
+        if seen > MAX_CONTAINERS:
+            raise FormatError(f"checkpoint data holds more than {MAX_CONTAINERS:,} containers (shared or cyclic)", path)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, level + 1) for c in children if isinstance(c, (dict, list, tuple)))
 
 
 def rng_state() -> dict[str, Any]:

@@ -26,10 +26,10 @@ from pmoe_core.data.sampler import MixedBatchSampler
 from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_sync, shutdown
 from pmoe_core.engine.loss import label_space_loss
-from pmoe_core.engine.model_io import config_from_data, config_to_data
+from pmoe_core.engine.model_io import check_weights_fit, checked_weights, config_from_data, config_to_data
 from pmoe_core.engine.optim import OptimConfig, make_optimizer
 from pmoe_core.engine.runlog import RunLog
-from pmoe_core.errors import BadInput, StoreError
+from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE, moe_aux_loss
 from pmoe_core.models.ppt import PPTConfig
@@ -256,8 +256,51 @@ def _check_resume(meta: dict[str, Any], cfg: TrainConfig, datasets: tuple[str, .
         raise BadInput(f"cannot resume: checkpoint was trained with --preset {meta.get('preset')} "
                        f"--datasets {','.join(meta.get('datasets', []))}", path)
     if meta.get("train_args", {}).get("steps") != cfg.steps:
-        raise BadInput(f"cannot resume: checkpoint schedule has {meta['train_args'].get('steps')} steps, "
+        raise BadInput(f"cannot resume: checkpoint schedule has {meta.get('train_args', {}).get('steps')} steps, "
                        f"not {cfg.steps} (the OneCycle schedule depends on it)", path)
+
+
+def _same_layout(fresh: Any, stored: Any) -> bool:
+    """Whether `stored` has the structure of the `fresh` state this process would save: the same types, lengths and
+    tensor shapes on every key both hold (keys only one side has, such as a CUDA RNG, are left to the loader)."""
+    if isinstance(fresh, dict):
+        return isinstance(stored, dict) and all(_same_layout(v, stored[k]) for k, v in fresh.items() if k in stored)
+    if isinstance(fresh, (list, tuple)):
+        return (type(stored) is type(fresh) and len(stored) == len(fresh)
+                and all(_same_layout(a, b) for a, b in zip(fresh, stored)))
+    if isinstance(fresh, torch.Tensor):
+        return isinstance(stored, torch.Tensor) and stored.dtype == fresh.dtype and stored.shape == fresh.shape
+    if isinstance(fresh, float):
+        return type(stored) in (float, int) and math.isfinite(stored)
+    return fresh is None or type(stored) is type(fresh)
+
+
+def _resume_states(payload: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: Any, loader: Loader, path: Path) -> None:
+    """Load everything a resumed run continues from; a state that does not fit this run is a FormatError naming the
+    checkpoint (a damaged or hand-edited file must not crash, or worse train on, with garbage)."""
+    fresh = {"scheduler": scheduler.state_dict(), "loader": loader.state_dict(), "rng": rng_state(),
+             "optimizer": {"param_groups": optimizer.state_dict()["param_groups"]}}
+    for key, state in fresh.items():
+        if key not in payload or not _same_layout(state, payload[key]):
+            raise FormatError(f"cannot resume: the {key} state does not fit this run", path)
+    if min(payload["loader"].get("epoch", 0), payload["loader"].get("position", 0)) < 0:
+        raise FormatError("cannot resume: the loader state is negative", path)
+    model.load_state_dict(payload["model"])
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                for value in optimizer.state.get(param, {}).values():
+                    if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                        raise ValueError(f"a moment of shape {tuple(value.shape)} for a parameter of "
+                                         f"{tuple(param.shape)}")
+        scheduler.load_state_dict(payload["scheduler"])
+        loader.load_state_dict(payload["loader"])
+        set_rng_state(payload["rng"])
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError, OverflowError) as err:
+        raise FormatError(f"cannot resume: state does not fit this run ({type(err).__name__}: "
+                          f"{(str(err).splitlines() or [''])[0]})", path) from None
 
 
 def train(cfg: TrainConfig, progress: Progress = silent, echo: Callable[[str], None] = print) -> TrainResult:
@@ -309,17 +352,17 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
         raise BadInput(f"{CHECKPOINT_NAME} already exists; pass --resume to continue it or choose another --out",
                        run_dir)
 
-    config = config_from_data(resume_payload["meta"]["config"], str(ckpt_path)) if resume_payload else None
+    config = None
+    if resume_payload is not None:
+        config = config_from_data(resume_payload["meta"].get("config"), str(ckpt_path))
+        check_weights_fit(config, checked_weights(resume_payload, "model", ckpt_path), ckpt_path, datasets,
+                          int(classes.shape[1]))
     model, model_cfg = build_segmentation_model(cfg.preset, datasets, classes.shape[1], cfg, config=config)
     model.to(device)
     optimizer, scheduler = make_optimizer(model, cfg.optim, cfg.steps)
     step = 0
     if resume_payload is not None:
-        model.load_state_dict(resume_payload["model"])
-        optimizer.load_state_dict(resume_payload["optimizer"])
-        scheduler.load_state_dict(resume_payload["scheduler"])
-        loader.load_state_dict(resume_payload["loader"])
-        set_rng_state(resume_payload["rng"])
+        _resume_states(resume_payload, model, optimizer, scheduler, loader, ckpt_path)
         step = int(resume_payload["meta"]["step"])
 
     ddp_model: nn.Module = model
@@ -382,7 +425,8 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
             scheduler.step()
             step += 1
             if not math.isfinite(step_loss):
-                raise FloatingPointError(f"loss became {step_loss} at step {step}")
+                raise BadInput(f"training diverged: the loss became {step_loss} at step {step} (try a lower --lr "
+                               f"and --block-lr); {CHECKPOINT_NAME} holds the last saved step", run_dir)
             losses.append(step_loss)
             progress(advance=1, message=f"loss {step_loss:.4f}")
             if log is not None and (record or step == cfg.steps):
