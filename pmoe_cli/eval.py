@@ -47,6 +47,10 @@ def eval_cmd(
     text_weights: str | None = typer.Option(None, "--text-weights",
                                             help="Local text-encoder weights for --label-set union (needed for clip)."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
+    save_pred: Path | None = typer.Option(None, "--save-pred",
+                                          help="Folder for every scene's predicted classes (.npy) and the ScanNet, "
+                                               "SemanticKITTI and nuScenes-lidarseg submission files "
+                                               "(see docs/commands/eval.md)."),
 ) -> None:
     from pmoe_core.engine.confusion_plot import save_confusion_png
     from pmoe_core.engine.evaluate import evaluate
@@ -55,12 +59,18 @@ def eval_cmd(
         import torch
 
         torch.set_num_threads(threads)
+    writer = None
+    if save_pred is not None:
+        from pmoe_core.engine.submission import PredictionWriter
+        from pmoe_core.outputs import check_output_dir
+
+        writer = PredictionWriter(check_output_dir(save_pred, reads=[data, checkpoint]))
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
     bar = ProgressBar("evaluating", unit="scenes")
     try:
         report = evaluate(checkpoint, data, names, split=split, label_set=label_set, tta=tta, limit=limit,
                           progress=bar, batch_scenes=batch_scenes, device=device, text_weights=text_weights,
-                          chunk_points=chunk_points)
+                          chunk_points=chunk_points, predictions=writer)
     finally:
         bar.stop()
     console = Console()
@@ -73,6 +83,11 @@ def eval_cmd(
             save_confusion_png(result, out / f"confusion_{result.dataset}.png")
         write_report(report, out / "eval_report.json")
         typer.echo(f"wrote {len(report.results)} confusion matrices and eval_report.json to {out}")
+    if writer is not None:
+        saved = writer.finish(report.trained_on)
+        files = sum(saved.submission_files.values())
+        typer.echo(f"wrote predictions of {sum(saved.scenes.values())} scenes"
+                   + (f" and {files} submission files" if files else "") + f" to {save_pred}")
     if json_path is not None:
         write_report(report, json_path)
         typer.echo(f"wrote {json_path}")
