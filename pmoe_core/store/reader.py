@@ -1,7 +1,12 @@
-"""O(1) random access to the scenes of a store (or of several shard stores of one dataset).
+"""O(1) random access to the scenes of a store (or of several shard stores of one dataset), validated as read.
 
-Opening reads only the root attributes. The first access to a split reads its `offsets` (8 bytes a scene); from
-then on, scene i is one slice `offsets[i]:offsets[i+1]` per field, whatever the number of scenes.
+Opening reads the root attributes (checked as `pmoe check` checks them). The first access to a split reads and
+validates its commit record once (`validation.read_split_index`: offsets int64, starting at 0, increasing, within
+every field array; one non-empty unique name per scene; field dtypes and widths; chunk shapes; every stored object
+the committed rows need, from one listing per array). From then on, scene i is one slice
+`offsets[i]:offsets[i+1]` per field, whatever the number of scenes, and its values get the checks `check` applies
+(finite coordinates and normals, labels in range). Any violation is a StoreError naming the store, never a
+traceback, a hang, or rows of fill values passed off as data.
 """
 
 from __future__ import annotations
@@ -17,58 +22,68 @@ import zarr
 from zarr.abc.store import Store
 
 from pmoe_core.errors import BadInput, StoreError
-from pmoe_core.scene import FIELD_SPECS, Scene
+from pmoe_core.scene import Scene
 from pmoe_core.schemas import validate
 from pmoe_core.store.attrs import class_names
-from pmoe_core.store.validation import attribute_problems
 from pmoe_core.store.layout import (
-    EMBEDDINGS,
     FORMAT_NAME,
     FORMAT_VERSION,
-    NAMES,
-    OFFSETS,
     SHARD_POINTS,
-    committed_offsets,
     group_arrays,
     is_url,
-    open_zarr_store,
     split_groups,
 )
+from pmoe_core.store.validation import (
+    SplitIndex,
+    attribute_problems,
+    open_root,
+    read_embeddings,
+    read_split_index,
+    value_problem,
+)
+from pmoe_core.vocab.custom import register_from_attrs
 from pmoe_core.vocab.label_spaces import LabelSpace, label_space
 
 
-class _SplitView:
-    """One split's committed scenes; offsets, names and arrays are loaded on first use."""
+def _damage(problem: str, url: str) -> StoreError:
+    return StoreError(f"{problem} (run pmoe check for every problem)", url)
 
-    def __init__(self, url: str, name: str, group: zarr.Group):
+
+class _SplitView:
+    """One split's committed scenes; its index is read and validated on first use."""
+
+    def __init__(self, url: str, name: str, group: zarr.Group, num_classes: int):
         self.url = url
         self.name = name
         self.group = group
+        self.num_classes = num_classes
 
     @cached_property
-    def _arrays(self) -> dict[str, zarr.Array]:
-        return group_arrays(self.group)
-
-    @cached_property
-    def offsets(self) -> np.ndarray:
-        if OFFSETS not in self._arrays or NAMES not in self._arrays:
-            return np.zeros(1, dtype=np.int64)  # a split whose creation was interrupted: nothing committed
+    def index(self) -> SplitIndex:
         try:
-            return committed_offsets(self._arrays[OFFSETS][:])
-        except (ValueError, RuntimeError) as err:  # a chunk that does not decode: damage, not a bug
-            raise StoreError(f"{self.name}/offsets is unreadable ({err}); run pmoe check", self.url) from None
+            index, problems = read_split_index(self.name, group_arrays(self.group))
+        except Exception as err:  # an array's zarr.json that does not parse as zarr metadata
+            raise _damage(f"{self.name}: metadata unreadable ({type(err).__name__}: {str(err)[:200]})",
+                          self.url) from None
+        if problems or index is None:
+            raise _damage(problems[0], self.url)
+        return index
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return self.index.offsets
 
     @property
     def count(self) -> int:
-        return int(self.offsets.shape[0]) - 1
+        return self.index.count
 
-    @cached_property
+    @property
     def fields(self) -> tuple[str, ...]:
-        return tuple(f for f in FIELD_SPECS if f in self._arrays) if self.count else ()
+        return tuple(self.index.fields) if self.count else ()
 
-    @cached_property
+    @property
     def names(self) -> list[str]:
-        return [str(n) for n in self._arrays[NAMES][: self.count]] if self.count else []
+        return self.index.names
 
     @cached_property
     def index_of(self) -> dict[str, int]:
@@ -86,6 +101,17 @@ class _SplitView:
             raise BadInput(f"scene index {key} out of range: split {self.name!r} has {n} scenes", self.url)
         return i % n
 
+    def rows(self, field: str, lo: int, hi: int, what: str) -> np.ndarray:
+        """Rows [lo, hi) of one field, decoded and checked as `check` checks them."""
+        try:
+            values = self.index.fields[field][lo:hi]
+        except Exception as err:  # a chunk that does not decode (checksum, codec): damage, not a bug
+            raise _damage(f"{what} is unreadable ({type(err).__name__}: {str(err)[:200]})", self.url) from None
+        problem = value_problem(f"{self.name}", field, values, self.num_classes)
+        if problem:
+            raise _damage(f"{what}: {problem}", self.url)
+        return values
+
     def read(self, i: int, fields: Sequence[str] | None) -> Scene:
         wanted = self.fields if fields is None else tuple(fields)
         missing = [f for f in wanted if f not in self.fields]
@@ -95,13 +121,8 @@ class _SplitView:
         if "coord" not in wanted:
             wanted = ("coord", *wanted)  # a Scene always has coordinates
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-        try:
-            data = {f: self._arrays[f][lo:hi] for f in wanted}
-            name = self.names[i] if "names" in self.__dict__ else str(self._arrays[NAMES][i])
-        except (ValueError, RuntimeError) as err:  # a chunk that does not decode: damage, not a bug
-            raise StoreError(f"scene {i} of split {self.name!r} is unreadable ({err}); run pmoe check",
-                             self.url) from None
-        return Scene(name=name, **data)
+        data = {f: self.rows(f, lo, hi, f"scene {i} of split {self.name!r}") for f in wanted}
+        return Scene(name=self.names[i], **data)
 
 
 class StoreReader:
@@ -109,14 +130,7 @@ class StoreReader:
 
     def __init__(self, url: str | Store):
         self.url = url if isinstance(url, str) else str(url)
-        store = open_zarr_store(url, read_only=True)
-        try:
-            self._root = zarr.open_group(store, mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-            raise StoreError("no scene store here (expected a Zarr v3 group written by pmoe convert)",
-                             self.url) from None
-        except ValueError as err:  # zarr.json that is not JSON (truncated copy, hand edit)
-            raise StoreError(f"the root group's zarr.json is unreadable ({err}); run pmoe check", self.url) from None
+        self._root = open_root(url)
         self.attrs: dict[str, Any] = dict(self._root.attrs)
         if self.attrs.get("format") != FORMAT_NAME:
             raise StoreError("a zarr group, but not a pmoe scene store (attribute format is missing)", self.url)
@@ -127,7 +141,13 @@ class StoreReader:
         problems = attribute_problems(self.attrs)  # e.g. class names edited: labels would be misread
         if problems:
             raise StoreError(f"{problems[0]} (pmoe check lists every problem)", self.url)
-        self._splits = {s: _SplitView(self.url, s, self._root[s]) for s in split_groups(self._root)}
+        register_from_attrs(self.attrs, self.url)  # a custom dataset's label space travels in its attributes
+        try:
+            splits = split_groups(self._root)
+            self._splits = {s: _SplitView(self.url, s, self._root[s], len(self.class_names)) for s in splits}
+        except Exception as err:  # a member's zarr.json that does not parse (truncated, nested 1000 deep)
+            raise _damage(f"metadata of the root group's members unreadable ({type(err).__name__}: "
+                          f"{str(err)[:200]})", self.url) from None
 
     @property
     def dataset(self) -> str:
@@ -151,7 +171,13 @@ class StoreReader:
 
     @cached_property
     def class_embeddings(self) -> np.ndarray:
-        return np.asarray(self._root[EMBEDDINGS][...], dtype=np.float32)
+        try:
+            values, problems = read_embeddings(self._root, self.attrs)
+        except Exception as err:  # its zarr.json does not parse as zarr metadata
+            raise _damage(f"class_embeddings: metadata unreadable ({type(err).__name__})", self.url) from None
+        if problems or values is None:
+            raise _damage(problems[0], self.url)
+        return np.asarray(values, dtype=np.float32)
 
     def _split(self, split: str) -> _SplitView:
         try:
@@ -195,14 +221,9 @@ class StoreReader:
         view = self._split(split)
         if field not in view.fields:
             raise BadInput(f"split {split!r} has no field {field!r}", self.url)
-        arr, end = view._arrays[field], int(view.offsets[-1])
+        end = int(view.offsets[-1])
         for lo in range(0, end, block):
-            try:
-                rows = arr[lo : min(lo + block, end)]
-            except (ValueError, RuntimeError) as err:
-                raise StoreError(f"{split}/{field} rows {lo}.. are unreadable ({err}); run pmoe check",
-                                 self.url) from None
-            yield rows
+            yield view.rows(field, lo, min(lo + block, end), f"{split}/{field} rows {lo}..")
 
 
 def open_store(url: str | Store) -> StoreReader:

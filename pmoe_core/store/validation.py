@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 import numpy as np
 import zarr
 from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from pmoe_core.errors import FormatError, StoreError
+from pmoe_core.jsonio import loads_json
 from pmoe_core.scene import FIELD_SPECS
 from pmoe_core.schemas import load_schema
 from pmoe_core.store.attrs import class_names
@@ -49,28 +53,82 @@ def _blocks(arr: zarr.Array, end: int) -> Iterator[np.ndarray]:
         yield arr[lo : min(lo + SHARD_POINTS, end)]
 
 
-def _unreadable(where: str, err: Exception) -> str:
+def _unreadable(where: str, err: BaseException) -> str:
     return f"{where}: unreadable ({type(err).__name__}: {str(err)[:200]})"
 
 
-def _missing_objects(arr: zarr.Array, rows: int) -> list[str]:
-    """Keys of the chunk/shard objects that rows [0, rows) of `arr` need but the store does not hold."""
-    per_object = (arr.shards or arr.chunks)[0]
+def _object_key_pattern(arr: zarr.Array) -> tuple[str, str]:
+    """(prefix, suffix) around the leading chunk index in the keys of `arr`'s objects (any key encoding)."""
+    sentinel = 987654321
+    key = arr.metadata.encode_chunk_key((sentinel,) + (0,) * (arr.ndim - 1))
+    prefix, _, suffix = key.partition(str(sentinel))
+    return prefix, suffix
+
+
+def stored_objects(arr: zarr.Array) -> set[int]:
+    """Leading-axis indices of the chunk/shard objects the store holds for `arr`, from one listing.
+
+    A listing, not one `exists` per object: its cost follows what is stored, never what the metadata claims (a
+    shape edited to 10^15 rows would otherwise mean 10^9 look-ups)."""
     path = arr.store_path
-    missing = []
-    for k in range(-(-rows // per_object)):
-        key = arr.metadata.encode_chunk_key((k,) + (0,) * (arr.ndim - 1))
-        if not sync(path.store.exists(f"{path.path}/{key}")):
-            missing.append(key)
-    return missing
+    base = f"{path.path}/" if path.path else ""
+    prefix, suffix = _object_key_pattern(arr)
+    found: set[int] = set()
+
+    async def collect() -> None:
+        async for key in path.store.list_prefix(base):
+            rel = key[len(base):] if key.startswith(base) else key
+            if rel.startswith(prefix) and rel.endswith(suffix):
+                middle = rel[len(prefix): len(rel) - len(suffix)]
+                if middle.isdigit():
+                    found.add(int(middle))
+
+    sync(collect())
+    return found
+
+
+def objects_per_row_block(arr: zarr.Array) -> int:
+    """Rows held by one stored object of `arr` (a shard when the array is sharded, else a chunk)."""
+    return int((arr.shards or arr.chunks)[0])
 
 
 def _objects_problem(where: str, arr: zarr.Array, rows: int) -> list[str]:
-    missing = _missing_objects(arr, rows)
-    if missing:
-        return [f"{where}: {len(missing)} stored object(s) missing ({', '.join(missing[:3])}); "
-                "the rows they hold would read as fill values"]
+    """The objects rows [0, rows) of `arr` need but the store lacks, as a problem (count and first keys)."""
+    needed = -(-rows // objects_per_row_block(arr))
+    if needed <= 0:
+        return []
+    stored = stored_objects(arr)
+    count = needed - sum(1 for k in stored if k < needed)
+    if not count:
+        return []
+    keys: list[str] = []
+    k = 0
+    while len(keys) < min(3, count):  # within the first len(stored) + 3 indices: bounded by the listing
+        if k not in stored:
+            keys.append(arr.metadata.encode_chunk_key((k,) + (0,) * (arr.ndim - 1)))
+        k += 1
+    return [f"{where}: {count} stored object(s) missing ({', '.join(keys)}); "
+            "the rows they hold would read as fill values"]
+
+
+def _chunk_problem(where: str, arr: zarr.Array) -> list[str]:
+    """A zero chunk or shard extent (a hand-edited zarr.json) makes zarr divide by zero on every read."""
+    shapes = [tuple(arr.chunks)] + ([tuple(arr.shards)] if arr.shards else [])
+    if any(int(c) <= 0 for shape in shapes for c in shape):
+        return [f"{where}: chunk shape {arr.chunks} (shards {arr.shards}) has an extent that is not positive"]
     return []
+
+
+def value_problem(where: str, name: str, values: np.ndarray, num_classes: int | None) -> str | None:
+    """What `check` says about decoded rows of one field (non-finite coordinates or normals, labels out of range);
+    readers apply it to every scene they return."""
+    if name in ("coord", "normal") and not np.isfinite(values).all():
+        return f"{where}/{name}: contains NaN or infinite values"
+    if name == "segment" and num_classes is not None and values.size:
+        lo, hi = int(values.min()), int(values.max())
+        if lo < -1 or hi >= num_classes:
+            return f"{where}/segment: values span [{lo}, {hi}], allowed -1 .. {num_classes - 1}"
+    return None
 
 
 def attribute_problems(attrs: dict[str, Any]) -> list[str]:
@@ -98,11 +156,15 @@ def attribute_problems(attrs: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _check_embeddings(root: zarr.Group, attrs: dict[str, Any], num_classes: int | None) -> list[str]:
+def read_embeddings(root: zarr.Group, attrs: dict[str, Any]) -> tuple[np.ndarray | None, list[str]]:
+    """The class embeddings (C, D) float32 and their problems; nothing is decoded when the shape or the stored
+    objects are already wrong (a shape edited to 10^12 rows must not become an allocation)."""
     arrays = group_arrays(root)
     if EMBEDDINGS not in arrays:
-        return [f"{EMBEDDINGS}: array missing"]
+        return None, [f"{EMBEDDINGS}: array missing"]
     emb = arrays[EMBEDDINGS]
+    classes = attrs.get("classes")
+    num_classes = len(classes) if isinstance(classes, list) and classes else None
     encoder = attrs.get("text_encoder") if isinstance(attrs.get("text_encoder"), dict) else {}
     problems = []
     dim = encoder.get("dim")
@@ -111,11 +173,16 @@ def _check_embeddings(root: zarr.Group, attrs: dict[str, Any], num_classes: int 
         problems.append(f"{EMBEDDINGS}: shape {emb.shape}, expected ({num_classes}, {dim}) = (classes, dim)")
     if emb.dtype != np.float32:
         problems.append(f"{EMBEDDINGS}: dtype {emb.dtype}, expected float32")
+    problems += _chunk_problem(EMBEDDINGS, emb)
+    if problems:
+        return None, problems
     problems += _objects_problem(EMBEDDINGS, emb, emb.shape[0])
+    if problems:
+        return None, problems
     try:
         values = np.asarray(emb[...])
     except Exception as err:  # damaged bytes: a problem to report, not a crash
-        return problems + [_unreadable(EMBEDDINGS, err)]
+        return None, [_unreadable(EMBEDDINGS, err)]
     if not np.isfinite(values).all():
         problems.append(f"{EMBEDDINGS}: contains NaN or infinite values")
     elif values.ndim == 2 and (np.linalg.norm(values, axis=-1) == 0).any():
@@ -123,51 +190,71 @@ def _check_embeddings(root: zarr.Group, attrs: dict[str, Any], num_classes: int 
     if emb.attrs.get("encoder") != encoder.get("name"):
         problems.append(f"{EMBEDDINGS}: encoder attribute {emb.attrs.get('encoder')!r} differs from "
                         f"text_encoder.name {encoder.get('name')!r}")
-    return problems
+    return values, problems
 
 
-def _check_split(split: str, group: zarr.Group, num_classes: int | None) -> list[str]:
-    arrays = group_arrays(group)
-    problems = [f"{split}: unknown array {name!r}" for name in arrays
-                if name not in FIELD_SPECS and name not in (OFFSETS, NAMES)]
+@dataclass
+class SplitIndex:
+    """A split's commit record, validated: what a reader needs before it touches point data."""
+
+    offsets: np.ndarray  # (S + 1,) int64: 0, then strictly increasing; scene i is rows offsets[i]:offsets[i+1]
+    names: list[str]  # S unique, non-empty names
+    fields: dict[str, zarr.Array] = field(default_factory=dict)  # point fields (FIELD_SPECS order) that passed
+
+    @property
+    def count(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+
+EMPTY_SPLIT = SplitIndex(np.zeros(1, dtype=np.int64), [])
+
+
+def read_split_index(split: str, arrays: dict[str, zarr.Array]) -> tuple[SplitIndex | None, list[str]]:
+    """Read and validate a split's offsets, names and field metadata: everything `check` verifies short of decoding
+    point data. Readers call it once per split on open; `check_store` adds the value scans.
+
+    Cost: offsets and names are read once (8 bytes and one name per scene), each array's objects are listed once;
+    nothing scales with what a header claims. Returns the index (None when offsets or names are unusable) and the
+    problems, in the order `check` reports them; fields with a problem are left out of the index."""
     if OFFSETS not in arrays and all(a.shape[0] == 0 for a in arrays.values()):
-        return problems  # a split whose creation was interrupted: nothing committed, the next writer redoes it
-    for required in (OFFSETS, NAMES, "coord"):
-        if required not in arrays:
-            problems.append(f"{split}/{required}: array missing")
+        return EMPTY_SPLIT, []  # a split whose creation was interrupted: nothing committed, the next writer redoes it
+    problems = [f"{split}/{required}: array missing" for required in (OFFSETS, NAMES, "coord")
+                if required not in arrays]
     if problems:
-        return problems
+        return None, problems
     offsets_arr = arrays[OFFSETS]
     if offsets_arr.dtype != np.int64 or offsets_arr.ndim != 1:
-        return [f"{split}/offsets: dtype {offsets_arr.dtype} ndim {offsets_arr.ndim}, expected 1-D int64"]
+        return None, [f"{split}/offsets: dtype {offsets_arr.dtype} ndim {offsets_arr.ndim}, expected 1-D int64"]
     # all but the last entry: a writer killed inside a commit may leave that one unwritten, which is no damage
-    problems = _objects_problem(f"{split}/offsets", offsets_arr, offsets_arr.shape[0] - 1)
+    problems = _chunk_problem(f"{split}/offsets", offsets_arr) or \
+        _objects_problem(f"{split}/offsets", offsets_arr, offsets_arr.shape[0] - 1)
     if problems:
-        return problems
+        return None, problems
     try:
         raw = offsets_arr[:]
     except Exception as err:
-        return [_unreadable(f"{split}/offsets", err)]
+        return None, [_unreadable(f"{split}/offsets", err)]
     offsets = committed_offsets(raw)
     count = offsets.shape[0] - 1
     if count and raw[0] != 0:
-        return [f"{split}/offsets: must start with 0"]
+        return None, [f"{split}/offsets: must start with 0"]
     steps = np.diff(offsets)
     if (steps <= 0).any():
         i = int(np.flatnonzero(steps <= 0)[0])
-        return [f"{split}/offsets: not increasing at scene {i} ({offsets[i]} -> {offsets[i + 1]})"]
+        return None, [f"{split}/offsets: not increasing at scene {i} ({offsets[i]} -> {offsets[i + 1]})"]
     end = int(offsets[-1])
 
+    names: list[str] = []
     names_arr = arrays[NAMES]
     if names_arr.shape[0] < count:
         problems.append(f"{split}/names: {names_arr.shape[0]} names for {count} committed scenes")
-    elif (missing := _objects_problem(f"{split}/names", names_arr, count)):
+    elif (missing := _chunk_problem(f"{split}/names", names_arr) or
+          _objects_problem(f"{split}/names", names_arr, count)):
         problems += missing
     else:
         try:
             names = [str(n) for n in names_arr[:count]] if count else []
         except Exception as err:
-            names = []
             problems.append(_unreadable(f"{split}/names", err))
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})[:3]
@@ -175,6 +262,7 @@ def _check_split(split: str, group: zarr.Group, num_classes: int | None) -> list
         if any(not n for n in names):
             problems.append(f"{split}/names: empty scene name")
 
+    fields: dict[str, zarr.Array] = {}
     for name in (f for f in FIELD_SPECS if f in arrays):
         arr = arrays[name]
         dtype, width = FIELD_SPECS[name]
@@ -186,10 +274,28 @@ def _check_split(split: str, group: zarr.Group, num_classes: int | None) -> list
         if arr.shape[0] < end:
             problems.append(f"{split}/{name}: {arr.shape[0]} rows but offsets need {end}")
             continue
-        missing = _objects_problem(f"{split}/{name}", arr, end) if arr.attrs.get(ALL_CHUNKS_STORED) is True else []
+        missing = _chunk_problem(f"{split}/{name}", arr)
+        if not missing and arr.attrs.get(ALL_CHUNKS_STORED) is True:
+            missing = _objects_problem(f"{split}/{name}", arr, end)
         if missing:
             problems += missing
             continue
+        fields[name] = arr
+    if len(names) != count:
+        return None, problems
+    return SplitIndex(offsets, names, fields), problems
+
+
+def _check_split(split: str, group: zarr.Group, num_classes: int | None) -> list[str]:
+    arrays = group_arrays(group)
+    problems = [f"{split}: unknown array {name!r}" for name in arrays
+                if name not in FIELD_SPECS and name not in (OFFSETS, NAMES)]
+    index, more = read_split_index(split, arrays)
+    problems += more
+    if index is None or index.count == 0:
+        return problems
+    end = int(index.offsets[-1])
+    for name, arr in index.fields.items():
         try:
             problems.extend(_check_values(split, name, arr, end, num_classes))
         except Exception as err:  # a chunk that does not decode (checksum, codec): report it, do not crash
@@ -201,23 +307,47 @@ def _check_values(split: str, name: str, arr: zarr.Array, end: int, num_classes:
     """Decode every committed block of the field (so damaged chunks surface here) and check its values."""
     lo, hi = 0, -1
     for block in _blocks(arr, end):
-        if name in ("coord", "normal") and not np.isfinite(block).all():
-            return [f"{split}/{name}: contains NaN or infinite values"]
+        if name in ("coord", "normal") and (problem := value_problem(split, name, block, num_classes)):
+            return [problem]
         if name == "segment" and block.size:
             lo, hi = min(lo, int(block.min())), max(hi, int(block.max()))
-    if name == "segment" and num_classes is not None and (lo < -1 or hi >= num_classes):
-        return [f"{split}/segment: values span [{lo}, {hi}], allowed -1 .. {num_classes - 1}"]
-    return []
+    problem = value_problem(split, name, np.array([lo, hi]), num_classes) if name == "segment" else None
+    return [problem] if problem else []
+
+
+def open_root(url: str | Store) -> zarr.Group:
+    """The root group of the store at `url`, or StoreError with the one problem that prevents opening it.
+
+    The root zarr.json is parsed by `jsonio.loads_json` first (a depth limit: 1000 nested brackets are a
+    FormatError, not a RecursionError inside zarr); this works for local paths, fsspec URLs and Store objects."""
+    shown = url if isinstance(url, str) else str(url)
+    store = open_zarr_store(url, read_only=True)
+    try:
+        buf = sync(store.get("zarr.json", prototype=default_buffer_prototype()))
+    except FileNotFoundError:  # a local store's folder that does not exist
+        buf = None
+    except Exception as err:  # an unreachable URL, a folder where the file should be
+        raise StoreError(_unreadable("zarr.json of the root group", err), shown) from None
+    if buf is None:
+        raise StoreError("no scene store here (expected a Zarr v3 group written by pmoe convert)", shown)
+    try:
+        loads_json(buf.to_bytes(), "zarr.json")
+    except FormatError as err:
+        raise StoreError(f"the root group's zarr.json is unreadable ({err.problem})", shown) from None
+    try:
+        return zarr.open_group(store, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        raise StoreError("no scene store here (expected a Zarr v3 group written by pmoe convert)", shown) from None
+    except Exception as err:  # metadata that parses as JSON but not as a zarr group
+        raise StoreError(_unreadable("zarr.json of the root group", err), shown) from None
 
 
 def check_store(url: str | Store) -> list[str]:
     """Every problem found in the store at `url` (an empty list means a reader can trust it)."""
     try:
-        root = zarr.open_group(open_zarr_store(url, read_only=True), mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        return ["no scene store here (expected a Zarr v3 group written by pmoe convert)"]
-    except ValueError as err:  # zarr.json that is not JSON (truncated copy, hand edit)
-        return [_unreadable("zarr.json of the root group", err)]
+        root = open_root(url)
+    except StoreError as err:
+        return [err.problem]
     attrs = dict(root.attrs)
     problems = attribute_problems(attrs)
     with warnings.catch_warnings():  # zarr warns about a member without metadata; we report it as a problem
@@ -227,13 +357,13 @@ def check_store(url: str | Store) -> list[str]:
 
 def _check_members(root: zarr.Group, attrs: dict[str, Any]) -> list[str]:
     problems: list[str] = []
-    classes = attrs.get("classes")
-    num_classes = len(classes) if isinstance(classes, list) and classes else None
     try:
-        problems += _check_embeddings(root, attrs, num_classes)
+        problems += read_embeddings(root, attrs)[1]
         splits = split_groups(root)
     except Exception as err:  # an array's or group's zarr.json that does not parse
         return problems + [_unreadable("metadata of the root group's members", err)]
+    classes = attrs.get("classes")
+    num_classes = len(classes) if isinstance(classes, list) and classes else None
     for split in splits:
         try:
             problems += _check_split(split, root[split], num_classes)
