@@ -27,7 +27,8 @@ The training loader reads the shard stores of a dataset as one store.
 
 def convert(
     dataset: str = typer.Argument(..., help="Dataset name or alias: scannet, s3dis, structured3d, matterport3d, "
-                                  "nuscenes, semantickitti, waymo (kitti, nus, s3d, mp3d, ...)."),
+                                  "nuscenes, semantickitti, waymo (kitti, nus, s3d, mp3d, ...); or pointcept (Pointcept's "
+                                  "preprocessed folders, with --dataset) or custom (your own dataset, with --spec)."),
     raw: str = typer.Argument(..., help="Raw dataset root folder."),
     out: str = typer.Argument(..., help="Output folder (or fsspec URL); the store is OUT/<dataset>.zarr."),
     split: list[str] = typer.Option(None, "--split", help="Only this split (train, val, test); repeatable."),
@@ -41,9 +42,13 @@ def convert(
     shard: str | None = typer.Option(None, "--shard", help="K/N: convert every N-th scene from K (0-based)."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable scene instead of skipping."),
     option: list[str] = typer.Option(None, "-O", "--option", help="Reader option KEY=VALUE; repeatable."),
+    pointcept_dataset: str | None = typer.Option(None, "--dataset", help="With DATASET=pointcept: which dataset the "
+                                                 "folders hold (scannet, s3dis, structured3d, matterport3d, waymo)."),
+    spec: str | None = typer.Option(None, "--spec", help="With DATASET=custom: the dataset spec file (TOML or JSON; "
+                                    "docs/custom-dataset.md)."),
 ) -> None:
     bar = ProgressBar(f"converting {dataset}", unit="scenes")
-    options = build_options(dataset, option or [])
+    options = build_options(dataset, layout_options(dataset, pointcept_dataset, spec) + (option or []))
 
     def warn(message: str) -> None:
         bar.say(f"warning: {message}")
@@ -64,6 +69,20 @@ def convert(
 
 
 convert.__doc__ = HELP
+
+
+def layout_options(dataset: str, pointcept_dataset: str | None, spec: str | None) -> list[str]:
+    """--dataset / --spec as the reader options of the pointcept / custom layouts (refused elsewhere)."""
+    layout = dataset.strip().lower()
+    if pointcept_dataset is not None and layout != "pointcept":
+        raise typer.BadParameter("--dataset is for `pmoe convert pointcept DIR OUT --dataset NAME`")
+    if spec is not None and layout != "custom":
+        raise typer.BadParameter("--spec is for `pmoe convert custom --spec SPEC RAW OUT`")
+    if layout == "pointcept" and pointcept_dataset is not None:
+        return [f"dataset={pointcept_dataset}"]
+    if layout == "custom" and spec is not None:
+        return [f"spec={spec}"]
+    return []
 
 
 def _missing_local_folder(out: str) -> Path | None:

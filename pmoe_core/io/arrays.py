@@ -83,7 +83,9 @@ def read_npz(path: str | Path) -> Scene:
     return _scene(path, arrays)
 
 
-def read_npy(path: str | Path) -> Scene:
+def load_npy_array(path: str | Path) -> np.ndarray:
+    """One .npy file as a read-only memory map, its header checked against the file size first; pickled object
+    arrays and .npz archives are refused (FormatError naming the file)."""
     path = Path(path)
     _exists(path)
     try:
@@ -91,9 +93,18 @@ def read_npy(path: str | Path) -> Scene:
             _check_npy_header(fp, path.stat().st_size, path)
         table = np.load(path, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError, EOFError, OverflowError) as err:
+        if "pickle" in str(err) or "Python objects" in str(err):
+            raise FormatError("holds pickled Python objects, which pmoe never loads (allow_pickle=False)",
+                              path) from None
         raise FormatError(f"cannot read .npy ({err})", path) from None
     if not isinstance(table, np.ndarray):
         raise FormatError("not a .npy array (a zip/.npz archive or pickled data)", path)
+    return table
+
+
+def read_npy(path: str | Path) -> Scene:
+    path = Path(path)
+    table = load_npy_array(path)
     if table.ndim != 2 or table.shape[1] not in NPY_LAYOUTS:
         raise FormatError(f"array has shape {table.shape}; expected (N, C) with C in {sorted(NPY_LAYOUTS)}", path)
     layout, col, arrays = NPY_LAYOUTS[table.shape[1]], 0, {}

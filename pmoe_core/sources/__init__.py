@@ -19,6 +19,15 @@ SOURCE_MODULES: dict[str, str] = {
 }
 
 
+# Readers of a folder layout rather than of one dataset: the store's dataset comes from their options
+# (`dataset_name(options)`): Pointcept's preprocessed folders (--dataset) and a user's own dataset (--spec).
+LAYOUT_MODULES: dict[str, str] = {
+    "pointcept": "pmoe_core.sources.pointcept",
+    "custom": "pmoe_core.sources.custom",
+}
+
+
 def get_source(dataset: str) -> ModuleType:
-    """The source module for a dataset name or alias (raises BadInput for unknown names)."""
-    return importlib.import_module(SOURCE_MODULES[resolve_dataset(dataset)])
+    """The source module for a dataset name or alias, or a layout name (raises BadInput for unknown names)."""
+    layout = LAYOUT_MODULES.get(dataset.strip().lower())
+    return importlib.import_module(layout or SOURCE_MODULES[resolve_dataset(dataset)])

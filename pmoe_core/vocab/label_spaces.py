@@ -195,14 +195,22 @@ def _alias_key(name: str) -> str:
 def resolve_dataset(name: str) -> str:
     """Canonical dataset name from a user-typed name or alias (case-insensitive)."""
     from pmoe_core.errors import BadInput
+    from pmoe_core.vocab.custom import registered
 
     key = _alias_key(name)
     for alias, canonical in ALIASES.items():
         if key == _alias_key(alias):
             return canonical
+    if registered(name) is not None:  # a custom dataset whose store this process has opened (vocab/custom.py)
+        return name
     known = ", ".join(LABEL_SPACES)
-    raise BadInput(f"unknown dataset {name!r} (known: {known}; aliases: kitti, nus, s3d, mp3d, ...)")
+    raise BadInput(f"unknown dataset {name!r} (known: {known}; aliases: kitti, nus, s3d, mp3d, ...; "
+                   "or a custom dataset's store in the data folder)")
 
 
 def label_space(name: str) -> LabelSpace:
-    return LABEL_SPACES[resolve_dataset(name)]
+    from pmoe_core.vocab.custom import registered
+
+    canonical = resolve_dataset(name)
+    custom = registered(canonical)
+    return custom.space if custom is not None else LABEL_SPACES[canonical]

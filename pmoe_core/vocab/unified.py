@@ -203,6 +203,12 @@ def entry(name: str) -> VocabEntry:
 def vocab_entry(dataset: str, class_name: str) -> VocabEntry:
     """The entry a benchmark class maps to, e.g. ("s3dis", "bookcase") -> bookshelf."""
     canonical = resolve_dataset(dataset)
+    custom = _custom(canonical)
+    if custom is not None:
+        if class_name not in custom.space.classes:
+            raise BadInput(f"dataset {canonical!r} has no class {class_name!r} (classes: "
+                           f"{', '.join(custom.space.classes)})")
+        return custom.entries[custom.space.index(class_name)]
     table = CLASS_TO_ENTRY[canonical]
     if class_name not in table:
         known = ", ".join(LABEL_SPACES[canonical].classes)
@@ -213,7 +219,17 @@ def vocab_entry(dataset: str, class_name: str) -> VocabEntry:
 def dataset_entries(dataset: str) -> list[VocabEntry]:
     """The entry of each benchmark class, in the dataset's class (label index) order."""
     canonical = resolve_dataset(dataset)
+    custom = _custom(canonical)
+    if custom is not None:
+        return list(custom.entries)
     return [vocab_entry(canonical, name) for name in LABEL_SPACES[canonical].classes]
+
+
+def _custom(dataset: str):
+    """The registered custom label space of `dataset` (vocab/custom.py), or None for the seven."""
+    from pmoe_core.vocab.custom import registered
+
+    return None if dataset in LABEL_SPACES else registered(dataset)
 
 
 def union_entries(datasets: Iterable[str] | None = None) -> list[VocabEntry]:
