@@ -14,6 +14,7 @@ import numpy as np
 
 from pmoe_core import __version__
 from pmoe_core.store.layout import EMBEDDINGS, FORMAT_NAME, FORMAT_VERSION
+from pmoe_core.vocab.custom import registered
 from pmoe_core.vocab.label_spaces import label_space
 
 
@@ -47,6 +48,8 @@ def compute_class_table(dataset: str, encoder: str, checkpoint: str | None = Non
 def build_attrs(dataset: str, table: ClassTable, source: str) -> dict[str, Any]:
     """The root attributes of a new store (validated against schemas/store.schema.json by the writer)."""
     space = label_space(dataset)
+    custom = registered(space.dataset)
+    extra = {"label_space": custom.attrs()} if custom is not None else {}  # a custom dataset carries its own
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -60,6 +63,7 @@ def build_attrs(dataset: str, table: ClassTable, source: str) -> dict[str, Any]:
         "converter": {"name": "pmoe", "version": __version__},
         "source": source,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
     }
 
 
