@@ -11,7 +11,7 @@ import typer
 
 from pmoe_core.errors import BadInput
 from pmoe_core.io import write_las, write_ply
-from pmoe_core.outputs import atomic_path
+from pmoe_core.outputs import atomic_path, check_output_file
 from pmoe_core.store import StoreReader
 
 
@@ -23,17 +23,17 @@ class ExportFormat(str, Enum):
 
 def export(
     store: str = typer.Argument(..., help="Scene store path or URL (OUT/<dataset>.zarr)."),
-    out: Path = typer.Argument(..., help="Output file."),
+    out: Path = typer.Argument(..., help="Output file (never inside the store; an existing file needs --overwrite)."),
     split: str = typer.Option(..., "--split", help="Split to read (train, val, test)."),
     scene: str | None = typer.Option(None, "--scene", help="Scene name or index (required for ply/las)."),
     format: ExportFormat = typer.Option(ExportFormat.ply, "--format", help="ply (labels as scalar 'label'), "
                                         "las (labels as classification+1 and extra dims), h5 (whole split)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Export one scene as PLY/LAS (colours kept, labels as scalar fields) or a whole split as HDF5."""
     if format is not ExportFormat.h5 and scene is None:
         raise BadInput(f"--scene is required for --format {format.value} (h5 exports a whole split)")
-    if out.is_dir():
-        raise BadInput("output is a folder; give a file name (e.g. OUT/scene.ply)", out)
+    check_output_file(out, reads=[store], overwrite=overwrite, make_parents=True)
     reader = StoreReader(store)
     out.parent.mkdir(parents=True, exist_ok=True)
     if format is ExportFormat.h5:
