@@ -91,7 +91,7 @@ def test_export_failure_leaves_no_file_and_keeps_an_old_one(tmp_path):
                                  "--scene", "nope", "--format", "las"])
     assert result.exit_code != 0 and sorted(p.name for p in target.parent.iterdir()) == ["train.h5"]
     assert target.read_bytes() == b"old"
-    invoke("export", store_path, target, "--split", "train", "--format", "h5")
+    invoke("export", store_path, target, "--split", "train", "--format", "h5", "--overwrite")
     with h5py.File(target) as h5:
         assert h5.attrs["split"] == "train"
     assert sorted(p.name for p in target.parent.iterdir()) == ["train.h5"]
