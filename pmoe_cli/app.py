@@ -38,6 +38,7 @@ from pmoe_cli.eval import eval_cmd as _eval  # noqa: E402
 from pmoe_cli.export import export as _export  # noqa: E402
 from pmoe_cli.models import models as _models  # noqa: E402
 from pmoe_cli.plan import plan_app  # noqa: E402
+from pmoe_cli.predict import predict as _predict  # noqa: E402
 from pmoe_cli.route_inspect import route_inspect as _route_inspect  # noqa: E402
 from pmoe_cli.store_cmds import check as _check, info as _info  # noqa: E402
 from pmoe_cli.synth import synth as _synth  # noqa: E402
@@ -54,6 +55,7 @@ app.command("vocab")(_vocab)
 app.command("models")(_models)
 app.command("train")(_train)
 app.command("eval")(_eval)
+app.command("predict")(_predict)
 app.command("route-inspect")(_route_inspect)
 app.add_typer(plan_app, name="plan")
 

@@ -17,7 +17,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -151,12 +151,16 @@ def cloud_warnings(scene: Scene, domain: Domain, predictor: Predictor) -> list[s
 
 
 def predict_scene(predictor: Predictor, scene: Scene, labels: PredictLabels,
-                  options: PredictOptions = PredictOptions(), progress: Progress = silent) -> Prediction:
-    """Label every point of `scene` (see the module docstring for tiles and voting)."""
+                  options: PredictOptions = PredictOptions(), progress: Progress = silent,
+                  warn: Callable[[str], None] | None = None) -> Prediction:
+    """Label every point of `scene` (see the module docstring for tiles and voting); `warn` gets each sanity
+    warning before the slow work starts (they are also in `Prediction.warnings`)."""
     start = time.perf_counter()
     options.check()
     domain = cloud_domain(scene, options)
     warnings = cloud_warnings(scene, domain, predictor)
+    for line in warnings if warn is not None else ():
+        warn(line)
     recipe = predictor.recipe
     if options.grid is not None:
         recipe = dataclasses.replace(recipe, **{f"{domain}_grid": float(options.grid)})

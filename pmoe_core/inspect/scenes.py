@@ -1,4 +1,5 @@
-"""Scene specs of `route-inspect`: a point-cloud file, or `STORE::split::scene` / `STORE::split` in a scene store.
+"""Scene specs of `route-inspect` and `predict`: a point-cloud file, a folder of them, or `STORE::split::scene` /
+`STORE::split` in a scene store.
 
 A spec resolves to `SceneRef`s that load lazily, so a long store split is read one scene at a time. What a scene
 carries beyond its points (its dataset, hence the grid size and the class names of its labels) comes from the
@@ -14,12 +15,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
-from pmoe_core.io import read_point_cloud
+from pmoe_core.io import READERS, read_point_cloud
 from pmoe_core.scene import Scene
 from pmoe_core.store import StoreReader
 from pmoe_core.vocab import LABEL_SPACES, dataset_entries, resolve_dataset
 
-SPEC_HELP = "expected FILE (.ply/.las/.laz/.npy/.npz/.bin), STORE::split::scene (name or index) or STORE::split"
+SPEC_HELP = (
+    "expected FILE (.ply/.las/.laz/.npy/.npz/.bin), a FOLDER of them, STORE::split::scene (name or index) or "
+    "STORE::split"
+)
 UNKNOWN_DATASET = "unknown"
 
 
@@ -73,8 +77,23 @@ def resolve_specs(specs: Sequence[str], dataset: str | None = None, limit: int |
     file_dataset = resolve_dataset(dataset) if dataset else None
     refs: list[SceneRef] = []
     for spec in specs:
-        refs += _store_refs(spec, limit) if "::" in spec else [_file_ref(spec, file_dataset)]
+        if "::" in spec:
+            refs += _store_refs(spec, limit)
+        elif Path(spec).is_dir():
+            refs += _folder_refs(spec, file_dataset)
+        else:
+            refs.append(_file_ref(spec, file_dataset))
     return refs
+
+
+def _folder_refs(spec: str, dataset: str | None) -> list[SceneRef]:
+    """Every point-cloud file directly in the folder (by suffix, sorted by name)."""
+    if (Path(spec) / "zarr.json").is_file():
+        raise BadInput(f"is a scene store; name a split: {spec}::val (or {spec}::val::SCENE)", spec)
+    files = sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in READERS and p.is_file())
+    if not files:
+        raise BadInput(f"folder holds no point-cloud file ({', '.join(READERS)})", spec)
+    return [_file_ref(str(p), dataset) for p in files]
 
 
 def _file_ref(spec: str, dataset: str | None) -> SceneRef:
