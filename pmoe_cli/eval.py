@@ -37,6 +37,7 @@ def eval_cmd(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many scenes per dataset."),
     out: Path | None = typer.Option(None, "--out", help="Folder for confusion_<dataset>.png and eval_report.json."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
     per_class: bool = typer.Option(False, "--per-class", help="Also print per-class IoU tables."),
     batch_scenes: int = typer.Option(1, "--batch-scenes", min=1, help="Scenes scored together (their fragments "
                                                                       "share forward passes)."),
@@ -54,7 +55,14 @@ def eval_cmd(
 ) -> None:
     from pmoe_core.engine.confusion_plot import save_confusion_png
     from pmoe_core.engine.evaluate import evaluate
+    from pmoe_core.outputs import check_output_dir, check_output_file
 
+    # outputs are checked before the model loads: a bad --out or --json must not cost a whole evaluation
+    if out is not None:
+        check_output_dir(out, reads=[data, checkpoint])
+        check_output_file(out / "eval_report.json", overwrite=True, make_parents=True)
+    if json_path is not None:
+        check_output_file(json_path, reads=[data, checkpoint], overwrite=overwrite)
     if threads:
         import torch
 

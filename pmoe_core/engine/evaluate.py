@@ -35,13 +35,14 @@ from pmoe_core.engine.eval_report import ClassResult, DatasetResult, EvalReport
 from pmoe_core.engine.label_sets import LabelSet, class_metrics, own_label_set, union_label_set, union_vocabulary
 from pmoe_core.engine.metrics import absent_policy
 from pmoe_core.engine.model_io import load_segmentation_model
+from pmoe_core.engine.options import unique_datasets
 from pmoe_core.engine.train import pick_device
 from pmoe_core.engine.tta import View, tta_views
 from pmoe_core.engine.voting import CHUNK_POINTS, checkpoint_recipe, vote_scenes
 from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
-from pmoe_core.vocab.label_spaces import label_space, resolve_dataset
+from pmoe_core.vocab.label_spaces import label_space
 
 LABEL_SETS = ("own", "union")
 
@@ -157,10 +158,10 @@ def evaluate_model(
 
 
 def _dataset_names(datasets: Sequence[str] | None, trained_on: tuple[str, ...]) -> list[str]:
-    names = [resolve_dataset(d) for d in (datasets if datasets else trained_on)]
+    names = unique_datasets(datasets if datasets else trained_on)
     if not names:
         raise BadInput("no datasets to evaluate: pass --datasets (the checkpoint lists no training datasets)")
-    return list(dict.fromkeys(names))
+    return list(names)
 
 
 def _open_dataset(name: str, data: str, split: str, kind: str, limit: int | None, meta: dict[str, Any],

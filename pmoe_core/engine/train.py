@@ -28,12 +28,15 @@ from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_s
 from pmoe_core.engine.loss import label_space_loss
 from pmoe_core.engine.model_io import check_weights_fit, checked_weights, config_from_data, config_to_data
 from pmoe_core.engine.optim import OptimConfig, make_optimizer
+from pmoe_core.engine.options import Rule, check_device, check_numbers, unique_datasets
 from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE, moe_aux_loss
+from pmoe_core.models.sparse_conv import resolve_backend
 from pmoe_core.models.ppt import PPTConfig
 from pmoe_core.models.presets import build_model, get_config
+from pmoe_core.outputs import check_output_dir
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
 from pmoe_core.vocab import dataset_entries
@@ -95,9 +98,49 @@ class TrainResult:
 
 
 def pick_device(name: str, info: DistInfo) -> torch.device:
+    """"auto": this process's GPU when there is CUDA, else the CPU; any other name must exist on this machine."""
     if name == "auto":
         return torch.device(f"cuda:{info.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
+    return check_device(name)
+
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+
+
+def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
+    """Every option that can be wrong without reading data, checked before anything is opened or written; returns
+    the canonical dataset names."""
+    datasets = unique_datasets(cfg.datasets)
+    if not datasets:
+        raise BadInput("--datasets needs at least one dataset")
+    check_numbers([
+        ("--lr", cfg.optim.lr, Rule.POSITIVE), ("--block-lr", cfg.optim.block_lr, Rule.POSITIVE),
+        ("--weight-decay", cfg.optim.weight_decay, Rule.NON_NEGATIVE),
+        ("pct_start", cfg.optim.pct_start, Rule.FRACTION), ("div_factor", cfg.optim.div_factor, Rule.POSITIVE),
+        ("final_div_factor", cfg.optim.final_div_factor, Rule.POSITIVE),
+        ("--aux-alpha", cfg.aux_alpha, Rule.NON_NEGATIVE), ("--drop-path", cfg.drop_path, Rule.FRACTION),
+        ("grad_clip", cfg.grad_clip, Rule.POSITIVE), ("grid_indoor", cfg.grid_indoor, Rule.POSITIVE),
+        ("grid_outdoor", cfg.grid_outdoor, Rule.POSITIVE),
+        *((f"--weights {name}", w, Rule.NON_NEGATIVE) for name, w in (cfg.weights or {}).items()),
+    ])
+    for name, value in (("--steps", cfg.steps), ("--batch-size", cfg.batch_size), ("--accum", cfg.accum),
+                        ("--log-every", cfg.log_every), ("--ckpt-every", cfg.ckpt_every),
+                        ("--samples-per-epoch", cfg.samples_per_epoch), ("--max-points", cfg.max_points),
+                        ("--stop-at", cfg.stop_at)):
+        if value is not None and value < 1:
+            raise BadInput(f"{name} must be positive, got {value}")
+    if cfg.workers < 0 or cfg.precise_bn < 0:
+        raise BadInput("--workers and --precise-bn must not be negative")
+    if cfg.amp not in AMP_MODES:
+        raise BadInput(f"--amp must be auto, bf16, fp16 or off, got {cfg.amp!r}")
+    if cfg.backend is not None:
+        try:
+            resolve_backend(cfg.backend)
+        except (ValueError, ImportError) as err:
+            raise BadInput(f"--backend: {err}") from None
+    get_config(resolve_preset(cfg.preset))
+    check_output_dir(cfg.out, reads=[cfg.data])
+    return datasets
 
 
 def autocast_for(amp: str, device: torch.device):
@@ -312,12 +355,15 @@ def train(cfg: TrainConfig, progress: Progress = silent, echo: Callable[[str], N
 
 
 def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[[str], None]) -> TrainResult:
-    datasets = tuple(resolve_dataset(d) for d in cfg.datasets)
-    if not datasets:
-        raise BadInput("--datasets needs at least one dataset")
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.accum < 1:
-        raise BadInput("--steps, --batch-size and --accum must be positive")
+    datasets = check_train_options(cfg)
     device = pick_device(cfg.device, info)
+    run_dir = Path(cfg.out)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    if cfg.resume and not ckpt_path.is_file():
+        raise BadInput(f"--resume given but there is no {CHECKPOINT_NAME} to resume from", run_dir)
+    if not cfg.resume and info.is_main and (ckpt_path.exists() or ckpt_path.is_symlink()):
+        raise BadInput(f"{CHECKPOINT_NAME} already exists; pass --resume to continue it or choose another --out",
+                       run_dir)
     torch.manual_seed(cfg.seed + info.rank)
     np.random.seed(cfg.seed + info.rank)
 
@@ -340,17 +386,10 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     classes, encoder = class_table(stores, dataset.label_spaces)
     classes = classes.to(device)
 
-    run_dir = Path(cfg.out)
-    ckpt_path = run_dir / CHECKPOINT_NAME
     resume_payload = None
     if cfg.resume:
-        if not ckpt_path.is_file():
-            raise BadInput(f"--resume given but there is no {CHECKPOINT_NAME} to resume from", run_dir)
         resume_payload = load_checkpoint(ckpt_path)
         _check_resume(resume_payload["meta"], cfg, datasets, ckpt_path)
-    elif info.is_main and ckpt_path.exists():
-        raise BadInput(f"{CHECKPOINT_NAME} already exists; pass --resume to continue it or choose another --out",
-                       run_dir)
 
     config = None
     if resume_payload is not None:
