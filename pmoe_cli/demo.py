@@ -95,12 +95,13 @@ def demo(
                            [str(ckpt), str(run / "log.jsonl"), str(run / "tb")]))
     steps_done.append(Step("evaluate on all seven (matterport3d and waymo zero-shot)",
                            ["eval", str(ckpt), "--data", str(data), "--datasets", ",".join(datasets),
-                            "--out", str(reports / "eval"), "--json", str(reports / "eval" / "report.json")],
+                            "--out", str(reports / "eval"), "--json", str(reports / "eval" / "report.json"),
+                            "--overwrite"],
                            [str(reports / "eval")]))
     steps_done.append(Step("evaluate label-free: predict over the union vocabulary, no dataset given",
                            ["eval", str(ckpt), "--data", str(data), "--datasets", ",".join(datasets),
                             "--label-set", "union", "--out", str(reports / "eval_union"),
-                            "--json", str(reports / "eval_union" / "report.json")],
+                            "--json", str(reports / "eval_union" / "report.json"), "--overwrite"],
                            [str(reports / "eval_union")]))
     steps_done.append(Step("inspect routing on two validation scenes of different datasets",
                            ["route-inspect", str(ckpt), f"{data / 'scannet.zarr'}::val::0",

@@ -61,8 +61,8 @@ def route_inspect(
     probs: bool = typer.Option(True, "--probs/--no-probs", help="Store full router probabilities in traces.h5."),
     plys: bool = typer.Option(True, "--ply/--no-ply", help="Write coloured point clouds."),
     seed: int = typer.Option(0, "--seed", help="Seed of the consistency and projection subsamples."),
-    device: str = typer.Option("cpu", "--device", help="Torch device."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch CPU threads."),
+    device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1, ... or auto."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Torch CPU threads."),
 ) -> None:
     """Which experts each point goes to, per MoE layer, and why (class / dataset / neighbourhood)."""
     from pmoe_core.inspect.run import RouteInspectConfig, route_inspect as run

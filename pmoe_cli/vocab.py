@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pmoe_core.jsonio import write_json_atomic
+from pmoe_core.outputs import check_output_file
 from pmoe_core.vocab.report import select_datasets, vocab_report
 
 
@@ -22,8 +23,11 @@ def vocab(
         "for minilm)."),
     similar: int = typer.Option(0, "--similar", min=0, help="List the N nearest other vocabulary entries."),
     vectors: bool = typer.Option(False, "--vectors", help="Put each class's embedding vector in the JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Print each benchmark class with its unified vocabulary entry and the prompt that gets embedded."""
+    if json_path is not None:  # before any embedding is computed
+        check_output_file(json_path, reads=[checkpoint] if checkpoint else [], overwrite=overwrite)
     report = vocab_report(select_datasets(dataset), encoder=encoder, checkpoint=checkpoint, similar=similar,
                           vectors=vectors)
     Console().print(_table(report))

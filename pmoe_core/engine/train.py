@@ -33,9 +33,9 @@ from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE, moe_aux_loss
-from pmoe_core.models.sparse_conv import resolve_backend
 from pmoe_core.models.ppt import PPTConfig
 from pmoe_core.models.presets import build_model, get_config
+from pmoe_core.models.sparse_conv import resolve_backend
 from pmoe_core.outputs import check_output_dir
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
@@ -138,6 +138,8 @@ def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
             resolve_backend(cfg.backend)
         except (ValueError, ImportError) as err:
             raise BadInput(f"--backend: {err}") from None
+    if cfg.weights:
+        unique_datasets(list(cfg.weights), "--weights")
     get_config(resolve_preset(cfg.preset))
     check_output_dir(cfg.out, reads=[cfg.data])
     return datasets
@@ -373,7 +375,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     missing = [d for d in datasets if d not in dataset.datasets]
     if missing:
         raise StoreError(f"no train scenes for {', '.join(missing)}", cfg.data)
-    weights = {resolve_dataset(k): v for k, v in cfg.weights.items()} if cfg.weights else None
+    weights = dict(zip(unique_datasets(list(cfg.weights), "--weights"), cfg.weights.values())) if cfg.weights else None
     mix = cfg.mix
     if mix and isinstance(get_config(resolve_preset(cfg.preset)), PPTConfig):
         mix = False  # PDNorm selects one norm per batch, so the PPT baseline trains on single-dataset batches

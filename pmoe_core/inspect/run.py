@@ -8,6 +8,7 @@ report). The CLI only parses options and prints `RouteInspectResult`.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -20,7 +21,10 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from pmoe_core.engine.distributed import DistInfo
 from pmoe_core.engine.model_io import load_segmentation_model
+from pmoe_core.engine.options import Rule, check_numbers
+from pmoe_core.engine.train import pick_device
 from pmoe_core.errors import BadInput
 from pmoe_core.inspect import plots
 from pmoe_core.inspect.consistency import disagreements, nearest_neighbours, pick_queries
@@ -31,6 +35,7 @@ from pmoe_core.inspect.report import build_report, write_report
 from pmoe_core.inspect.scenes import SceneRef, resolve_specs
 from pmoe_core.inspect.stats import HIST_BINS, LayerAccumulator, LayerStats
 from pmoe_core.inspect.traces import MoEShape, SceneTrace, moe_shape, trace_scene
+from pmoe_core.outputs import check_output_dir
 from pmoe_core.progress import Progress, silent
 
 
@@ -98,6 +103,7 @@ class RouteInspectResult:
 def route_inspect(cfg: RouteInspectConfig, progress: Progress = silent) -> RouteInspectResult:
     start = time.perf_counter()
     _check_options(cfg)
+    cfg = dataclasses.replace(cfg, device=str(pick_device(cfg.device, DistInfo())))  # "auto", "cuda:7" checked
     model, meta = load_segmentation_model(cfg.checkpoint, device=cfg.device)
     shape = moe_shape(model, cfg.checkpoint)
     chosen = select_layers(shape.layers, cfg.layers)
@@ -175,10 +181,15 @@ def _staged(out: Path) -> Iterator[Path]:
 
 
 def _check_options(cfg: RouteInspectConfig) -> None:
+    """Everything that can be wrong without loading the model, OUT included, checked before the model loads."""
     if cfg.knn < 1 or cfg.max_queries < 1 or cfg.embed_points < 2:
         raise BadInput("--knn and --max-queries must be at least 1 and --embed-points at least 2")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise BadInput(f"--limit must be positive, got {cfg.limit}")
+    check_numbers([("--grid", cfg.grid, Rule.POSITIVE)])
     if cfg.embed not in METHODS:
         raise BadInput(f"--embed must be one of {', '.join(METHODS)}, got {cfg.embed!r}")
+    check_output_dir(cfg.out, reads=[cfg.checkpoint, *(spec.split("::")[0] for spec in cfg.scenes)])
 
 
 def _accumulate(accs: list[LayerAccumulator], trace: SceneTrace, shape: MoEShape, cfg: RouteInspectConfig,
