@@ -2,6 +2,13 @@
 
 Everything is vectorised over points: voxels are identified by a single int64 key (the voxel coordinate raveled
 over the cloud's voxel extent), grouped by sorting.
+
+The rule for far outliers (one point 300 m, or 10^17 m, away from its room): the voxel grid has a fixed reach,
+GRID_CELLS voxels per axis (what the serializer encodes, 16 bits), centred on the scene's median point. A point
+beyond it is moved onto the window's boundary (clamped, never dropped: eval and predict still give every stored
+point a prediction). `BoundExtent` applies the rule with half the reach at the start of every recipe, so the
+augmentations that follow work on a bounded box; grid sampling applies it again with the full reach. No step's
+memory then depends on the extent, only on the points.
 """
 
 from __future__ import annotations
@@ -11,12 +18,36 @@ from dataclasses import dataclass
 import numpy as np
 
 from pmoe_core.data.sample import Sample
+from pmoe_core.models.serialization import MAX_DEPTH
+
+GRID_CELLS = (1 << MAX_DEPTH) - 1  # voxels per axis the serializer encodes (coordinates 0 .. 2^16 - 2)
+
+
+def clamp_window(coord: np.ndarray, half_width: float) -> np.ndarray:
+    """`coord` with every point moved into the box of half-width `half_width` metres around the median point (the
+    median, unlike the bounding box, is not moved by a few far points). Returns `coord` itself when nothing moves."""
+    if not len(coord):
+        return coord
+    center = np.median(coord, axis=0).astype(np.float64)
+    lo = (center - half_width).astype(coord.dtype)
+    hi = (center + half_width).astype(coord.dtype)
+    if (coord.min(axis=0) >= lo).all() and (coord.max(axis=0) <= hi).all():
+        return coord
+    return np.clip(coord, lo, hi)
+
+
+def voxelise(coord: np.ndarray, grid_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """(coord clamped into the grid's reach around the median, its (N, 3) int64 voxel coordinates
+    floor((coord - min) / grid_size), each in [0, GRID_CELLS))."""
+    coord = clamp_window(coord, grid_size * (GRID_CELLS - 2) / 2)
+    origin = coord.min(axis=0)
+    return coord, np.minimum(np.floor((coord - origin) / grid_size).astype(np.int64), GRID_CELLS - 1)
 
 
 def grid_coordinates(coord: np.ndarray, grid_size: float) -> np.ndarray:
-    """(N, 3) int64 voxel coordinates floor((coord - min) / grid_size), non-negative."""
-    origin = coord.min(axis=0)
-    return np.floor((coord - origin) / grid_size).astype(np.int64)
+    """(N, 3) int64 voxel coordinates floor((coord - min) / grid_size), non-negative and within the grid's reach
+    (points beyond it around the median get the edge voxel)."""
+    return voxelise(coord, grid_size)[1]
 
 
 def voxel_keys(grid_coord: np.ndarray) -> np.ndarray:
@@ -55,7 +86,7 @@ class GridSample:
     grid_size: float
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        grid_coord = grid_coordinates(sample.coord, self.grid_size)
+        sample.coord, grid_coord = voxelise(sample.coord, self.grid_size)  # clamped coords agree with voxels
         sample.grid_coord = grid_coord
         return sample.keep(random_point_per_voxel(grid_coord, rng))
 
@@ -67,6 +98,19 @@ class GridFragments:
     grid_size: float
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        sample.grid_coord = grid_coordinates(sample.coord, self.grid_size)
+        sample.coord, sample.grid_coord = voxelise(sample.coord, self.grid_size)  # clamped coords agree with voxels
         sample.fragments = fragment_indices(sample.grid_coord)
+        return sample
+
+
+@dataclass
+class BoundExtent:
+    """First step of every recipe: clamp far outliers into half the voxel grid's reach around the median point,
+    so the augmentations that follow (rotation, scaling, elastic distortion) work on a bounded box and still fit
+    the grid after they enlarge it (by at most sqrt(2) * 1.1 in the reference recipes)."""
+
+    grid_size: float
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        sample.coord = clamp_window(sample.coord, self.grid_size * GRID_CELLS / 4)
         return sample

@@ -1,5 +1,8 @@
 """The preprocessing recipes of the references, as plain lists of transforms.
 
+Every recipe starts with `BoundExtent` (grid.py: far outliers are clamped into the voxel grid's reach, so no
+step's memory depends on how far a stray point lies).
+
 The dataset name only picks the domain (indoor/outdoor) and thereby the recipe; it never reaches the backbone.
 Color normalisation (c / 127.5 - 1), the reference's NormalizeColor, happens in features.py for every recipe.
 """
@@ -11,7 +14,7 @@ from math import pi
 from typing import Literal
 
 from pmoe_core.data import transforms as t
-from pmoe_core.data.grid import GridFragments, GridSample
+from pmoe_core.data.grid import BoundExtent, GridFragments, GridSample
 from pmoe_core.errors import BadInput
 from pmoe_core.vocab.label_spaces import INDOOR, OUTDOOR
 
@@ -52,6 +55,7 @@ class RecipeConfig:
 
 def indoor_train(cfg: RecipeConfig = RecipeConfig()) -> list[t.Transform]:
     recipe: list[t.Transform] = [
+        BoundExtent(cfg.indoor_grid),  # far outliers clamped first: every step after costs memory by the points
         t.CenterShift(apply_z=True),
         t.RandomDropout(ratio=0.2, p=0.2),
         t.RandomRotate("z", pi, p=0.5, center=(0.0, 0.0, 0.0)),
@@ -77,7 +81,7 @@ def indoor_train(cfg: RecipeConfig = RecipeConfig()) -> list[t.Transform]:
 
 def outdoor_train(cfg: RecipeConfig = RecipeConfig()) -> list[t.Transform]:
     # Outdoor scans are sensor-centred: rotate about the sensor, not the bounding box.
-    recipe: list[t.Transform] = [t.RandomRotate("z", pi, p=0.5, center=(0.0, 0.0, 0.0))]
+    recipe: list[t.Transform] = [BoundExtent(cfg.outdoor_grid), t.RandomRotate("z", pi, p=0.5, center=(0.0, 0.0, 0.0))]
     if cfg.point_clip is not None:
         recipe.append(t.PointClip(*cfg.point_clip))
     recipe += [
@@ -99,9 +103,10 @@ def train_recipe(dataset: str, cfg: RecipeConfig = RecipeConfig()) -> list[t.Tra
 def test_recipe(domain: Domain, cfg: RecipeConfig = RecipeConfig()) -> list[t.Transform]:
     """Deterministic: keeps every point and ends with covering fragments (see grid.GridFragments)."""
     if domain == "indoor":
-        return [t.CenterShift(apply_z=True), GridFragments(cfg.indoor_grid), t.CenterShift(apply_z=False)]
+        return [BoundExtent(cfg.indoor_grid), t.CenterShift(apply_z=True), GridFragments(cfg.indoor_grid),
+                t.CenterShift(apply_z=False)]
     if domain == "outdoor":
-        return [GridFragments(cfg.outdoor_grid)]
+        return [BoundExtent(cfg.outdoor_grid), GridFragments(cfg.outdoor_grid)]
     raise BadInput(f"domain must be 'indoor' or 'outdoor', got {domain!r}")
 
 
