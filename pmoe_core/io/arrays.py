@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.errors import FormatError
+from pmoe_core.io.files import require_regular_file
 from pmoe_core.scene import FIELD_SPECS, Scene
 
 NPY_LAYOUTS = {3: ("coord",), 4: ("coord", "strength"), 6: ("coord", "color"), 7: ("coord", "color", "segment")}
 
 
 def _exists(path: Path) -> None:
-    if not path.is_file():
-        raise MissingFile("file not found", path)
+    require_regular_file(path, "file")
 
 
 # Deflate inflates at most ~1032:1; a member claiming more bytes than that is a corrupt size field.

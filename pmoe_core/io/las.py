@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.errors import BadInput, FormatError
 from pmoe_core.io.columns import scalar_column
+from pmoe_core.io.files import require_regular_file
 from pmoe_core.scene import Scene
 
 CHUNK_POINTS = 1_000_000
@@ -38,8 +39,7 @@ def read_las(path: str | Path, classification: bool = False, chunk_points: int =
     import laspy
 
     path = Path(path)
-    if not path.is_file():
-        raise MissingFile("LAS/LAZ file not found", path)
+    require_regular_file(path, "LAS/LAZ file")
     _check_raw_header(path)
     try:
         with laspy.open(path) as reader:

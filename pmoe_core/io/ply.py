@@ -1,33 +1,37 @@
-"""PLY reading and writing, driven by the header (never fixed offsets).
+"""PLY reading (plyfile) behind size guards, and the one PLY writer.
 
-Binary elements are decoded in one `np.frombuffer` call per element through a structured dtype built from the
-header. List properties (mesh faces) must have one fixed length per element (triangles: 3), which is checked after
-decoding; that is what the real ScanNet and Matterport3D meshes use. Sizes claimed by the header are checked
-against the bytes actually present *before* anything is allocated, so a truncated file or an absurd header (10^12
-vertices) fails fast with a `FormatError` naming the file.
+Reading is plyfile's: its header parser, and its element readers (binary elements are memory-mapped, mesh faces
+too when their list length is known: triangles). This module adds what plyfile leaves to the caller: the sizes the
+header claims are checked against the bytes actually present *before* anything is allocated (a truncated file or an
+absurd header such as 10^12 vertices fails fast with a `FormatError` naming the file, where plyfile would allocate
+first), only the elements up to the last wanted one are decoded, ASCII values are checked against their declared
+type (plyfile would store 1e400 as inf), and every failure becomes one `FormatError` line naming the file.
 """
 
 from __future__ import annotations
 
+import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from plyfile import PlyData, PlyElementParseError, PlyListProperty, PlyParseError
+from plyfile import PlyElement as _PlyfileElement, PlyProperty as _PlyfileProperty
 
-from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.errors import FormatError
+from pmoe_core.io.files import require_regular_file
 
-PLY_TYPES: dict[str, str] = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
 NUMPY_TO_PLY: dict[str, str] = {
     "i1": "char", "u1": "uchar", "i2": "short", "u2": "ushort", "i4": "int", "u4": "uint", "f4": "float", "f8": "double",
 }
-FORMATS = {"ascii": "", "binary_little_endian": "<", "binary_big_endian": ">"}
+FORMAT_NAMES = {"<": "binary_little_endian", ">": "binary_big_endian"}
 MAX_HEADER_BYTES = 1 << 20
+# Expected length of list properties: triangle meshes (ScanNet, Matterport3D); `list_lengths` adds others.
+LIST_LENGTHS = {"vertex_indices": 3, "vertex_index": 3}
+# Smallest ASCII text of one value: a digit and a separator.
+MIN_ASCII_VALUE_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -58,57 +62,24 @@ class PlyHeader:
         return next((e for e in self.elements if e.name == name), None)
 
 
-def parse_header(data: bytes | memoryview, source: str | Path) -> PlyHeader:
-    """Parse the ASCII header at the start of `data`."""
-    head = bytes(data[:MAX_HEADER_BYTES])
-    if not head.startswith(b"ply"):
-        raise FormatError("not a PLY file (missing 'ply' magic)", source)
-    end = head.find(b"end_header")
-    if end < 0:
-        raise FormatError("PLY header has no end_header line (truncated or not a PLY file)", source)
-    line_end = head.find(b"\n", end)
-    size = len(head) if line_end < 0 else line_end + 1
-    lines = head[:end].decode("ascii", errors="replace").splitlines()[1:]
-    fmt, comments, elements = None, [], []
-    name, count, props = None, 0, []
-    for raw in lines:
-        parts = raw.split()
-        if not parts:
-            continue
-        key = parts[0]
-        if key == "format":
-            if len(parts) < 2 or parts[1] not in FORMATS:
-                raise FormatError(f"unsupported PLY format line {raw.strip()!r}", source)
-            fmt = parts[1]
-        elif key in ("comment", "obj_info"):
-            comments.append(raw[len(key):].strip())
-        elif key == "element":
-            if name is not None:
-                elements.append(PlyElement(name, count, tuple(props)))
-            if len(parts) != 3 or not parts[2].isdigit():
-                raise FormatError(f"bad PLY element line {raw.strip()!r}", source)
-            name, count, props = parts[1], int(parts[2]), []
-        elif key == "property":
-            if name is None:
-                raise FormatError(f"PLY property before any element: {raw.strip()!r}", source)
-            props.append(_parse_property(parts, raw, source))
-        else:
-            raise FormatError(f"unexpected PLY header line {raw.strip()!r}", source)
-    if name is not None:
-        elements.append(PlyElement(name, count, tuple(props)))
-    if fmt is None:
-        raise FormatError("PLY header has no format line", source)
-    return PlyHeader(fmt, tuple(elements), size, tuple(comments))
+Columns = dict[str, dict[str, np.ndarray]]
 
 
-def _parse_property(parts: list[str], raw: str, source: str | Path) -> PlyProperty:
-    if len(parts) == 5 and parts[1] == "list":
-        if parts[2] not in PLY_TYPES or parts[3] not in PLY_TYPES:
-            raise FormatError(f"unknown PLY type in {raw.strip()!r}", source)
-        return PlyProperty(parts[4], PLY_TYPES[parts[3]], PLY_TYPES[parts[2]])
-    if len(parts) == 3 and parts[1] in PLY_TYPES:
-        return PlyProperty(parts[2], PLY_TYPES[parts[1]])
-    raise FormatError(f"bad PLY property line {raw.strip()!r}", source)
+def read_ply_file(
+    path: str | Path, elements: tuple[str, ...] = ("vertex", "face"), list_lengths: dict[str, int] | None = None
+) -> tuple[PlyHeader, Columns]:
+    """Decode the wanted elements of a PLY file.
+
+    Returns the header and, per wanted element present in the file, its properties as arrays (list properties as
+    (count, length) arrays). Binary columns may be read-only views of the memory-mapped file: copy before
+    modifying them. `list_lengths` gives the expected length of list properties beyond triangles' 3.
+    """
+    path = Path(path)
+    size = require_regular_file(path, "PLY file")
+    if size == 0:
+        raise FormatError("empty file", path)
+    with path.open("rb") as stream:
+        return _read(stream, size, path, elements, list_lengths)
 
 
 def read_ply_bytes(
@@ -116,144 +87,159 @@ def read_ply_bytes(
     source: str | Path,
     elements: tuple[str, ...] = ("vertex", "face"),
     list_lengths: dict[str, int] | None = None,
-) -> tuple[PlyHeader, dict[str, dict[str, np.ndarray]]]:
-    """Decode the wanted elements of a PLY held in memory.
+) -> tuple[PlyHeader, Columns]:
+    """`read_ply_file` for a PLY held in memory (e.g. an archive member), `source` naming it in errors.
 
-    Returns the header and, per wanted element present in the file, its properties as arrays (list properties as
-    (count, length) arrays). Binary columns may be read-only views of `data`: copy before modifying them. `list_lengths` gives the expected length of each list property (default 3, triangles).
+    The bytes go through an anonymous temporary file: plyfile memory-maps a file but decodes an in-memory stream
+    row by row in Python (minutes for a large mesh).
     """
-    header = parse_header(data, source)
-    lengths = {"vertex_indices": 3, "vertex_index": 3, **(list_lengths or {})}
-    if header.format == "ascii":
-        return header, _read_ascii(data, header, source, elements, lengths)
-    return header, _read_binary(data, header, source, elements, lengths)
+    view = memoryview(data).cast("B")
+    if not view.nbytes:
+        raise FormatError("empty file", source)
+    with tempfile.TemporaryFile() as stream:
+        stream.write(view)
+        stream.seek(0)
+        return _read(stream, view.nbytes, source, elements, list_lengths)
 
 
-def read_ply_file(
-    path: str | Path, elements: tuple[str, ...] = ("vertex", "face"), list_lengths: dict[str, int] | None = None
-) -> tuple[PlyHeader, dict[str, dict[str, np.ndarray]]]:
-    """`read_ply_bytes` for a file on disk."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFile("PLY file not found", path)
-    if path.stat().st_size == 0:
-        raise FormatError("empty file", path)
-    data = np.memmap(path, dtype=np.uint8, mode="r")  # columns may be views of the map until the caller drops them
-    return read_ply_bytes(data, path, elements, list_lengths)
-
-
-def _binary_dtype(element: PlyElement, order: str, lengths: dict[str, int], source) -> np.dtype:
-    fields: list[tuple] = []
-    for prop in element.properties:
-        if prop.count_type is None:
-            fields.append((prop.name, order + prop.type))
-            continue
-        if prop.name not in lengths:
-            raise FormatError(f"list property {element.name}.{prop.name} has no known fixed length", source)
-        fields.append((f"{prop.name}__count", order + prop.count_type))
-        fields.append((prop.name, order + prop.type, (lengths[prop.name],)))
-    return np.dtype(fields)
-
-
-def _read_binary(data, header: PlyHeader, source, wanted, lengths) -> dict[str, dict[str, np.ndarray]]:
-    order = FORMATS[header.format]
-    offset, out = header.size, {}
-    last_wanted = max((i for i, e in enumerate(header.elements) if e.name in wanted), default=-1)
-    for i, element in enumerate(header.elements[: last_wanted + 1]):
-        dtype = _binary_dtype(element, order, lengths, source)
-        need = element.count * dtype.itemsize
-        have = len(data) - offset
-        if need > have:
-            raise FormatError(
-                f"header declares {element.count} {element.name} elements ({need} bytes) but only {have} bytes "
-                "follow (truncated file or corrupt header)",
-                source,
-            )
-        table = np.frombuffer(data, dtype=dtype, count=element.count, offset=offset)
-        offset += need
+def _read(stream: BinaryIO, size: int, source, wanted: tuple[str, ...], list_lengths) -> tuple[PlyHeader, Columns]:
+    head = stream.read(MAX_HEADER_BYTES)
+    if not head.startswith(b"ply"):
+        raise FormatError("not a PLY file (missing 'ply' magic)", source)
+    if b"end_header" not in head:
+        raise FormatError("PLY header has no end_header line (truncated or not a PLY file)", source)
+    stream.seek(0)
+    try:
+        # plyfile's own header parser (the first step of PlyData.read); the elements are read one by one below.
+        ply = PlyData._parse_header(stream)
+    except (PlyParseError, ValueError, UnicodeDecodeError) as err:
+        raise FormatError(f"bad PLY header: {_one_line(err)}", source) from None
+    header = _header(ply, stream.tell())
+    lengths = {**LIST_LENGTHS, **(list_lengths or {})}
+    last = max((i for i, e in enumerate(header.elements) if e.name in wanted), default=-1)
+    _check_sizes(header.elements[: last + 1], size - header.size, ply.text, lengths, source)
+    data = io.TextIOWrapper(stream, "ascii", newline=None) if ply.text else stream
+    out: Columns = {}
+    for element, described in zip(header.elements[: last + 1], ply.elements[: last + 1]):
+        known = {p.name: lengths[p.name] for p in element.properties if p.count_type and p.name in lengths}
+        if ply.text:
+            described = _widened(described)
+        try:
+            described._read(data, ply.text, ply.byte_order, "r", known_list_len=known)
+        except PlyElementParseError as err:
+            raise FormatError(_element_error(err, known), source) from None
+        except (PlyParseError, ValueError, OverflowError, UnicodeDecodeError) as err:
+            raise FormatError(f"cannot read the PLY {element.name} element: {_one_line(err)}", source) from None
         if element.name in wanted:
-            out[element.name] = _split_fields(table, element, lengths, source)
-    return out
+            out[element.name] = _columns(described.data, element, known, ply.text, source)
+    return header, out
 
 
-def _split_fields(table: np.ndarray, element: PlyElement, lengths, source) -> dict[str, np.ndarray]:
+def _header(ply: PlyData, size: int) -> PlyHeader:
+    elements = tuple(
+        PlyElement(e.name, e.count, tuple(
+            PlyProperty(p.name, p.val_dtype, p.len_dtype) if isinstance(p, PlyListProperty)
+            else PlyProperty(p.name, p.val_dtype)
+            for p in e.properties))
+        for e in ply.elements)
+    return PlyHeader("ascii" if ply.text else FORMAT_NAMES[ply.byte_order], elements, size,
+                     tuple(ply.comments) + tuple(ply.obj_info))
+
+
+def _check_sizes(elements, have: int, text: bool, lengths: dict[str, int], source) -> None:
+    """Refuse element counts the bytes after the header cannot hold, before plyfile allocates for them."""
+    used = 0
+    for element in elements:
+        if element.count < 0:
+            raise FormatError(f"header declares {element.count} {element.name} elements", source)
+        if text:
+            values = sum(1 if p.count_type is None else 1 + lengths.get(p.name, 0) for p in element.properties)
+            need = element.count * max(values, 1) * MIN_ASCII_VALUE_BYTES
+            if need > have - used:
+                raise FormatError(
+                    f"header declares {element.count} {element.name} elements but the file holds only {have} bytes "
+                    "of ASCII data (truncated file or corrupt header)", source)
+        else:
+            row = sum(np.dtype(p.type).itemsize if p.count_type is None
+                      else np.dtype(p.count_type).itemsize + lengths.get(p.name, 0) * np.dtype(p.type).itemsize
+                      for p in element.properties)
+            need = element.count * row
+            if need > have - used:
+                raise FormatError(
+                    f"header declares {element.count} {element.name} elements ({need} bytes) but only "
+                    f"{max(have - used, 0)} bytes follow (truncated file or corrupt header)", source)
+        used += need
+
+
+def _widened(element: _PlyfileElement) -> _PlyfileElement:
+    """The element with every ASCII value parsed as float64 (lists with an int32 length), so that `_cast` can refuse,
+    naming the property, a value its declared type cannot hold; plyfile would raise a bare OverflowError or store
+    inf."""
+    return _PlyfileElement(element.name, [
+        PlyListProperty(p.name, "i4", "f8") if isinstance(p, PlyListProperty) else _PlyfileProperty(p.name, "f8")
+        for p in element.properties], element.count)
+
+
+def _element_error(err: PlyElementParseError, known: dict[str, int]) -> str:
+    where = f"{err.element.name} {err.row}" if err.row is not None else err.element.name
+    prop = f" ({err.prop.name})" if err.prop is not None else ""
+    if err.message == "unexpected list length" and err.prop is not None and err.prop.name in known:
+        return (f"{where} has a {err.prop.name} list whose length is not {known[err.prop.name]} (only triangle "
+                "meshes are supported) or the file is corrupt")
+    if "end-of-file" in err.message:
+        return f"PLY data ends inside {where}{prop} (truncated)"
+    return f"bad PLY data in {where}{prop}: {err.message}"
+
+
+def _columns(table: np.ndarray, element: PlyElement, known: dict[str, int], text: bool, source) -> dict:
     columns = {}
     for prop in element.properties:
-        if prop.count_type is not None:
-            counts = table[f"{prop.name}__count"]
-            bad = np.flatnonzero(counts != lengths[prop.name])
-            if bad.size:
-                raise FormatError(
-                    f"{element.name} {int(bad[0])} has {int(counts[bad[0]])} entries in {prop.name}, expected "
-                    f"{lengths[prop.name]} (only triangle meshes are supported) or the file is corrupt",
-                    source,
-                )
         column = table[prop.name]
-        native = column.dtype.isnative or column.dtype.itemsize == 1
-        # Native-order columns stay read-only views of the file (one copy later, into the caller's arrays: a
-        # 30M-point cloud then costs its Scene plus one column, not twice its size); others are converted.
-        columns[prop.name] = column if native else column.astype(column.dtype.newbyteorder("="))
+        if column.dtype == object:  # list property of unknown length, or any list of an ASCII file
+            column = _fixed_lists(column, element.name, prop.name, known.get(prop.name), source)
+        if text:
+            column = _cast(column, prop, element.name, source)
+        elif not (column.dtype.isnative or column.dtype.itemsize == 1):
+            column = column.astype(column.dtype.newbyteorder("="))
+        # Native binary columns stay views of the mapped file: a 30M-point cloud then costs its Scene plus one
+        # column, not twice its size.
+        columns[prop.name] = column
     return columns
 
 
-def _read_ascii(data, header: PlyHeader, source, wanted, lengths) -> dict[str, dict[str, np.ndarray]]:
-    body = bytes(data[header.size:])
-    lines = body.split(b"\n")
-    start, out = 0, {}
-    last_wanted = max((i for i, e in enumerate(header.elements) if e.name in wanted), default=-1)
-    for element in header.elements[: last_wanted + 1]:
-        min_tokens = sum(1 if p.count_type is None else 1 + lengths.get(p.name, 0) for p in element.properties)
-        if element.count * max(min_tokens, 1) * 2 > len(body):
-            raise FormatError(
-                f"header declares {element.count} {element.name} elements but the file holds only {len(body)} bytes "
-                "of ASCII data (truncated file or corrupt header)",
-                source,
-            )
-        chunk = lines[start:start + element.count]
-        start += element.count
-        if len(chunk) < element.count or (chunk and not chunk[-1].strip()):
-            raise FormatError(f"ASCII PLY ends before its {element.count} {element.name} lines (truncated)", source)
-        if element.name not in wanted:
-            continue
-        try:
-            values = np.array(b" ".join(chunk).split(), dtype=np.float64)
-        except ValueError:
-            raise FormatError(f"non-numeric value in the {element.name} lines", source) from None
-        if values.size != element.count * min_tokens:
-            raise FormatError(
-                f"{element.name} lines hold {values.size} values, expected {element.count} x {min_tokens} "
-                "(wrong list lengths or missing values)",
-                source,
-            )
-        table = values.reshape(element.count, min_tokens) if element.count else values.reshape(0, min_tokens)
-        columns, col = {}, 0
-        for prop in element.properties:
-            if prop.count_type is None:
-                columns[prop.name] = _cast(table[:, col], prop, element.name, source)
-                col += 1
-                continue
-            k = lengths.get(prop.name, 0)
-            if (table[:, col] != k).any():
-                raise FormatError(f"{element.name}.{prop.name} lists must have length {k}", source)
-            columns[prop.name] = _cast(table[:, col + 1:col + 1 + k], prop, element.name, source)
-            col += 1 + k
-        out[element.name] = columns
-    return out
+def _fixed_lists(lists: np.ndarray, element: str, name: str, expected: int | None, source) -> np.ndarray:
+    """(count, k) array of per-row lists that must all have one length (`expected` when known)."""
+    sizes = np.fromiter((len(v) for v in lists), dtype=np.int64, count=len(lists))
+    k = expected if expected is not None else (int(sizes[0]) if sizes.size else 0)
+    bad = np.flatnonzero(sizes != k)
+    if bad.size:
+        row = int(bad[0])
+        raise FormatError(f"{element} {row} has {int(sizes[row])} entries in {name}, expected {k} (only triangle "
+                          "meshes are supported) or the file is corrupt", source)
+    if not lists.size:
+        return np.zeros((0, k), dtype=np.float64)
+    return np.stack(list(lists))
 
 
 def _cast(values: np.ndarray, prop: PlyProperty, element: str, source) -> np.ndarray:
-    """ASCII values as the property's declared type, refusing values that type cannot hold (numpy would wrap
-    integers and turn large floats into inf with only a RuntimeWarning)."""
+    """ASCII values (parsed as float64) as the property's declared type, refusing values that type cannot hold
+    (numpy would wrap integers and turn large floats into inf with only a RuntimeWarning)."""
     dtype = np.dtype(prop.type)
     if values.size and dtype.kind in "iu":
         info = np.iinfo(dtype)
         if not (np.isfinite(values).all() and values.min() >= info.min and values.max() <= info.max):
             raise FormatError(f"{element}.{prop.name} holds values outside the range of {dtype.name}", source)
+        if not np.array_equal(values, np.trunc(values)):
+            raise FormatError(f"{element}.{prop.name} holds non-integer values but is declared {dtype.name}", source)
     elif values.size and dtype == np.float32:
         finite = np.isfinite(values)
         if (np.abs(values[finite]) > np.finfo(np.float32).max).any():
             raise FormatError(f"{element}.{prop.name} holds values outside the range of float32", source)
     return values.astype(dtype)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def require_properties(columns: dict[str, np.ndarray], names: tuple[str, ...], element: str, source) -> None:

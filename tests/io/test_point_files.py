@@ -121,9 +121,10 @@ def test_non_triangle_faces_are_a_format_error(tmp_path):
     path.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
                      b"property float z\nelement face 1\nproperty list uchar int vertex_indices\nend_header\n"
                      b"0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n")
-    with pytest.raises(FormatError, match="face lines hold 5 values, expected 1 x 4") as err:
+    with pytest.raises(FormatError, match="face 0 has 4 entries in vertex_indices, expected 3") as err:
         read_ply_file(path)
     assert str(path) in str(err.value)
+    assert len(read_ply_file(path, elements=("vertex",))[1]["vertex"]["x"]) == 4  # faces after it are not decoded
 
 
 def test_unknown_suffix_missing_file_and_bad_bin(tmp_path):
