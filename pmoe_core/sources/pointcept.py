@@ -155,7 +155,7 @@ def read_folder(folder: Path, name: str, label_file: str, lut: np.ndarray | None
     coord_path = folder / "coord.npy"
     if not coord_path.is_file():
         raise MissingFile(f"no coord.npy in this {what} scene folder", folder)
-    coord = _array(coord_path, "f", 3)
+    coord = read_array(coord_path, "f", 3)
     n = coord.shape[0]
     arrays: dict[str, np.ndarray] = {"coord": coord}
     for field_name in ("color", "normal", "strength", "instance"):
@@ -172,10 +172,10 @@ def read_folder(folder: Path, name: str, label_file: str, lut: np.ndarray | None
     return Scene(name, **arrays).validate(str(folder))
 
 
-_KINDS = {"f": "floating-point", "iu": "integer", "fiu": "numeric"}
+_KINDS = {"f": "floating-point", "iu": "integer", "fiu": "numeric", "fiub": "numeric"}
 
 
-def _array(path: Path, kinds: str, width: int, rows: int | None = None) -> np.ndarray:
+def read_array(path: Path, kinds: str, width: int, rows: int | None = None) -> np.ndarray:
     """A guarded .npy read with its dtype kind and shape checked: (N, width), or (N,) / (N, 1) when width is 0."""
     table = load_npy_array(path)
     if table.dtype.kind not in kinds or table.dtype.fields is not None:
@@ -193,7 +193,7 @@ def _array(path: Path, kinds: str, width: int, rows: int | None = None) -> np.nd
 def _field(path: Path, field_name: str, n: int) -> np.ndarray:
     dtype, width = FIELD_SPECS[field_name]
     kinds = {"color": "fiu", "normal": "f", "strength": "f", "instance": "iu"}[field_name]
-    values = _array(path, kinds, width, n)
+    values = read_array(path, kinds, width, n)
     if field_name == "color" and values.dtype != np.uint8 and values.size:
         lo, hi = values.min(), values.max()
         if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0 and hi <= 255):
@@ -206,7 +206,7 @@ def _field(path: Path, field_name: str, n: int) -> np.ndarray:
 
 
 def _labels(path: Path, n: int, lut: np.ndarray, ignore: int) -> np.ndarray:
-    raw = np.asarray(_array(path, "iu", 0, n), dtype=np.int64)
+    raw = np.asarray(read_array(path, "iu", 0, n), dtype=np.int64)
     out = np.full(n, NOT_A_CLASS, dtype=np.int16)
     inside = (raw >= 0) & (raw < lut.shape[0])
     out[inside] = lut[raw[inside]]
