@@ -42,6 +42,7 @@ from pmoe_core.engine.voting import CHUNK_POINTS, checkpoint_recipe, vote_scenes
 from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
+from pmoe_core.store.custom_spaces import register_custom_stores
 from pmoe_core.vocab.label_spaces import label_space
 
 LABEL_SETS = ("own", "union")
@@ -127,6 +128,7 @@ def evaluate_model(
         raise BadInput("saved predictions are classes of each dataset's own label space: use --label-set own")
     views = tta_views(tta)
     trained_on = tuple(meta.get("datasets") or ())
+    register_custom_stores(data, datasets or trained_on)  # a custom dataset is known from its store's attributes
     names = _dataset_names(datasets, trained_on)
     recipe = checkpoint_recipe(meta)
     inputs = [_open_dataset(name, data, split, label_set, limit, meta, recipe, text_weights) for name in names]

@@ -39,6 +39,7 @@ from pmoe_core.models.sparse_conv import resolve_backend
 from pmoe_core.outputs import check_output_dir
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
+from pmoe_core.store.custom_spaces import register_custom_stores
 from pmoe_core.vocab import dataset_entries
 from pmoe_core.vocab.label_spaces import LABEL_SPACES, resolve_dataset
 
@@ -110,6 +111,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
     """Every option that can be wrong without reading data, checked before anything is opened or written; returns
     the canonical dataset names."""
+    register_custom_stores(cfg.data, cfg.datasets)  # a custom dataset is known from its store's attributes
     datasets = unique_datasets(cfg.datasets)
     if not datasets:
         raise BadInput("--datasets needs at least one dataset")
