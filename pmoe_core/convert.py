@@ -6,12 +6,16 @@ Rules (the CLI help and README repeat them):
   every N-th scene of that list starting at K and writes its own store `OUT/<dataset>.shard-K-of-N.zarr`. The
   selection does not depend on what is already written, so a resumed run converts exactly the same scenes.
 - Resume: scenes already committed in the store are not read again (`overwrite=True` starts from scratch).
-- Bad input: a scene whose reader raises FormatError / MissingFile (or that the store refuses as malformed) is
-  skipped with a warning naming the file and the problem, and counted in the summary; `strict=True` makes the
-  first one fatal. A missing or empty raw root, or no scenes found, is always fatal.
+- Bad input: a scene whose reader raises any PmoeError (or that the lister marked unreadable, or that the store
+  refuses as malformed) is skipped with a warning naming the file and the problem, and counted in the summary;
+  `strict=True` makes the first one fatal. A missing or empty raw root, or no scenes found, is always fatal.
+  Python warnings raised while reading (numpy overflow, NaN) become convert warnings naming the file, and a scene
+  with points farther than the source's FAR_M from its median point gets one warning with their count (kept).
+  OUT must not be RAW or inside it, a file, or under /proc, /sys, /dev.
 - Workers: scenes are read by `workers` processes (default: all cores; 1 = in this process) and committed by this
   process alone, in list order, so the store does not depend on the worker count. Warnings raised by readers in
   workers travel back with the scene. An interrupt leaves only committed scenes visible: run again to resume.
+  Workers exit as soon as this process dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import dataclasses
 import importlib
 import multiprocessing
 import os
+import select
 import signal
+import threading
 import time
 import typing
+import warnings
 from collections import deque
 from contextlib import closing
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,7 +39,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pmoe_core.errors import BadInput, FormatError, MissingFile
+import numpy as np
+
+from pmoe_core.errors import BadInput, FormatError, MissingFile, PmoeError, one_line
+from pmoe_core.outputs import check_output_dir
 from pmoe_core.progress import Progress, silent
 from pmoe_core.scene import Scene
 from pmoe_core.sources import get_source
@@ -169,28 +179,80 @@ def _list_refs(module: ModuleType, raw_root: Path, options: Any) -> list[SceneRe
 # --- reading (in workers) ---
 
 
+_DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
 @dataclass
 class _ReadResult:
     scene: Scene | None
-    error: str | None  # "<file>: <problem>" of a FormatError / MissingFile
+    error: str | None  # "<file>: <problem>" of the PmoeError that made the scene unreadable
     warnings: list[str]
 
 
 def _read_one(module_name: str, ref: SceneRef, options: Any) -> _ReadResult:
-    """Read one scene; runs in a worker process, so everything it returns must pickle."""
+    """Read one scene; runs in a worker process, so everything it returns must pickle.
+
+    Any PmoeError is this scene's problem (skipped, or fatal under --strict); anything else is a bug and propagates.
+    Python warnings raised while reading (a numpy RuntimeWarning: overflow, NaN) become convert warnings naming the
+    scene's file instead of leaking to stderr."""
+    if ref.problem:
+        return _ReadResult(None, ref.problem, [])
     module = importlib.import_module(module_name)
-    warnings: list[str] = []
-    try:
-        scene = module.read_scene(ref, options, warnings.append)
-    except (FormatError, MissingFile) as err:
-        return _ReadResult(None, err.message, warnings)
+    source = ref.paths[0] if ref.paths else ref.name
+    scene, error = None, None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        found: list[str] = []
+        try:
+            scene = module.read_scene(ref, options, found.append)
+        except PmoeError as err:
+            error = err.message
+    found.extend(f"{source}: {w.category.__name__} while reading scene {ref.name}: {w.message}" for w in caught
+                 if not issubclass(w.category, _DEVELOPER_WARNINGS))
+    if scene is None:
+        return _ReadResult(None, error, found)
     scene.name = ref.name  # the ref names the scene: resume matches committed names against refs
-    return _ReadResult(scene, None, warnings)
+    far = far_points(scene.coord, getattr(module, "FAR_M", None))
+    if far:
+        found.append(f"{source}: {far} of {len(scene)} points lie more than {module.FAR_M:g} m from the scene's "
+                     f"median point (implausible for {module.NAME}; kept)")
+    return _ReadResult(scene, None, found)
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which cancels what is queued and commits nothing more."""
+def far_points(coord: Any, limit: float | None) -> int:
+    """How many points lie farther than `limit` metres from the per-axis median point (0 when `limit` is None)."""
+    if limit is None or not len(coord):
+        return 0
+    centre = np.median(coord, axis=0).astype(np.float64)
+    distance = np.linalg.norm(coord.astype(np.float64) - centre, axis=1)
+    return int((distance > limit).sum())
+
+
+def _init_worker(parent_pid: int) -> None:
+    """Workers leave Ctrl-C to the parent, which cancels what is queued and commits nothing more; and they exit
+    when the parent dies, however it dies (SIGKILL, OOM killer): a killed parent never shuts the pool down, and
+    the forkserver and resource tracker wait for the workers, so without this all of them lived on, holding memory."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent_pid,), name="pmoe-parent-watch", daemon=True).start()
+
+
+def _exit_with(parent_pid: int) -> None:
+    """Block until process `parent_pid` ends, then end this process at once (no cleanup: the parent owns the store)."""
+    try:
+        pidfd = os.pidfd_open(parent_pid)  # Linux >= 5.3: readable once the process has exited (zombie included)
+    except ProcessLookupError:
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd (macOS, old kernels): poll
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except OSError:
+                pass
+    select.select([pidfd], [], [])
+    os._exit(1)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -210,7 +272,8 @@ def _read_all(module_name: str, refs: Sequence[SceneRef], options: Any, workers:
         for ref in refs:
             yield _read_one(module_name, ref, options)
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=_init_worker,
+                               initargs=(os.getpid(),))
     try:
         pending: deque[Future[_ReadResult]] = deque()
         queue = iter(refs)
@@ -271,12 +334,16 @@ def convert(
     options = module.Options() if options is None else options
     if not isinstance(options, module.Options):
         raise BadInput(f"options must be {module.__name__}.Options, got {type(options).__name__}")
+    # Layout readers (pointcept, custom) take the store's dataset from their options; dataset sources are NAME.
+    name = module.dataset_name(options) if hasattr(module, "dataset_name") else module.NAME
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be at least 1, got {limit}")
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise BadInput(f"--workers must be at least 1, got {workers}")
     raw_root = Path(raw_root)
+    if not is_url(out_dir):
+        check_output_dir(local_or_url(out_dir), reads=[raw_root])  # OUT not inside RAW, not a file, not /proc
 
     refs = _list_refs(module, raw_root, options)
     if splits is not None:
@@ -285,23 +352,24 @@ def convert(
         if unknown:
             raise BadInput(f"no scenes of split(s) {', '.join(unknown)} (found: {', '.join(found)})", raw_root)
     selected = select_scenes(refs, splits, limit, shard)
-    url = store_path(out_dir, module.NAME, shard)
+    url = store_path(out_dir, name, shard)
     if not is_url(url):
         Path(local_or_url(out_dir)).mkdir(parents=True, exist_ok=True)
-    summary = ConvertSummary(dataset=module.NAME, store=url, selected=len(selected))
+    summary = ConvertSummary(dataset=name, store=url, selected=len(selected))
 
     def warn_all(message: str) -> None:
+        message = one_line(message)  # scene and file names may hold newlines
         summary.warnings.append(message)
         warn(message)
 
     def skip(ref: SceneRef, reason: str) -> None:
         if strict:
             raise FormatError(f"scene {ref.name} ({ref.split}): {reason} (strict mode: not skipping)")
-        summary.skipped.append(SkippedScene(ref.name, ref.split, reason))
+        summary.skipped.append(SkippedScene(one_line(ref.name), ref.split, one_line(reason)))
         warn_all(f"skipped scene {ref.name} ({ref.split}): {reason}")
 
     description = _source_description(module, raw_root, options)
-    with StoreWriter.open(url, module.NAME, text_encoder=text_encoder, text_checkpoint=text_checkpoint,
+    with StoreWriter.open(url, name, text_encoder=text_encoder, text_checkpoint=text_checkpoint,
                           overwrite=overwrite, source=description, warn=warn_all) as writer:
         _check_same_options(str(writer.root.attrs.get("source", "")), description, url)
         committed = {split: writer.committed(split) for split in {r.split for r in selected}}

@@ -1,10 +1,14 @@
 """Label tables shipped with the indoor datasets (ScanNet `scannetv2-labels.combined.tsv`, Matterport3D
-`category_mapping.tsv`): tab-separated, a header row naming the columns, LF or CRLF line endings."""
+`category_mapping.tsv`): tab-separated, a header row naming the columns, LF or CRLF line endings; and the check the
+raw-id readers (SemanticKITTI, Waymo) share for label ids outside their dataset's table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from pmoe_core.errors import FormatError, MissingFile
 
@@ -41,3 +45,16 @@ def column_map(path: str | Path, key: str, value: str) -> dict[str, int]:
         except ValueError:
             raise FormatError(f"label table value {row[v]!r} in column {value!r} is not an integer", path) from None
     return out
+
+
+def warn_unknown_ids(raw: np.ndarray, known: Collection[int], source: str, table: str,
+                     warn: Callable[[str], None], shown: int = 8) -> None:
+    """One warning naming `source` when some raw label ids are not in `known` (they map to ignore: a corrupt or
+    foreign label file would otherwise convert to an all-ignore scene without a word)."""
+    ids, counts = np.unique(raw, return_counts=True)
+    unknown = ~np.isin(ids, np.fromiter(known, dtype=np.int64))
+    if unknown.any():
+        listed = ", ".join(str(int(i)) for i in ids[unknown][:shown])
+        more = f" and {int(unknown.sum()) - shown} more" if unknown.sum() > shown else ""
+        warn(f"{source}: {int(counts[unknown].sum())} of {raw.size} points carry label ids not in {table} "
+             f"({listed}{more}); they are ignored")

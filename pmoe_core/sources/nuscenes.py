@@ -20,14 +20,17 @@ from pathlib import Path
 import numpy as np
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.jsonio import loads_json, read_json
 from pmoe_core.scene import IGNORE_INDEX, Scene
 from pmoe_core.sources.base import SPLITS, SceneRef, Warn
 from pmoe_core.sources.nuscenes_splits import official_splits
 from pmoe_core.vocab.label_spaces import NUSCENES
 
 NAME = "nuscenes"
+FAR_M = 10_000.0  # outdoor: farther than this from the key frame median is implausible (warned, kept)
 POINT_WIDTH = 5
 CHANNEL = "LIDAR_TOP"
+MAX_TABLE_BYTES = 8 << 30  # v1.0-trainval's largest table (sample_data.json) is well under 1 GiB
 
 # The 32 lidarseg categories in the order of their official `index` (category.json of v1.0 with lidarseg).
 LIDARSEG_CATEGORIES = (
@@ -53,6 +56,12 @@ class Options:
     split_lists: str | None = field(default=None, metadata={
         "help": "JSON file {\"train\": [scene names], \"val\": [...], \"test\": [...]} replacing the official lists"})
 
+    def __post_init__(self) -> None:
+        if self.sweeps < 0:
+            raise BadInput(f"option sweeps must be 0 or more (previous sweeps to add), got {self.sweeps}")
+        if not 0 <= self.sweep_min_distance < float("inf"):
+            raise BadInput(f"option sweep_min_distance must be a finite distance >= 0, got {self.sweep_min_distance}")
+
 
 # --- tables --------------------------------------------------------------------------------------------------------
 
@@ -62,10 +71,7 @@ def _table(tables: Path, name: str, required: bool = True) -> list[dict] | None:
         if required:
             raise MissingFile(f"nuScenes table {name}.json not found", path)
         return None
-    try:
-        rows = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FormatError(f"not valid JSON: {err}", path) from None
+    rows = read_json(path, max_bytes=MAX_TABLE_BYTES)
     if not isinstance(rows, list) or not all(isinstance(r, dict) and "token" in r for r in rows):
         raise FormatError("expected a JSON list of records with a 'token'", path)
     return rows
@@ -81,19 +87,32 @@ def _by_token(rows: list[dict]) -> dict[str, dict]:
     return {r["token"]: r for r in rows}
 
 
+def _check_unique_names(scenes: dict[str, dict], path: Path) -> None:
+    """Two scene records with one name would have their key frames merged into one scene (and one split)."""
+    token_of: dict[str, str] = {}
+    for token, scene in scenes.items():
+        other = token_of.setdefault(scene["name"], token)
+        if other != token:
+            raise FormatError(f"scenes {other} and {token} share the name {scene['name']!r}", path)
+
+
 def _split_of(options: Options, tables: Path) -> dict[str, str]:
     """scene name -> split."""
     if options.split_lists:
         path = Path(options.split_lists)
         if not path.is_file():
             raise MissingFile("split list file not found", path)
-        try:
-            lists = json.loads(path.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise FormatError(f"not valid JSON: {err}", path) from None
+        lists = read_json(path)
+        if not isinstance(lists, dict) or not all(isinstance(v, list) for v in lists.values()):
+            raise FormatError('expected {"train": [scene names], "val": [...], "test": [...]}', path)
         bad = set(lists) - set(SPLITS)
         if bad:
             raise FormatError(f"unknown split names {sorted(bad)} (use {', '.join(SPLITS)})", path)
+        seen: dict[str, str] = {}
+        for split, names in lists.items():
+            for scene in names:
+                if seen.setdefault(scene, split) != split:
+                    raise FormatError(f"scene {scene!r} is listed in both {seen[scene]} and {split}", path)
     else:
         lists = official_splits(options.version)
         if not lists:
@@ -138,6 +157,7 @@ def _list_scenes(root: Path, options: Options) -> list[SceneRef]:
         cs = _row(calibrated, sd["calibrated_sensor_token"], tables, "calibrated_sensor", f"sample_data {sd['token']}")
         return _row(sensors, cs["sensor_token"], tables, "sensor", f"calibrated_sensor {cs['token']}")["channel"]
 
+    _check_unique_names(scenes, tables / "scene.json")
     keyframes: dict[str, list[dict]] = {}
     for sd in sample_data:
         if sd.get("fileformat") == "pcd" and sd["is_key_frame"] and channel(sd) == CHANNEL:
@@ -151,9 +171,14 @@ def _list_scenes(root: Path, options: Options) -> list[SceneRef]:
             raise BadInput(f"scene {scene_name} is in no split list of {options.version}; pass -O split_lists=FILE",
                            tables / "scene.json")
         for k, sd in enumerate(sorted(keyframes[scene_name], key=lambda s: s["timestamp"])):
-            chain = [frame(sd)]
+            chain, seen, problem = [frame(sd)], {sd["token"]}, ""
             prev = sd.get("prev", "")
             while len(chain) <= options.sweeps and prev:
+                if prev in seen:  # a corrupt table: following it would add the same sweeps again and again
+                    problem = FormatError(f"the prev chain of sample_data {sd['token']} comes back to {prev} after "
+                                          f"{len(chain)} frames (a cycle)", tables / "sample_data.json").message
+                    break
+                seen.add(prev)
                 sweep = _row(sd_index, prev, tables, "sample_data", f"sample_data {sd['token']} (prev chain)")
                 chain.append(frame(sweep))
                 prev = sweep.get("prev", "")
@@ -164,7 +189,7 @@ def _list_scenes(root: Path, options: Options) -> list[SceneRef]:
             meta = {"token": sd["token"], "frames": json.dumps(chain), "category": str(tables / "category.json"),
                     "labels": str(root / labels) if labels else ""}
             paths = (chain[0]["file"],) + ((meta["labels"],) if labels else ())
-            refs.append(SceneRef(f"{scene_name}_{k:02d}", split_of[scene_name], paths, meta))
+            refs.append(SceneRef(f"{scene_name}_{k:02d}", split_of[scene_name], paths, meta, problem))
     return refs
 
 
@@ -190,7 +215,11 @@ def raw_to_class(category_json: str) -> np.ndarray:
 
 
 def quaternion_matrix(wxyz: list[float]) -> np.ndarray:
-    w, x, y, z = np.asarray(wxyz, dtype=np.float64) / np.linalg.norm(wxyz)
+    q = np.asarray(wxyz, dtype=np.float64)
+    norm = np.linalg.norm(q) if q.shape == (4,) and np.isfinite(q).all() else 0.0
+    if not 1e-6 < norm < 1e6:  # a zero quaternion has no rotation; NaN would spread to every point
+        raise ValueError(f"rotation {list(wxyz)} is not a usable quaternion (w, x, y, z with a nonzero finite norm)")
+    w, x, y, z = q / norm
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
         [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
@@ -226,8 +255,12 @@ def read_labels(path: Path, num_points: int) -> np.ndarray:
 
 def sweep_to_key(key: dict, sweep: dict) -> np.ndarray:
     """4x4: sweep sensor -> ego(sweep) -> global -> ego(key) -> key sensor."""
-    return (np.linalg.inv(pose_matrix(key["sensor"])) @ np.linalg.inv(pose_matrix(key["ego"]))
-            @ pose_matrix(sweep["ego"]) @ pose_matrix(sweep["sensor"]))
+    with np.errstate(over="ignore", invalid="ignore"):
+        transform = (np.linalg.inv(pose_matrix(key["sensor"])) @ np.linalg.inv(pose_matrix(key["ego"]))
+                     @ pose_matrix(sweep["ego"]) @ pose_matrix(sweep["sensor"]))
+    if not np.isfinite(transform).all():
+        raise ValueError("the sensor and ego poses do not compose to a finite transform")
+    return transform
 
 
 def sweep_coords_in_key_frame(points: np.ndarray, transform: np.ndarray, path: Path) -> np.ndarray:
@@ -254,7 +287,7 @@ def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
 
 
 def _read_scene(ref: SceneRef, options: Options) -> Scene:
-    chain = json.loads(ref.meta["frames"])
+    chain = loads_json(ref.meta["frames"], "scene reference")
     key_file = Path(chain[0]["file"])
     key = read_points(key_file)
     segment = None

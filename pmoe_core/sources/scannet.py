@@ -13,7 +13,6 @@ Splits: the official lists `scannetv2_{train,val,test}.txt` (from `Options.split
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from pmoe_core.errors import FormatError, MissingFile
 from pmoe_core.io.ply import read_ply_file, require_properties
+from pmoe_core.jsonio import read_json
 from pmoe_core.scene import IGNORE_INDEX, Scene
 from pmoe_core.sources.base import SceneRef, Warn
 from pmoe_core.sources.label_tables import column_map
@@ -29,6 +29,7 @@ from pmoe_core.vocab.label_spaces import SCANNET
 
 NAME = "scannet"
 ALIASES = ("scannetv2", "scannet20")
+FAR_M = 1_000.0  # indoor: farther than this from the scene median is implausible (warned, kept)
 LABELS_TSV = "scannetv2-labels.combined.tsv"
 SPLIT_FILES = {"train": "scannetv2_train.txt", "val": "scannetv2_val.txt", "test": "scannetv2_test.txt"}
 
@@ -120,6 +121,12 @@ def _align(coord: np.ndarray, meta_path: Path) -> np.ndarray:
             if matrix.size != 16:
                 raise FormatError(f"axisAlignment has {matrix.size} values, expected 16", meta_path)
             matrix = matrix.reshape(4, 4)
+            if not np.isfinite(matrix).all():
+                raise FormatError("axisAlignment holds NaN or infinite values", meta_path)
+            with np.errstate(over="ignore", invalid="ignore"):
+                det = np.linalg.det(matrix[:3, :3])
+            if not abs(det) > 1e-6:  # an all-zero (or rank-deficient) matrix would collapse every vertex onto a point
+                raise FormatError(f"axisAlignment is singular (determinant {det:.3g}; a rotation has 1)", meta_path)
             with np.errstate(over="ignore", invalid="ignore"):
                 aligned = coord @ matrix[:3, :3].T + matrix[:3, 3]
             if not np.isfinite(aligned).all():  # NaN in the matrix, or values that overflow float64
@@ -186,10 +193,7 @@ def _group_of_vertex(seg_indices: np.ndarray, seg_keys: list[np.ndarray], seg_gr
 def _load_json(path: Path) -> dict:
     if not path.is_file():
         raise MissingFile("annotation file not found", path)
-    try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise FormatError(f"invalid JSON ({err})", path) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise FormatError("expected a JSON object", path)
     return data

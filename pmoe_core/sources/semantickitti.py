@@ -15,9 +15,11 @@ import numpy as np
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.scene import Scene
 from pmoe_core.sources.base import SPLITS, SceneRef, Warn
+from pmoe_core.sources.label_tables import warn_unknown_ids
 from pmoe_core.vocab.label_spaces import SEMANTICKITTI
 
 NAME = "semantickitti"
+FAR_M = 10_000.0  # outdoor: farther than this from the scan median is implausible (warned, kept)
 POINT_DTYPE = np.dtype("<f4")
 POINT_WIDTH = 4
 LABEL_DTYPE = np.dtype("<u4")
@@ -27,6 +29,11 @@ TRAIN_SEQUENCES = (0, 1, 2, 3, 4, 5, 6, 7, 9, 10)
 VAL_SEQUENCES = (8,)
 TEST_SEQUENCES = tuple(range(11, 22))
 LABELLED_SEQUENCES = TRAIN_SEQUENCES + VAL_SEQUENCES
+# Raw ids of semantic-kitti.yaml that the learning map sends to ignore: unlabeled, outlier, other-structure,
+# other-object. Any id neither here nor in the map is not a SemanticKITTI label: ignored too, with a warning.
+IGNORED_RAW = (0, 1, 52, 99)
+KNOWN_RAW = frozenset(SEMANTICKITTI.raw_to_name) | frozenset(IGNORED_RAW)
+MAX_SEQUENCE = 9999  # sequence folders are numbers; bounds what "0-N" may expand to
 
 
 @dataclass
@@ -35,6 +42,12 @@ class Options:
         "help": "only these sequences, e.g. '08' or '00-07,09,10' (default: every sequence found)"})
     split: str | None = field(default=None, metadata={
         "help": "put every converted scan in this split instead of the official one (train, val or test)"})
+
+    def __post_init__(self) -> None:
+        if self.split is not None and self.split not in SPLITS:
+            raise BadInput(f"option split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.sequences is not None:
+            parse_sequences(self.sequences)
 
 
 def official_split(sequence: int) -> str | None:
@@ -53,9 +66,13 @@ def parse_sequences(text: str) -> set[int]:
     try:
         for part in (p.strip() for p in text.split(",") if p.strip()):
             lo, _, hi = part.partition("-")
-            chosen.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError as err:
-        raise BadInput(f"sequences must look like '00-07,09', got {text!r}") from err
+            first, last = int(lo), int(hi or lo)
+            if not 0 <= first <= last <= MAX_SEQUENCE:
+                raise ValueError(part)
+            chosen.update(range(first, last + 1))
+    except ValueError:
+        raise BadInput(f"option sequences must look like '00-07,09' (numbers 0..{MAX_SEQUENCE}, low-high), "
+                       f"got {text!r}") from None
     return chosen
 
 
@@ -70,8 +87,6 @@ def sequences_dir(root: Path) -> Path:
 def list_scenes(root: Path, options: Options) -> list[SceneRef]:
     seq_root = sequences_dir(Path(root))
     wanted = parse_sequences(options.sequences) if options.sequences else None
-    if options.split is not None and options.split not in SPLITS:
-        raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {options.split!r}")
     refs = []
     for seq_dir in sorted(p for p in seq_root.iterdir() if p.is_dir() and p.name.isdigit()):
         seq = int(seq_dir.name)
@@ -116,6 +131,7 @@ def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
     segment = instance = None
     if len(ref.paths) > 1:
         semantic, instance = read_labels(Path(ref.paths[1]), points.shape[0])
+        warn_unknown_ids(semantic, KNOWN_RAW, f"{ref.paths[1]}", "the SemanticKITTI label map", warn)
         segment = SEMANTICKITTI.map_raw(semantic)
     elif int(ref.meta.get("sequence", "99")) in LABELLED_SEQUENCES:
         warn(f"{scan}: no labels file in a labelled sequence; converted without labels")

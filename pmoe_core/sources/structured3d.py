@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.scene import Scene
 from pmoe_core.sources.archive import read_member
 from pmoe_core.sources.base import SceneRef, Warn
@@ -33,6 +33,9 @@ from pmoe_core.vocab.label_spaces import STRUCTURED3D
 
 NAME = "structured3d"
 ALIASES = ("s3d", "struct3d")
+FAR_M = 1_000.0  # indoor: farther than this from the scene median is implausible (warned, kept)
+RENDERS = ("empty", "simple", "full")
+LIGHTINGS = ("cold", "raw", "warm")
 ROOM = re.compile(r"(?:^|/)(scene_(\d+))/2D_rendering/([^/]+)/panorama/camera_xyz\.txt$")
 Z_UP_TO_Y_UP = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], dtype=np.float64)
 SWAP_Y_Z = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]], dtype=np.float64)
@@ -40,12 +43,19 @@ SWAP_Y_Z = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0]], dtype=np.float64)
 # before decoding (PIL only warns below 89M pixels, and a 16-bit image of that size is ~180 MB per copy).
 MAX_MEMBER_BYTES = 256 << 20
 MAX_PIXELS = 16 << 20
+MAX_CAMERA_MM = 1e9  # 1000 km: keeps every back-projected point (depth <= 65.5 m) far inside float32
 
 
 @dataclass
 class Options:
     render: str = field(default="full", metadata={"help": "renders to read: empty | simple | full (furnished)"})
     lighting: str = field(default="raw", metadata={"help": "colour image rgb_<cold|raw|warm>light.png"})
+
+    def __post_init__(self) -> None:
+        if self.render not in RENDERS:
+            raise BadInput(f"option render must be one of {', '.join(RENDERS)}, got {self.render!r}")
+        if self.lighting not in LIGHTINGS:
+            raise BadInput(f"option lighting must be one of {', '.join(LIGHTINGS)}, got {self.lighting!r}")
 
 
 def split_of(scene_number: int) -> str:
@@ -155,6 +165,9 @@ def _camera(data: bytes, where: str) -> np.ndarray:
         raise FormatError("camera position is not numeric", where) from None
     if values.size < 3 or not np.isfinite(values[:3]).all():
         raise FormatError(f"expected 3 finite numbers (camera centre in mm), got {values.size}", where)
+    if np.abs(values[:3]).max() > MAX_CAMERA_MM:  # rooms span metres; this far is a corrupt file, not a room
+        raise FormatError(f"camera centre {values[:3].tolist()} mm is more than {MAX_CAMERA_MM:g} mm from the origin",
+                          where)
     return values[:3]
 
 

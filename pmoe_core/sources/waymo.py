@@ -19,13 +19,17 @@ import numpy as np
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.scene import Scene
 from pmoe_core.sources import waymo_parquet, waymo_tfrecord, waymo_v1
-from pmoe_core.sources.base import SPLITS, SceneRef, Warn
+from pmoe_core.sources.base import SPLITS, SceneRef, Warn, noop_warn
+from pmoe_core.sources.label_tables import warn_unknown_ids
 from pmoe_core.sources.protobuf_wire import WireError
 from pmoe_core.sources.waymo_frame import WaymoFrame
 from pmoe_core.sources.waymo_range_image import frame_points
-from pmoe_core.vocab.label_spaces import WAYMO
+from pmoe_core.vocab.label_spaces import WAYMO, WAYMO_RAW_TYPES
 
 NAME = "waymo"
+FAR_M = 10_000.0  # outdoor: farther than this from the frame median is implausible (warned, kept)
+FORMATS = ("auto", "v1", "v2")
+KNOWN_RAW = frozenset(range(-1, len(WAYMO_RAW_TYPES)))  # -1: no labels for this laser/return; 0 = UNDEFINED
 SPLIT_DIRS = {"training": "train", "validation": "val", "testing": "test"}
 
 
@@ -38,6 +42,12 @@ class Options:
     split: str | None = field(default=None, metadata={
         "help": "split for a root without training/validation/testing folders (train, val or test)"})
 
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise BadInput(f"option format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.split is not None and self.split not in SPLITS:
+            raise BadInput(f"option split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+
 
 def _split_dirs(root: Path, options: Options) -> list[tuple[Path, str]]:
     if not root.is_dir():
@@ -47,16 +57,12 @@ def _split_dirs(root: Path, options: Options) -> list[tuple[Path, str]]:
         return found
     if options.split is None:
         raise BadInput("no training/validation/testing folder; pass -O split=train|val|test for a flat folder", root)
-    if options.split not in SPLITS:
-        raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {options.split!r}", root)
     return [(root, options.split)]
 
 
 def _format(split_dir: Path, options: Options) -> str:
     if options.format in ("v1", "v2"):
         return options.format
-    if options.format != "auto":
-        raise BadInput(f"format must be auto, v1 or v2, got {options.format!r}", split_dir)
     return "v2" if (split_dir / "lidar").is_dir() else "v1"
 
 
@@ -118,7 +124,7 @@ def read_frame(ref: SceneRef) -> WaymoFrame:
         raise FormatError(f"bad Frame record at byte {span.offset - 12}: {err}", path) from err
 
 
-def frame_to_scene(name: str, frame: WaymoFrame, source: str) -> Scene:
+def frame_to_scene(name: str, frame: WaymoFrame, source: str, warn: Warn = noop_warn) -> Scene:
     try:
         points = frame_points(frame)
     except (KeyError, ValueError) as err:
@@ -126,6 +132,8 @@ def frame_to_scene(name: str, frame: WaymoFrame, source: str) -> Scene:
     if not (np.abs(points.coord) <= np.finfo(np.float32).max).all():  # also false for NaN
         raise FormatError("points land beyond float32 range or at NaN (corrupt calibration or pose)", source)
     labelled = frame.labelled
+    if labelled:  # -1: a laser/return without labels; 0..22: the segmentation types
+        warn_unknown_ids(points.semantic, KNOWN_RAW, source, "the Waymo segmentation types (0..22)", warn)
     return Scene(
         name=name,
         coord=points.coord.astype(np.float32),
@@ -136,4 +144,4 @@ def frame_to_scene(name: str, frame: WaymoFrame, source: str) -> Scene:
 
 
 def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
-    return frame_to_scene(ref.name, read_frame(ref), ref.paths[0])
+    return frame_to_scene(ref.name, read_frame(ref), ref.paths[0], warn)

@@ -140,9 +140,12 @@ def test_unreadable_zip_and_missing_mapping(raw, tmp_path):
     shutil.copytree(root, tmp_path / "raw")
     archive = next((tmp_path / "raw" / "v1" / "scans").glob("*/region_segmentations.zip"))
     archive.write_bytes(b"not a zip at all")
-    with pytest.raises(FormatError, match="zip") as err:
-        matterport3d.list_scenes(tmp_path / "raw", matterport3d.Options())
-    assert str(archive) in str(err.value)
+    refs = matterport3d.list_scenes(tmp_path / "raw", matterport3d.Options())
+    broken = [ref for ref in refs if ref.problem]  # listed as one unreadable scene: convert reports it
+    assert [ref.name for ref in broken] == [archive.parent.name]
+    assert str(archive) in broken[0].problem and "zip" in broken[0].problem
+    with pytest.raises(FormatError, match="zip"):
+        matterport3d.read_scene(broken[0], matterport3d.Options(), print)
     (tmp_path / "raw" / "metadata" / "category_mapping.tsv").unlink()
     with pytest.raises(MissingFile, match="category_mapping.tsv"):
         matterport3d.list_scenes(tmp_path / "raw", matterport3d.Options())
