@@ -4,10 +4,15 @@
   default unless --checkpoint), print them, optionally write JSON and execute them in MuJoCo (--simulate).
 - `pmoe plan train`: train a planner (Stage I alignment, Stage II poses) on oracle demonstrations.
 - `pmoe plan scene` / `pmoe plan bench`: task scenes and success-rate benchmarks (oracle, random, model).
+
+Every command needs the `planner` extra (MuJoCo, peft, gguf). Its modules are imported when a command runs, never
+when the app is built, so that `pmoe --help` and every other command work on a core install; a command run without
+the extra stops with one line naming it.
 """
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import sys
 from pathlib import Path
@@ -21,18 +26,29 @@ from pmoe_cli.progress import ProgressBar
 from pmoe_core.errors import BadInput
 from pmoe_core.io import read_point_cloud
 from pmoe_core.jsonio import check_json_target, write_json_atomic
-from pmoe_core.planner.episodes import POLICIES, bench_report, run_bench
-from pmoe_core.planner.metric import score
-from pmoe_core.planner.observe import observe
 from pmoe_core.planner.oracle import Step
 from pmoe_core.planner.scene_io import save_episode, sidecar_path
-from pmoe_core.planner.sim import execute
 from pmoe_core.planner.tasks import TASKS, make_scene
+from pmoe_core.planner.world import SceneDesc
 
-# The planner model pulls in torch and transformers: imported inside the commands that need it.
+# The planner model pulls in torch and transformers, the world MuJoCo: imported inside the commands that need them.
 DEFAULT_TASKS = ("stack-blocks", "put-block-into-matching-bowl")  # = pmoe_core.planner.train.DEFAULT_TASKS
 PRESETS = ("default", "tiny")  # = pmoe_core.planner.train.PRESETS
-from pmoe_core.planner.world import SceneDesc
+BENCH_POLICIES = ("oracle", "random", "model")  # = pmoe_core.planner.episodes.POLICIES + the model
+PLANNER_EXTRA = ("mujoco", "peft", "gguf")  # = pyproject.toml [project.optional-dependencies] planner
+
+
+def require_planner_extra() -> None:
+    """Stop with one line naming the extra when a module of it cannot be imported (a core install has none)."""
+    missing = []
+    for module in PLANNER_EXTRA:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise BadInput(f"`pmoe plan` needs the planner extra: pip install 'pmoe[planner]' "
+                       f"({', '.join(missing)} not installed)")
 
 plan_app = typer.Typer(
     name="plan",
@@ -72,6 +88,10 @@ def _plan(
 
 def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_out: Path | None, simulate: bool,
              euler_steps: int | None, seed: int) -> None:
+    require_planner_extra()
+    from pmoe_core.planner.metric import score
+    from pmoe_core.planner.sim import execute
+
     console = Console()
     if json_out is not None:
         check_json_target(json_out)
@@ -141,6 +161,7 @@ def train(
     names = tuple(TASKS) if tasks.strip() == "all" else tuple(t.strip() for t in tasks.split(",") if t.strip())
     if not names:
         raise BadInput("--tasks is empty")
+    require_planner_extra()
     from pmoe_core.planner.train import PlannerTrainConfig, export_checkpoint, train_planner
 
     cfg = PlannerTrainConfig(
@@ -169,6 +190,9 @@ def scene(
     split: str = typer.Option("seen", "--split", help="colour split: seen or unseen (CLIPort)"),
 ) -> None:
     """Generate a task scene and write what three cameras see (PLY + JSON sidecar)."""
+    require_planner_extra()
+    from pmoe_core.planner.observe import observe
+
     desc = make_scene(task, seed, split)
     cloud = observe(desc)
     ply, sidecar = save_episode(cloud, desc, out)
@@ -180,7 +204,7 @@ def scene(
 def bench(
     task: str = typer.Option("all", "--task", help=TASK_HELP + ", or all"),
     episodes: int = typer.Option(100, "--episodes", help="episodes per task"),
-    policy: str = typer.Option("oracle", "--policy", help="policy: " + ", ".join([*POLICIES, "model"])),
+    policy: str = typer.Option("oracle", "--policy", help="policy: " + ", ".join(BENCH_POLICIES)),
     checkpoint: Path = typer.Option(
         None, "--checkpoint", help="with --policy model: planner checkpoint (default: packaged)"
     ),
@@ -192,6 +216,9 @@ def bench(
     """Success rate and mean score per task for a policy executed in MuJoCo."""
     if json_out is not None:
         check_json_target(json_out)
+    require_planner_extra()
+    from pmoe_core.planner.episodes import bench_report, run_bench
+
     policy_fn = None
     if policy == "model":
         from pmoe_core.planner.policy import ModelPolicy, load_planner

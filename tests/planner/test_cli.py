@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
-from pmoe_cli.plan import plan_app
+from pmoe_cli.plan import BENCH_POLICIES, plan_app
 from pmoe_core.planner.tasks import make_scene
 from pmoe_core.schemas import validate
 
@@ -49,13 +50,39 @@ def test_registered_on_the_main_app_and_errors_are_one_line(capsys):
 
 @pytest.mark.parametrize("command", [["bench", "--episodes", "1"], ["--scene", "x.ply", "--instruction", "stack"]])
 def test_json_into_a_missing_folder_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
-    from pmoe_cli import plan
     from pmoe_cli.app import main
 
-    monkeypatch.setattr(plan, "run_bench", lambda *a, **k: pytest.fail("ran episodes before checking --json"))
+    from pmoe_core.planner import episodes
+
+    monkeypatch.setattr(episodes, "run_bench", lambda *a, **k: pytest.fail("ran episodes before checking --json"))
     target = tmp_path / "missing" / "out.json"
     with pytest.raises(SystemExit) as exc:
         main(["plan", *command, "--json", str(target)])
     err = capsys.readouterr().err
     assert exc.value.code == 1 and err.count("\n") == 1
     assert "folder does not exist" in err and str(tmp_path / "missing") in err
+
+
+def test_bench_policies_in_the_help_are_the_known_ones():
+    from pmoe_core.planner.episodes import POLICIES
+
+    assert BENCH_POLICIES == (*POLICIES, "model")
+
+
+@pytest.mark.parametrize("command", [["scene", "--task", "stack-blocks", "--out", "s.ply"], ["bench", "--episodes", "1"],
+                                     ["train", "--steps", "1"], ["--scene", "s.ply", "--instruction", "stack"]])
+def test_without_the_planner_extra_each_command_names_it(command, tmp_path, capsys, monkeypatch):
+    """A core install has no MuJoCo: one line naming the extra, nothing written; help still works."""
+    from pmoe_cli.app import main
+
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # what `import mujoco` does where it is not installed
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", *command])
+    assert exc.value.code == 1
+    assert capsys.readouterr().err == ("pmoe: error: `pmoe plan` needs the planner extra: pip install 'pmoe[planner]' "
+                                       "(mujoco not installed)\n")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", *command[:1 if command[0].isalpha() else 0], "--help"])
+    assert exc.value.code == 0 and "Usage: pmoe plan" in capsys.readouterr().out
