@@ -175,8 +175,8 @@ def predict_scene(predictor: Predictor, scene: Scene, labels: PredictLabels,
     views = tta_views(options.tta)
     embeddings = labels.embeddings.to(predictor.device)
     n = len(scene)
-    out_labels = np.empty(n, np.int32)
-    out_conf = np.empty(n, np.float32)
+    out_labels = np.full(n, -1, np.int32)
+    out_conf = np.zeros(n, np.float32)
     progress(total=n, message=f"{len(tiles)} tile{'s' if len(tiles) != 1 else ''}")
     model.eval()
     for i, tile in enumerate(tiles):
@@ -189,6 +189,8 @@ def predict_scene(predictor: Predictor, scene: Scene, labels: PredictLabels,
         out_labels[core], out_conf[core] = rows, share
         del scores, sample
         progress(advance=int(core.size), message=f"tile {i + 1}/{len(tiles)}")
+    if (out_labels < 0).any():  # the tiles partition the plane, so this is a bug, not bad input
+        raise RuntimeError(f"{int((out_labels < 0).sum())} points of {scene.name} fell in no tile")
     return Prediction(out_labels, out_conf, labels.names, labels.untrained, domain, float(grid), len(tiles),
                       warnings, time.perf_counter() - start)
 

@@ -4,13 +4,15 @@ Per input KEY (the file's stem, or STORE-split-scene) in OUT: `KEY.labels.npy` (
 `KEY.confidence.npy` (float32), a labelled copy (`KEY.pred.las`/`.laz` for LAS/LAZ input, else `KEY.pred.ply`) and
 `KEY.report.json` (schemas/predict_report.schema.json). Every output path is checked before the model loads (never
 inside or over an input, the checkpoint or a store read; an existing file only with `overwrite`), and every file is
-written atomically, the report last.
+written atomically: an input's four files appear together or not at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -21,7 +23,6 @@ from pmoe_core.engine.predict import Prediction, PredictOptions, Predictor, load
 from pmoe_core.engine.predict_labels import PredictLabels, resolve_labels
 from pmoe_core.errors import BadInput
 from pmoe_core.io import write_las, write_ply
-from pmoe_core.jsonio import write_json_atomic
 from pmoe_core.outputs import atomic_path, check_output_dir, check_output_file
 from pmoe_core.progress import Progress, silent
 from pmoe_core.scene import Scene
@@ -140,26 +141,36 @@ def run_predict(config: PredictConfig, refs: Sequence[SceneSource],
 
 
 def write_outputs(result: FileResult, scene: Scene, labels: PredictLabels, predictor: Predictor) -> None:
-    """The two arrays, the labelled copy, then the report (each atomically)."""
+    """The two arrays, the labelled copy and the report, each to a temporary file renamed into place only when all
+    four are written, so an input's outputs appear together or not at all."""
     pred, paths = result.prediction, result.outputs
-    for path, values in ((paths.labels, pred.labels), (paths.confidence, pred.confidence)):
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, values, allow_pickle=False)
-    copy = Scene(scene.name, coord=scene.coord, color=scene.color, normal=scene.normal, strength=scene.strength)
-    with atomic_path(paths.cloud) as tmp:
-        if paths.cloud.suffix in LAS_SUFFIXES:
-            extra = {"class": pred.labels, "confidence": pred.confidence}
-            if len(labels.names) < 255:  # LAS class codes are a byte; code = class + 1 (0 = never classified)
-                extra["classification"] = (pred.labels + 1).astype(np.uint8)
-            write_las(copy, tmp, extra=extra)
-        else:
-            comments = [f"pmoe predict {Path(predictor.checkpoint).name}: scalar_class indexes these classes, "
-                        "scalar_confidence is the class's mean softmax probability"]
-            comments += [f"class {i} {name}" for i, name in enumerate(labels.names)]
-            write_ply(copy, tmp, extra={"class": pred.labels, "confidence": pred.confidence}, comments=comments)
     report = build_report(result, labels, predictor)
     validate(report, "predict_report", paths.report)
-    write_json_atomic(paths.report, report)
+    with ExitStack() as stack:
+        labels_tmp, conf_tmp, cloud_tmp, report_tmp = (stack.enter_context(atomic_path(p)) for p in paths.all())
+        for tmp, values in ((labels_tmp, pred.labels), (conf_tmp, pred.confidence)):
+            with open(tmp, "wb") as f:
+                np.save(f, values, allow_pickle=False)
+        write_cloud(cloud_tmp, scene, pred, labels, predictor.checkpoint)
+        with open(report_tmp, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+            f.write("\n")
+
+
+def write_cloud(path: Path, scene: Scene, pred: Prediction, labels: PredictLabels, checkpoint: str) -> None:
+    """The input's points with their class and confidence: LAS/LAZ (by suffix) or PLY. Labels the input carried
+    are left out (the class field is the prediction)."""
+    copy = Scene(scene.name, coord=scene.coord, color=scene.color, normal=scene.normal, strength=scene.strength)
+    if path.suffix in LAS_SUFFIXES:
+        extra = {"class": pred.labels, "confidence": pred.confidence}
+        if len(labels.names) < 255:  # LAS class codes are a byte; code = class + 1 (0 = never classified)
+            extra["classification"] = (pred.labels + 1).astype(np.uint8)
+        write_las(copy, path, extra=extra)
+        return
+    comments = [f"pmoe predict {Path(checkpoint).name}: scalar_class indexes these classes, scalar_confidence is "
+                "the class's mean softmax probability"]
+    comments += [f"class {i} {name}" for i, name in enumerate(labels.names)]
+    write_ply(copy, path, extra={"class": pred.labels, "confidence": pred.confidence}, comments=comments)
 
 
 def build_report(result: FileResult, labels: PredictLabels, predictor: Predictor) -> dict[str, Any]:
