@@ -36,6 +36,7 @@ from pmoe_cli.convert import convert as _convert  # noqa: E402
 from pmoe_cli.demo import demo as _demo  # noqa: E402
 from pmoe_cli.eval import eval_cmd as _eval  # noqa: E402
 from pmoe_cli.export import export as _export  # noqa: E402
+from pmoe_cli.import_cmd import import_cmd as _import  # noqa: E402
 from pmoe_cli.models import models as _models  # noqa: E402
 from pmoe_cli.plan import plan_app  # noqa: E402
 from pmoe_cli.predict import predict as _predict  # noqa: E402
@@ -53,6 +54,7 @@ app.command("info")(_info)
 app.command("export")(_export)
 app.command("vocab")(_vocab)
 app.command("models")(_models)
+app.command("import")(_import)
 app.command("train")(_train)
 app.command("eval")(_eval)
 app.command("predict")(_predict)

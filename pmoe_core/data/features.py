@@ -1,8 +1,10 @@
-"""The backbone's 7-channel input features, built the same way for every domain.
+"""The backbone's input features, built the same way for every domain, in the layout the model config names.
 
-Layout = `pmoe_core.models.batch.FEATURE_CHANNELS`: color scaled to [-1, 1], unit normal, strength in [0, 1]
+"pmoe7" (`pmoe_core.models.batch.FEATURE_CHANNELS`): color scaled to [-1, 1], unit normal, strength in [0, 1]
 (sources store strength already in [0, 1]); zeros where the dataset lacks a field, so one channel means one
 thing across indoor and outdoor data and nothing else tells the backbone which dataset a point came from.
+"pointcept6" (imported Pointcept checkpoints, docs/pointcept.md): what those models were trained on, which differs
+by domain: indoor [color / 255, normal], outdoor [x, y, z, strength, 0, 0].
 """
 
 from __future__ import annotations
@@ -10,11 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from pmoe_core.data.sample import Sample
-from pmoe_core.models.batch import IN_CHANNELS
+from pmoe_core.models.batch import FEATURE_LAYOUTS, IN_CHANNELS
+from pmoe_core.vocab.label_spaces import OUTDOOR
 
 
-def point_features(sample: Sample) -> np.ndarray:
-    """(N, 7) float32 features of a sample; colors are normalised here, exactly once."""
+def point_features(sample: Sample, layout: str = "pmoe7") -> np.ndarray:
+    """(N, C) float32 features of a sample in `layout`; colors are normalised here, exactly once."""
+    if layout == "pointcept6":
+        return _pointcept6(sample)
+    if layout != "pmoe7":
+        raise ValueError(f"unknown feature layout {layout!r}; expected one of {tuple(FEATURE_LAYOUTS)}")
     feat = np.zeros((len(sample), IN_CHANNELS), np.float32)
     if sample.color is not None:
         feat[:, 0:3] = sample.color / np.float32(127.5) - 1
@@ -22,4 +29,21 @@ def point_features(sample: Sample) -> np.ndarray:
         feat[:, 3:6] = sample.normal
     if sample.strength is not None:
         feat[:, 6] = sample.strength
+    return feat
+
+
+def _pointcept6(sample: Sample) -> np.ndarray:
+    """Pointcept's feat_keys: ("color", "normal") indoors with NormalizeColor (color / 255 since Pointcept v1.6.0),
+    ("coord", "strength") outdoors, zero-padded to the 6-channel stem. `sample.dataset` may be a dataset name or
+    a domain ("indoor" / "outdoor", as route-inspect passes)."""
+    feat = np.zeros((len(sample), 6), np.float32)
+    if sample.dataset == "outdoor" or sample.dataset in OUTDOOR:
+        feat[:, 0:3] = sample.coord
+        if sample.strength is not None:
+            feat[:, 3] = sample.strength
+        return feat
+    if sample.color is not None:
+        feat[:, 0:3] = sample.color / np.float32(255)
+    if sample.normal is not None:
+        feat[:, 3:6] = sample.normal
     return feat

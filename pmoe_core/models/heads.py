@@ -27,14 +27,30 @@ class LanguageHead(nn.Module):
         self.norm = nn.LayerNorm(text_dim) if norm else nn.Identity()
         self.logit_scale = logit_scale  # fixed, not learned
 
-    def forward(self, feat: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
-        if class_embeddings.ndim != 2 or class_embeddings.shape[1] != self.proj.out_features:
+    def forward(self, feat: torch.Tensor, class_embeddings: torch.Tensor | None) -> torch.Tensor:
+        if class_embeddings is None or class_embeddings.ndim != 2 or class_embeddings.shape[1] != self.proj.out_features:
             raise ValueError(
-                f"class embeddings must be (num_classes, {self.proj.out_features}), got {tuple(class_embeddings.shape)}"
+                f"class embeddings must be (num_classes, {self.proj.out_features}), got "
+                f"{None if class_embeddings is None else tuple(class_embeddings.shape)}"
             )
         point = F.normalize(self.norm(self.proj(feat)), dim=-1)
         text = F.normalize(class_embeddings.to(point.dtype), dim=-1)
         return self.logit_scale * point @ text.T
+
+
+class LinearHead(nn.Module):
+    """logits = Linear(feature): a fixed-class head (an imported Pointcept `seg_head`), whose outputs follow one
+    benchmark's class order. forward takes the class embeddings like LanguageHead, only to check their count."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.proj = nn.Linear(in_channels, num_classes)
+
+    def forward(self, feat: torch.Tensor, class_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        if class_embeddings is not None and class_embeddings.shape[0] != self.proj.out_features:
+            raise ValueError(f"this head scores a fixed set of {self.proj.out_features} classes, "
+                             f"got a label set of {class_embeddings.shape[0]}")
+        return self.proj(feat)
 
 
 class SegmentationModel(nn.Module):
@@ -44,10 +60,13 @@ class SegmentationModel(nn.Module):
     which dataset a batch comes from, so a trainer can call every model the same way.
     """
 
-    def __init__(self, backbone: nn.Module, text_dim: int = DEFAULT_TEXT_DIM, logit_scale: float = CLIP_LOGIT_SCALE, head_norm: bool = False):
+    def __init__(self, backbone: nn.Module, text_dim: int = DEFAULT_TEXT_DIM, logit_scale: float = CLIP_LOGIT_SCALE,
+                 head_norm: bool = False, num_classes: int = 0):
+        """`num_classes` > 0: a fixed-class LinearHead instead of the language head (text_dim is then unused)."""
         super().__init__()
         self.backbone = backbone
-        self.head = LanguageHead(backbone.out_channels, text_dim, logit_scale, head_norm)
+        self.head: nn.Module = (LinearHead(backbone.out_channels, num_classes) if num_classes > 0
+                                else LanguageHead(backbone.out_channels, text_dim, logit_scale, head_norm))
 
     @property
     def needs_dataset(self) -> bool:
@@ -58,5 +77,7 @@ class SegmentationModel(nn.Module):
             return self.backbone(batch, dataset)
         return self.backbone(batch)
 
-    def forward(self, batch: PointBatch, class_embeddings: torch.Tensor, dataset: str | Sequence[str] | None = None) -> torch.Tensor:
+    def forward(self, batch: PointBatch, class_embeddings: torch.Tensor | None = None,
+                dataset: str | Sequence[str] | None = None) -> torch.Tensor:
+        """`class_embeddings` may be None only for a fixed-class (linear) head."""
         return self.head(self.features(batch, dataset), class_embeddings)

@@ -122,7 +122,8 @@ def build_model(
     text_dim: int | None = None,
     backend: str | None = None,
 ) -> nn.Module:
-    """Backbone for a preset name or config; with `text_dim`, a SegmentationModel (backbone + language head).
+    """Backbone for a preset name or config; with `text_dim`, a SegmentationModel (backbone + language head). A
+    config with a fixed-class head (`head="linear"`) always gets its SegmentationModel, text_dim or not.
 
     The backbone maps a PointBatch to per-point features (N, out_channels). `dataset_names` sets the PDNorm banks of
     the PPT baseline (ignored by the others: they take no dataset). `backend` overrides the sparse conv backend.
@@ -140,9 +141,24 @@ def build_model(
         backbone = PTv3(cfg)
     else:
         raise TypeError(f"expected a preset name, PTv3Config or PPTConfig, got {type(cfg).__name__}")
+    bcfg = backbone_config(cfg)
+    if bcfg.head == "linear":
+        return SegmentationModel(backbone, num_classes=bcfg.head_classes)
     if text_dim is None:
         return backbone
-    return SegmentationModel(backbone, text_dim=text_dim)
+    return SegmentationModel(backbone, text_dim=text_dim, logit_scale=bcfg.head_logit_scale)
 
 
-__all__ = ["PRESETS", "get_config", "build_model", "DEFAULT_TEXT_DIM"]
+def backbone_config(cfg: ModelConfig) -> PTv3Config:
+    """The PTv3Config of a model config (PPT wraps one): where the head and input-layout knobs live."""
+    return cfg.backbone if isinstance(cfg, PPTConfig) else cfg
+
+
+def input_layout(model: nn.Module) -> str:
+    """The feature layout (batch.FEATURE_LAYOUTS) a built model expects; the data pipeline builds it."""
+    backbone = getattr(model, "backbone", model)
+    cfg = getattr(backbone, "cfg", None)
+    return backbone_config(cfg).in_features if isinstance(cfg, (PTv3Config, PPTConfig)) else "pmoe7"
+
+
+__all__ = ["PRESETS", "get_config", "build_model", "backbone_config", "input_layout", "DEFAULT_TEXT_DIM"]

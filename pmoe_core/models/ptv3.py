@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batch import IN_CHANNELS, PointBatch
+from .batch import FEATURE_LAYOUTS, IN_CHANNELS, PointBatch
 from .moe import MoE, MoEConfig
 from .serialization import CURVES, Serialization, serialize
 from .sparse_conv import SparseGrid, SubMConv3d
@@ -46,6 +46,15 @@ class PTv3Config:
     moe: MoEConfig | None = None  # None: plain PTv3
     moe_at: str = "proj"  # "proj": attention output projection (Point-MoE); "ffn": replace the MLP (ablation)
     backend: str = "auto"  # sparse conv backend: "auto" | "spconv" | "torch"
+    # Reference-compatibility knobs (docs/pointcept.md); the defaults are pmoe's own behaviour.
+    in_features: str = "pmoe7"  # input layout the data pipeline builds (batch.FEATURE_LAYOUTS): "pmoe7" | "pointcept6"
+    unpool_cpe: str = "sum"  # what the first decoder block's cpe conv sees: "sum" (skip + up) | "skip" (Pointcept)
+    pool_shuffle: str = "train"  # curve-order shuffle at pooling: "train" (training, if shuffle_orders) | "always"
+    # Segmentation head (SegmentationModel reads these): "language" scores text embeddings; "linear" is a
+    # fixed-class Linear(out_channels, head_classes), e.g. an imported Pointcept seg_head.
+    head: str = "language"
+    head_classes: int = 0
+    head_logit_scale: float = 100.0  # language head temperature (CLIP's saturated exp(4.6052))
 
     def __post_init__(self) -> None:
         n = len(self.enc_depths)
@@ -59,6 +68,21 @@ class PTv3Config:
             raise ValueError(f"block_norm must be one of {NORMS}")
         if self.moe_at not in ("proj", "ffn"):
             raise ValueError("moe_at must be 'proj' or 'ffn'")
+        if self.in_features not in FEATURE_LAYOUTS:
+            raise ValueError(f"in_features must be one of {tuple(FEATURE_LAYOUTS)}")
+        if self.in_features != "pmoe7" and self.in_channels != FEATURE_LAYOUTS[self.in_features]:
+            raise ValueError(f"in_features {self.in_features!r} has {FEATURE_LAYOUTS[self.in_features]} channels, "
+                             f"in_channels is {self.in_channels}")
+        if self.unpool_cpe not in ("sum", "skip"):
+            raise ValueError("unpool_cpe must be 'sum' or 'skip'")
+        if self.pool_shuffle not in ("train", "always"):
+            raise ValueError("pool_shuffle must be 'train' or 'always'")
+        if self.head not in ("language", "linear"):
+            raise ValueError("head must be 'language' or 'linear'")
+        if (self.head == "linear") != (self.head_classes > 0):
+            raise ValueError("head_classes must be positive exactly when head is 'linear'")
+        if not self.head_logit_scale > 0:
+            raise ValueError("head_logit_scale must be positive")
 
     @property
     def out_channels(self) -> int:
@@ -111,6 +135,7 @@ class Level:
     parent: "Level | None" = None
     cluster: torch.Tensor | None = None  # (N_parent,) parent point -> point of this level
     patches: dict[int, PatchLayout] = field(default_factory=dict)
+    conv_feat: torch.Tensor | None = None  # set: what the next block's cpe conv sees instead of feat (unpool_cpe)
 
     def patch_layout(self, patch_size: int) -> PatchLayout:
         if patch_size not in self.patches:
@@ -256,7 +281,8 @@ class Block(nn.Module):
 
     def forward(self, level: Level, order_index: int) -> torch.Tensor:
         feat = level.feat
-        feat = feat + self.cpe_norm(self.cpe_linear(self.cpe_conv(feat, level.grid)))
+        conv_in = feat if level.conv_feat is None else level.conv_feat
+        feat = feat + self.cpe_norm(self.cpe_linear(self.cpe_conv(conv_in, level.grid)))
         feat = feat + self.drop_path(self.attn(self.norm1(feat), level, order_index))
         feat = feat + self.drop_path(self.mlp(self.norm2(feat)))
         return feat
@@ -270,12 +296,13 @@ class LinearNormAct(nn.Sequential):
 class Pooling(nn.Module):
     """Stride-2 serialized pooling: points sharing a parent voxel (code >> 3) merge; feature max, coord mean."""
 
-    def __init__(self, cin: int, cout: int, norm: NormFactory, shuffle_orders: bool):
+    def __init__(self, cin: int, cout: int, norm: NormFactory, shuffle_orders: bool, always_shuffle: bool = False):
         super().__init__()
         self.proj = nn.Linear(cin, cout)
         self.norm = norm("bn", cout)
         self.act = nn.GELU()
         self.shuffle_orders = shuffle_orders
+        self.always_shuffle = always_shuffle  # Pointcept's SerializedPooling default: in eval mode too, unseeded
 
     def forward(self, level: Level) -> Level:
         code = level.ser.code >> 3
@@ -283,7 +310,7 @@ class Pooling(nn.Module):
         indices = torch.argsort(cluster, stable=True)  # points grouped by cluster
         head = indices[torch.cumsum(counts, 0) - counts]  # one representative per cluster
         ser = Serialization.from_code(code[:, head], level.ser.depth - 1)
-        if self.training and self.shuffle_orders:
+        if self.always_shuffle or (self.training and self.shuffle_orders):
             ser = ser.shuffled()
         feat = torch.segment_reduce(self.proj(level.feat)[indices], "max", lengths=counts)
         coord = torch.segment_reduce(level.coord[indices], "mean", lengths=counts)
@@ -307,16 +334,19 @@ class Pooling(nn.Module):
 class Unpooling(nn.Module):
     """Back to the parent level: proj_skip(parent feat) + proj(coarse feat) gathered through the cluster map."""
 
-    def __init__(self, cin: int, cskip: int, cout: int, norm: NormFactory):
+    def __init__(self, cin: int, cskip: int, cout: int, norm: NormFactory, cpe_skip_only: bool = False):
         super().__init__()
         self.proj = LinearNormAct(cin, cout, norm)
         self.proj_skip = LinearNormAct(cskip, cout, norm)
+        # Pointcept does not refresh its sparse tensor after the sum, so the next cpe conv sees only the skip branch
+        self.cpe_skip_only = cpe_skip_only
 
     def forward(self, level: Level) -> Level:
         parent = level.parent
         assert parent is not None and level.cluster is not None, "unpooling a level that was not pooled"
-        feat = self.proj_skip(parent.feat) + self.proj(level.feat)[level.cluster]
-        return dataclasses.replace(parent, feat=feat)
+        skip = self.proj_skip(parent.feat)
+        feat = skip + self.proj(level.feat)[level.cluster]
+        return dataclasses.replace(parent, feat=feat, conv_feat=skip if self.cpe_skip_only else None)
 
 
 class Stage(nn.Module):
@@ -331,7 +361,7 @@ class Stage(nn.Module):
         if self.resample is not None:
             level = self.resample(level)
         for i, block in enumerate(self.blocks):
-            level = dataclasses.replace(level, feat=block(level, i % level.ser.code.shape[0]))
+            level = dataclasses.replace(level, feat=block(level, i % level.ser.code.shape[0]), conv_feat=None)
         return level
 
 
@@ -350,7 +380,8 @@ class PTv3(nn.Module):
         self.enc = nn.ModuleList()
         for s, depth in enumerate(cfg.enc_depths):
             dps = enc_dp[sum(cfg.enc_depths[:s]) : sum(cfg.enc_depths[: s + 1])]
-            pool = Pooling(ch[s - 1], ch[s], norm, cfg.shuffle_orders) if s > 0 else None
+            pool = (Pooling(ch[s - 1], ch[s], norm, cfg.shuffle_orders, cfg.pool_shuffle == "always")
+                    if s > 0 else None)
             blocks = [
                 Block(f"enc{s}.block{i}", ch[s], cfg.enc_num_head[s], cfg.enc_patch_size[s], cfg, dps[i], norm)
                 for i in range(depth)
@@ -362,7 +393,7 @@ class PTv3(nn.Module):
         self.dec = nn.ModuleList()  # deepest first, named dec{s} as in the reference
         for s in reversed(range(len(cfg.dec_depths))):
             dps = dec_dp[sum(cfg.dec_depths[:s]) : sum(cfg.dec_depths[: s + 1])][::-1]
-            unpool = Unpooling(dec_ch[s + 1], ch[s], dec_ch[s], norm)
+            unpool = Unpooling(dec_ch[s + 1], ch[s], dec_ch[s], norm, cfg.unpool_cpe == "skip")
             blocks = [
                 Block(f"dec{s}.block{i}", dec_ch[s], cfg.dec_num_head[s], cfg.dec_patch_size[s], cfg, dps[i], norm)
                 for i in range(cfg.dec_depths[s])

@@ -15,7 +15,7 @@ def test_version():
     assert out.stdout.strip() == f"pmoe {__version__}"
 
 
-COMMANDS = ["demo", "synth", "convert", "check", "info", "export", "vocab", "models", "train", "eval", "predict",
+COMMANDS = ["demo", "synth", "convert", "check", "info", "export", "vocab", "models", "import", "train", "eval", "predict",
             "route-inspect", "plan"]
 
 
