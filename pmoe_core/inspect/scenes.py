@@ -19,6 +19,7 @@ from pmoe_core.io import READERS, read_point_cloud
 from pmoe_core.scene import Scene
 from pmoe_core.store import StoreReader
 from pmoe_core.vocab import LABEL_SPACES, dataset_entries, resolve_dataset
+from pmoe_core.vocab.custom import registered
 
 SPEC_HELP = (
     "expected FILE (.ply/.las/.laz/.npy/.npz/.bin), a FOLDER of them, STORE::split::scene (name or index) or "
@@ -111,7 +112,7 @@ def _store_refs(spec: str, limit: int | None) -> list[SceneRef]:
     if "://" not in url and not Path(url).exists():
         raise MissingFile("no such scene store", url)
     reader = StoreReader(url)
-    dataset = reader.dataset if reader.dataset in LABEL_SPACES else None
+    dataset = reader.dataset if reader.dataset in LABEL_SPACES or registered(reader.dataset) else None  # custom too
     if len(parts) == 3:
         key: int | str = int(parts[2]) if _is_int(parts[2]) else parts[2]
         reader.num_points(split, key)  # fail now, with the store's message, for a bad split / name / index
