@@ -29,13 +29,13 @@ from pmoe_core.store.layout import (
     FORMAT_NAME,
     FORMAT_VERSION,
     SHARD_POINTS,
-    group_arrays,
     is_url,
     split_groups,
 )
 from pmoe_core.store.validation import (
     SplitIndex,
     attribute_problems,
+    member_arrays,
     open_root,
     read_embeddings,
     read_split_index,
@@ -60,9 +60,12 @@ class _SplitView:
 
     @cached_property
     def index(self) -> SplitIndex:
+        arrays, problems = member_arrays(self.group, self.name)  # metadata that does not parse: named, not raised
+        if problems:
+            raise _damage(problems[0], self.url)
         try:
-            index, problems = read_split_index(self.name, group_arrays(self.group))
-        except Exception as err:  # an array's zarr.json that does not parse as zarr metadata
+            index, problems = read_split_index(self.name, arrays)
+        except Exception as err:  # metadata zarr parsed but cannot use (a safety net: check reports it alike)
             raise _damage(f"{self.name}: metadata unreadable ({type(err).__name__}: {str(err)[:200]})",
                           self.url) from None
         if problems or index is None:

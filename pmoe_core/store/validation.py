@@ -37,10 +37,12 @@ from pmoe_core.store.layout import (
     NAMES,
     OFFSETS,
     ALL_CHUNKS_STORED,
+    LOCK_KEY,
     SHARD_POINTS,
     committed_offsets,
     group_arrays,
     open_zarr_store,
+    quiet_lock_listing,
     split_groups,
 )
 from pmoe_core.vocab.label_spaces import LABEL_SPACES
@@ -113,7 +115,10 @@ def _objects_problem(where: str, arr: zarr.Array, rows: int) -> list[str]:
 
 def _chunk_problem(where: str, arr: zarr.Array) -> list[str]:
     """A zero chunk or shard extent (a hand-edited zarr.json) makes zarr divide by zero on every read."""
-    shapes = [tuple(arr.chunks)] + ([tuple(arr.shards)] if arr.shards else [])
+    try:
+        shapes = [tuple(arr.chunks)] + ([tuple(arr.shards)] if arr.shards else [])
+    except Exception as err:  # zarr derives the inner chunk shape by division: a zero there fails here
+        return [_unreadable(f"{where}: chunk shape", err)]
     if any(int(c) <= 0 for shape in shapes for c in shape):
         return [f"{where}: chunk shape {arr.chunks} (shards {arr.shards}) has an extent that is not positive"]
     return []
@@ -154,6 +159,33 @@ def attribute_problems(attrs: dict[str, Any]) -> list[str]:
                     problems.append(f"attributes at classes/{i}: class {name!r} maps to vocabulary entry "
                                     f"{c.get('entry')!r}, but the unified vocabulary says {want!r}")
     return problems
+
+
+def member_arrays(group: zarr.Group, where: str) -> tuple[dict[str, zarr.Array], list[str]]:
+    """The arrays of a group by name, opened one by one, so metadata that does not parse (a zero inner chunk
+    shape, 1000 nested brackets) is a problem naming its array instead of an exception for the whole group."""
+    path = group.store_path
+    base = f"{path.path}/" if path.path else ""
+
+    async def names() -> list[str]:
+        return [name async for name in path.store.list_dir(base)]
+
+    arrays: dict[str, zarr.Array] = {}
+    problems: list[str] = []
+    with quiet_lock_listing():
+        for name in sorted(sync(names())):
+            if name in ("zarr.json", LOCK_KEY) or "." in name:
+                continue
+            try:
+                node = group[name]
+            except KeyError:  # a folder without zarr.json: not a member (check reports it as an unknown entry)
+                continue
+            except Exception as err:
+                problems.append(_unreadable(f"{where}/{name}: metadata", err))
+                continue
+            if isinstance(node, zarr.Array):
+                arrays[name] = node
+    return arrays, problems
 
 
 def read_embeddings(root: zarr.Group, attrs: dict[str, Any]) -> tuple[np.ndarray | None, list[str]]:
@@ -287,7 +319,9 @@ def read_split_index(split: str, arrays: dict[str, zarr.Array]) -> tuple[SplitIn
 
 
 def _check_split(split: str, group: zarr.Group, num_classes: int | None) -> list[str]:
-    arrays = group_arrays(group)
+    arrays, problems = member_arrays(group, split)
+    if problems:
+        return problems
     problems = [f"{split}: unknown array {name!r}" for name in arrays
                 if name not in FIELD_SPECS and name not in (OFFSETS, NAMES)]
     index, more = read_split_index(split, arrays)
