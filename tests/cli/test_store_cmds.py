@@ -145,3 +145,47 @@ def test_info_json_and_tables(store, capsys):
 
 def test_store_attributes_validate(store):
     validate(dict(zarr.open_group(store, mode="r").attrs), "store", store)
+
+
+def test_info_on_offsets_claiming_1e15_points_is_one_line_not_a_hang(store, capsys):
+    zarr.open_group(store, mode="r+")["train"]["offsets"][3] = 10**15
+    code, out, err = run_cli(capsys, "info", store)
+    assert code == 1 and err.count("\n") == 1
+    assert "train/coord: 303 rows but offsets need 1000000000000000" in err
+
+
+def test_export_never_writes_inside_the_store_or_over_a_file_without_overwrite(store, capsys, tmp_path):
+    """`pmoe export S/scannet.zarr S/scannet.zarr/zarr.json` replaced the store's own metadata (data loss)."""
+    meta = Path(store) / "zarr.json"
+    before = meta.read_bytes()
+    code, out, err = run_cli(capsys, "export", store, str(meta), "--split", "train", "--scene", "0")
+    assert code == 1 and "is inside the input" in err and "never writes inside what it reads" in err, err
+    assert meta.read_bytes() == before
+    code, out, err = run_cli(capsys, "export", store, str(Path(store) / "train" / "new.ply"), "--split", "train",
+                             "--scene", "0")
+    assert code == 1 and "never writes inside what it reads" in err
+    assert not (Path(store) / "train" / "new.ply").exists()
+    target = tmp_path / "old.ply"
+    target.write_bytes(b"mine")
+    code, out, err = run_cli(capsys, "export", store, str(target), "--split", "train", "--scene", "0")
+    assert code == 1 and "already exists; pass --overwrite" in err and target.read_bytes() == b"mine"
+    code, out, err = run_cli(capsys, "export", store, str(target), "--split", "train", "--scene", "0", "--overwrite")
+    assert code == 0 and target.read_bytes().startswith(b"ply\n")
+
+
+@pytest.mark.parametrize("damage", ["deleted chunk", "float offsets", "short names"])
+def test_export_of_a_damaged_store_is_an_error_and_writes_nothing(store, capsys, tmp_path, damage):
+    """These exported all-zero coordinates or an empty PLY with exit 0, or gave a traceback."""
+    split = zarr.open_group(store, mode="r+")["train"]
+    if damage == "deleted chunk":
+        (Path(store) / "train" / "coord" / "c" / "0" / "0").unlink()
+    elif damage == "float offsets":
+        values = split["offsets"][:]
+        del split["offsets"]
+        split.create_array("offsets", data=values.astype(np.float64))
+    else:
+        split["names"].resize((1,))
+    out_file = tmp_path / "x.ply"
+    code, out, err = run_cli(capsys, "export", store, str(out_file), "--split", "train", "--scene", "0")
+    assert code == 1 and err.count("\n") == 1 and err.startswith(f"pmoe: error: {store}: train/"), err
+    assert not out_file.exists() and list(tmp_path.glob(".x.ply*")) == []
