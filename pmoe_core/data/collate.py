@@ -73,8 +73,12 @@ class SegTargets:
 class Collate:
     """Callable collate_fn; `label_spaces` fixes the order (and sizes) of the concatenated label spaces."""
 
-    def __init__(self, label_spaces: Mapping[str, int] | None = None):
+    def __init__(self, label_spaces: Mapping[str, int] | None = None, in_features: str = "pmoe7",
+                 domain: str | None = None):
+        """`in_features`: the model's input layout (its config's in_features); `domain`: of every sample, where
+        their dataset names do not say it (predict's clouds), for layouts that differ by domain."""
         spaces = label_spaces if label_spaces is not None else {n: s.num_classes for n, s in LABEL_SPACES.items()}
+        self.in_features, self.domain = in_features, domain
         self.num_classes = dict(spaces)
         self.class_offset = dict(zip(spaces, np.concatenate([[0], np.cumsum(list(spaces.values()))[:-1]]).tolist()))
 
@@ -91,7 +95,7 @@ class Collate:
                 raise BadInput(f"dataset {s.dataset!r} has no label space in this collator ({list(self.num_classes)})")
         batch = PointBatch(
             coord=torch.from_numpy(np.concatenate([s.coord for s in samples]).astype(np.float32, copy=False)),
-            feat=torch.from_numpy(np.concatenate([point_features(s) for s in samples])),
+            feat=torch.from_numpy(np.concatenate([point_features(s, self.in_features, self.domain) for s in samples])),
             grid_coord=torch.from_numpy(np.concatenate([s.grid_coord for s in samples]).astype(np.int64, copy=False)),
             offset=torch.from_numpy(np.cumsum([len(s) for s in samples]).astype(np.int64)),
         )

@@ -16,10 +16,11 @@ from pmoe_core.models.batch import FEATURE_LAYOUTS, IN_CHANNELS
 from pmoe_core.vocab.label_spaces import OUTDOOR
 
 
-def point_features(sample: Sample, layout: str = "pmoe7") -> np.ndarray:
-    """(N, C) float32 features of a sample in `layout`; colors are normalised here, exactly once."""
+def point_features(sample: Sample, layout: str = "pmoe7", domain: str | None = None) -> np.ndarray:
+    """(N, C) float32 features of a sample in `layout`; colors are normalised here, exactly once. `domain`
+    ("indoor" / "outdoor"; default: from `sample.dataset`) matters only for "pointcept6"."""
     if layout == "pointcept6":
-        return _pointcept6(sample)
+        return _pointcept6(sample, domain)
     if layout != "pmoe7":
         raise ValueError(f"unknown feature layout {layout!r}; expected one of {tuple(FEATURE_LAYOUTS)}")
     feat = np.zeros((len(sample), IN_CHANNELS), np.float32)
@@ -32,12 +33,14 @@ def point_features(sample: Sample, layout: str = "pmoe7") -> np.ndarray:
     return feat
 
 
-def _pointcept6(sample: Sample) -> np.ndarray:
+def _pointcept6(sample: Sample, domain: str | None) -> np.ndarray:
     """Pointcept's feat_keys: ("color", "normal") indoors with NormalizeColor (color / 255 since Pointcept v1.6.0),
-    ("coord", "strength") outdoors, zero-padded to the 6-channel stem. `sample.dataset` may be a dataset name or
-    a domain ("indoor" / "outdoor", as route-inspect passes)."""
+    ("coord", "strength") outdoors, zero-padded to the 6-channel stem. Without `domain`, `sample.dataset` says it
+    (a dataset name, or a domain as route-inspect passes)."""
     feat = np.zeros((len(sample), 6), np.float32)
-    if sample.dataset == "outdoor" or sample.dataset in OUTDOOR:
+    if domain is None:
+        domain = "outdoor" if sample.dataset == "outdoor" or sample.dataset in OUTDOOR else "indoor"
+    if domain == "outdoor":
         feat[:, 0:3] = sample.coord
         if sample.strength is not None:
             feat[:, 3] = sample.strength

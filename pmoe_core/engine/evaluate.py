@@ -34,7 +34,7 @@ from pmoe_core.engine.distributed import DistInfo
 from pmoe_core.engine.eval_report import ClassResult, DatasetResult, EvalReport
 from pmoe_core.engine.label_sets import LabelSet, class_metrics, own_label_set, union_label_set, union_vocabulary
 from pmoe_core.engine.metrics import absent_policy
-from pmoe_core.engine.model_io import load_segmentation_model
+from pmoe_core.engine.model_io import fixed_head_classes, load_segmentation_model
 from pmoe_core.engine.options import unique_datasets
 from pmoe_core.engine.train import pick_device
 from pmoe_core.engine.tta import View, tta_views
@@ -174,8 +174,12 @@ def _open_dataset(name: str, data: str, split: str, kind: str, limit: int | None
                          f"run `pmoe convert {name} RAW {data}`)", data)
     readers = [StoreReader(url) for url in stores]
     encoder = str(meta.get("text_encoder", ""))
+    fixed = fixed_head_classes(meta)  # an imported seg_head scores one benchmark's classes, no text embeddings
+    if fixed is not None and (kind != "own" or name not in (meta.get("label_spaces") or {})):
+        raise BadInput(f"this checkpoint's head has the {fixed} fixed classes of {', '.join(meta.get('datasets') or [])}"
+                       f" (pmoe import --label-set): it can only be evaluated on that dataset with --label-set own")
     for reader in readers:
-        if reader.encoder != encoder:
+        if fixed is None and reader.encoder != encoder:
             raise BadInput(f"class names in this store are embedded with text encoder {reader.encoder!r}, but the "
                            f"checkpoint was trained with {encoder!r}; convert it again with --text-encoder {encoder}",
                            reader.url)

@@ -151,11 +151,27 @@ def load_segmentation_model(path: str, device: str = "cpu"):
     meta = payload["meta"]
     if meta.get("kind") != "segmentation" or "config" not in meta or "model" not in payload:
         raise FormatError(f"not a segmentation checkpoint (kind {meta.get('kind')!r})", path)
-    embeddings = payload.get("class_embeddings")
-    if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2 or not embeddings.is_floating_point() \
-            or min(embeddings.shape) < 1:
-        raise FormatError("checkpoint has no class embeddings (a 2-D float tensor)", path)
     config = config_from_data(meta["config"], path)
+    text_dim = None
+    if fixed_head_classes(config) is None:  # a language head: its width is the class embeddings'
+        embeddings = payload.get("class_embeddings")
+        if not isinstance(embeddings, torch.Tensor) or embeddings.ndim != 2 or not embeddings.is_floating_point() \
+                or min(embeddings.shape) < 1:
+            raise FormatError("checkpoint has no class embeddings (a 2-D float tensor)", path)
+        text_dim = int(embeddings.shape[1])
     model = build_fitting_model(config, checked_weights(payload, "model", path), path,
-                                dataset_names=meta.get("datasets"), text_dim=int(embeddings.shape[1]))
+                                dataset_names=meta.get("datasets"), text_dim=text_dim)
     return model.to(device).eval(), meta
+
+
+def fixed_head_classes(config: Any) -> int | None:
+    """Class count of a fixed-class (linear) head, e.g. an imported Pointcept seg_head; None for a language head.
+    `config` is a model config or a checkpoint's meta (its "config" entry as plain data)."""
+    if isinstance(config, dict):  # checkpoint meta: the config as plain data (PPT nests the PTv3 one)
+        data = config.get("config")
+        data = data.get("backbone", data) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("head") != "linear":
+            return None
+        return int(data.get("head_classes", 0))
+    backbone = config.backbone if isinstance(config, PPTConfig) else config
+    return backbone.head_classes if getattr(backbone, "head", "language") == "linear" else None

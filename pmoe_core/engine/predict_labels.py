@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from pmoe_core.errors import BadInput, FormatError
-from pmoe_core.vocab import LABEL_SPACES, VOCABULARY, dataset_entries, embed_texts, resolve_dataset, union_entries
+from pmoe_core.vocab import (LABEL_SPACES, VOCABULARY, dataset_entries, embed_texts, label_space,
+                             resolve_dataset, union_entries)
 from pmoe_core.vocab.unified import CLASS_TO_ENTRY
 
 UNION = "union"
@@ -116,6 +117,9 @@ def resolve_labels(meta: dict[str, Any], label_set: str | None = None, classes: 
     text encoder reproduces them (a different encoder would give vectors the head never learnt)."""
     if classes is not None and label_set is not None:
         raise BadInput("give either --label-set or --classes/--classes-file, not both")
+    fixed = _fixed_head_labels(meta, label_set, classes)
+    if fixed is not None:
+        return fixed
     encoder = str(meta.get("text_encoder") or "")
     if not encoder:
         raise FormatError("checkpoint names no text encoder; cannot embed class names for it")
@@ -135,12 +139,32 @@ def resolve_labels(meta: dict[str, Any], label_set: str | None = None, classes: 
     else:
         dataset = resolve_dataset(label_set)
         entries = dataset_entries(dataset)
-        names, prompts = LABEL_SPACES[dataset].classes, tuple(e.prompt for e in entries)
+        names, prompts = label_space(dataset).classes, tuple(e.prompt for e in entries)  # custom too
         flags = tuple(e.name in trained for e in entries)
         kind = "dataset"
     _check_encoder(meta, encoder, text_weights, trained_vectors)
     vectors = embed_texts(prompts, encoder, text_weights)
     return PredictLabels(kind, dataset, tuple(names), tuple(prompts), flags, torch.from_numpy(vectors))
+
+
+def _fixed_head_labels(meta: dict[str, Any], label_set: str | None,
+                       classes: list[str] | None) -> PredictLabels | None:
+    """An imported fixed-class head (pmoe import --label-set) labels with its own classes only; its `embeddings`
+    are (K, 0): the head needs no text vectors, only the class count. None for a language head."""
+    from pmoe_core.engine.model_io import fixed_head_classes
+
+    if fixed_head_classes(meta) is None:
+        return None
+    (dataset,) = meta.get("datasets") or [None]
+    if dataset is None:
+        raise FormatError("fixed-class checkpoint names no label set (meta datasets)")
+    if classes is not None or (label_set is not None and resolve_dataset(label_set) != dataset):
+        raise BadInput(f"this checkpoint's head has the fixed classes of {dataset} (pmoe import --label-set); "
+                       f"it cannot score other classes: drop --classes/--label-set or use --label-set {dataset}")
+    names = LABEL_SPACES[dataset].classes
+    prompts = tuple(e.prompt for e in dataset_entries(dataset))
+    return PredictLabels("dataset", dataset, tuple(names), prompts, (True,) * len(names),
+                         torch.zeros(len(names), 0))
 
 
 def _check_encoder(meta: dict[str, Any], encoder: str, text_weights: str | None,

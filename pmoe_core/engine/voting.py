@@ -18,6 +18,7 @@ from pmoe_core.data.recipes import INDOOR_GRID, OUTDOOR_GRID, Domain, RecipeConf
 from pmoe_core.data.sample import Sample
 from pmoe_core.data.transforms import apply
 from pmoe_core.engine.tta import View
+from pmoe_core.models.presets import input_layout
 
 # Points per forward pass. A scene has as many test fragments as its densest voxel has points, each as large as its
 # voxel count: a 32k-point Structured3D room (panorama poles) makes 33 fragments, 888k points in one pass, 4.7 GB.
@@ -50,8 +51,9 @@ def vote_scenes(model: nn.Module, samples: list[Sample], views: list[View], reci
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     stored = torch.from_numpy(np.concatenate([s.index + o for s, o in zip(samples, starts)]))
     total = torch.zeros(int(sum(sizes)), embeddings.shape[0], dtype=torch.float32)
-    transforms = test_recipe(domain or domain_of(dataset), recipe)
-    collate = Collate({dataset: embeddings.shape[0]})
+    domain = domain or domain_of(dataset)
+    transforms = test_recipe(domain, recipe)
+    collate = Collate({dataset: embeddings.shape[0]}, in_features=input_layout(model), domain=domain)
     rng = np.random.default_rng(0)  # the test recipe and the views are deterministic; apply() wants a generator
     for view in views:
         pieces = [apply([view, *transforms], dataclasses.replace(s), rng) for s in samples]

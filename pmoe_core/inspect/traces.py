@@ -22,6 +22,7 @@ from pmoe_core.errors import BadInput
 from pmoe_core.inspect.scenes import LoadedScene
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE
+from pmoe_core.models.presets import input_layout
 from pmoe_core.models.routing import record_routing
 from pmoe_core.scene import Scene
 
@@ -104,11 +105,12 @@ def tokens_of(scene: Scene, domain: Domain, grid_size: float) -> tuple[Sample, n
     return sample, token_point.astype(np.int64), point_token.reshape(-1).astype(np.int64)
 
 
-def token_batch(sample: Sample, device: str = "cpu") -> PointBatch:
-    """The model input of one scene's tokens (also what bench/route_inspect.py times as plain inference)."""
+def token_batch(sample: Sample, device: str = "cpu", layout: str = "pmoe7") -> PointBatch:
+    """The model input of one scene's tokens (also what bench/route_inspect.py times as plain inference);
+    `layout`: the model's input features (models.presets.input_layout)."""
     return PointBatch(
         coord=torch.from_numpy(sample.coord),
-        feat=torch.from_numpy(point_features(sample)),
+        feat=torch.from_numpy(point_features(sample, layout)),
         grid_coord=torch.from_numpy(sample.grid_coord),
         offset=torch.tensor([len(sample)], dtype=torch.int64),
     ).to(device)
@@ -121,7 +123,7 @@ def trace_scene(model: nn.Module, shape: MoEShape, loaded: LoadedScene, grid_siz
     domain = scene_domain(loaded)
     grid = grid_size if grid_size is not None else (INDOOR_GRID if domain == "indoor" else OUTDOOR_GRID)
     sample, token_point, point_token = tokens_of(loaded.scene, domain, grid)
-    batch = token_batch(sample, device)
+    batch = token_batch(sample, device, input_layout(model))
     with record_routing(model) as recorder:
         features = model.features(batch)
     records = recorder.last()

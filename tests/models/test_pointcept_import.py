@@ -244,3 +244,110 @@ def test_defaults_do_not_change_pmoe_presets():
     cfg = build_model("pmoe-tiny").cfg
     assert (cfg.in_features, cfg.unpool_cpe, cfg.pool_shuffle, cfg.head) == ("pmoe7", "sum", "train", "language")
     assert isinstance(build_model("pmoe-tiny"), PTv3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The imported checkpoint in pmoe's commands: input layout, eval, predict, route-inspect.
+
+
+def _sample(io: dict[str, np.ndarray], dataset: str, n: int = 2000):
+    from pmoe_core.data.sample import Sample
+
+    return Sample(dataset=dataset, name="room0", coord=io["coord"][:n].copy(), segment=np.full(n, -1),
+                  index=np.arange(n), color=io["color"][:n].astype(np.float32), normal=io["normal"][:n].copy(),
+                  strength=np.linspace(0, 1, n, dtype=np.float32))
+
+
+def test_pointcept6_features_are_the_reference_input(golden):
+    """Indoor: [color / 255, normal] exactly as the fixture's `feat`; outdoor: [xyz, strength, 0, 0]."""
+    from pmoe_core.data.collate import Collate
+    from pmoe_core.data.features import point_features
+
+    _, io = _load(golden, "ptv3")
+    indoor = _sample(io, "scannet")
+    np.testing.assert_allclose(point_features(indoor, "pointcept6"), io["feat"][:2000], atol=1e-7, rtol=0)
+    assert point_features(indoor).shape[1] == 7  # pmoe's own layout is unchanged
+    outdoor = point_features(_sample(io, "scannet"), "pointcept6", domain="outdoor")
+    np.testing.assert_array_equal(outdoor[:, :3], io["coord"][:2000])
+    np.testing.assert_array_equal(outdoor[:, 3], np.linspace(0, 1, 2000, dtype=np.float32))
+    assert not outdoor[:, 4:].any()
+    indoor.grid_coord = io["grid_coord"][:2000].astype(np.int64)
+    batch, _ = Collate({"scannet": 20}, in_features="pointcept6")([indoor])
+    np.testing.assert_allclose(batch.feat.numpy(), io["feat"][:2000], atol=1e-7, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def imported_ckpts(golden, tmp_path_factory) -> dict[str, Path]:
+    from pmoe_core.engine.pointcept_import import import_pointcept
+
+    out = tmp_path_factory.mktemp("imported")
+    return {name: import_pointcept(golden / f"{name}_small_ckpt.pth", out / f"{name}.pt", label_set="scannet",
+                                   options=SMALL).out for name in ("ptv3", "ptmoe")}
+
+
+def test_import_writes_a_checkpoint_pmoe_loads(golden, imported_ckpts):
+    from pmoe_core.engine.model_io import load_segmentation_model
+
+    _, io = _load(golden, "ptmoe")
+    model, meta = load_segmentation_model(str(imported_ckpts["ptmoe"]))
+    assert meta["datasets"] == ["scannet"] and meta["imported_from"]["arch"] == "PTMoE-v0m0"
+    assert len(meta["imported_from"]["ignored_keys"]) == 24  # 12 layers x (score_accumulator, token counter)
+    with torch.no_grad():
+        logits = model(_batch(io))  # a fixed-class head needs no class embeddings
+    np.testing.assert_allclose(logits.numpy(), io["seg_logits"], atol=TOL, rtol=0)
+
+
+def test_import_refuses_before_writing(golden, tmp_path):
+    from pmoe_core.engine.pointcept_import import import_pointcept
+
+    out = tmp_path / "x.pt"
+    with pytest.raises(BadInput, match="--label-set"):
+        import_pointcept(golden / "ptv3_small_ckpt.pth", out, options=SMALL)
+    with pytest.raises(BadInput, match="13 classes"):
+        import_pointcept(golden / "ptv3_small_ckpt.pth", out, label_set="s3dis", options=SMALL)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_and_route_inspect_feed_the_reference_layout(golden, imported_ckpts):
+    """predict labels the fixture room as the reference does (its test recipe voxelises a little differently, so
+    not every point sees the same neighbourhood); route-inspect traces every MoE layer of the import."""
+    from pmoe_core.engine.predict import load_predictor, predict
+    from pmoe_core.inspect.scenes import SceneRef
+    from pmoe_core.inspect.traces import moe_shape, trace_scene
+    from pmoe_core.scene import Scene
+
+    _, io = _load(golden, "ptv3")
+    room = slice(0, 2000)
+    predictor = load_predictor(imported_ckpts["ptv3"], device="cpu")
+    pred = predict(predictor, io["coord"][room], io["color"][room], io["normal"][room])
+    assert pred.classes == tuple(predictor.meta["label_spaces"]["scannet"])
+    assert (pred.labels == io["seg_logits"][room].argmax(1)).mean() > 0.95
+    with pytest.raises(BadInput, match="fixed classes of scannet"):
+        predict(predictor, io["coord"][room], io["color"][room], io["normal"][room], classes=["chair"])
+
+    predictor = load_predictor(imported_ckpts["ptmoe"], device="cpu")
+    scene = Scene("room0", coord=io["coord"][room], color=io["color"][room], normal=io["normal"][room])
+    loaded = SceneRef("room0", "scannet", lambda: scene).load()
+    trace = trace_scene(predictor.model, moe_shape(predictor.model, "ptmoe.pt"), loaded)
+    assert len(trace.layers) == 12 and trace.features.shape[1] == 16
+
+
+def test_eval_scores_the_import_on_its_label_set_only(golden, imported_ckpts, tmp_path, monkeypatch):
+    from pmoe_core.engine.evaluate import evaluate
+    from pmoe_core.scene import Scene
+    from pmoe_core.store import StoreWriter
+
+    monkeypatch.setenv("PMOE_CACHE_DIR", str(tmp_path / "cache"))
+    _, io = _load(golden, "ptv3")
+    room = slice(0, 2000)
+    labels = io["seg_logits"][room].argmax(1).astype(np.int16)  # the reference's own predictions as labels
+    scene = Scene("room0", coord=io["coord"][room], color=io["color"][room], normal=io["normal"][room],
+                  segment=labels)
+    with StoreWriter.open(str(tmp_path / "scannet.zarr"), "scannet") as writer:
+        writer.append("val", scene)
+    report = evaluate(imported_ckpts["ptv3"], str(tmp_path), device="cpu")
+    (result,) = report.results
+    assert result.dataset == "scannet" and result.points == 2000
+    assert result.all_acc > 0.95  # pmoe's test fragments voxelise slightly differently from the fixture grid
+    with pytest.raises(BadInput, match="fixed classes"):
+        evaluate(imported_ckpts["ptv3"], str(tmp_path), label_set="union", device="cpu")
