@@ -8,12 +8,14 @@ import typer
 
 from pmoe_cli.progress import ProgressBar
 from pmoe_core.convert import ConvertSummary, build_options, convert as run_convert, parse_shard
+from pmoe_core.errors import one_line
 from pmoe_core.store.layout import is_url, local_or_url
 
 HELP = """Convert the raw dataset under RAW into the scene store OUT/<dataset>.zarr.
 
 Scenes already in the store are skipped, so running the same command again resumes an interrupted run.
 A scene whose files are unreadable is skipped with a warning naming the file (--strict: stop instead).
+OUT must not be RAW or lie inside it.
 --limit N keeps the first N scenes of each split (sorted by name).
 
 \b
@@ -102,7 +104,7 @@ def _remove_if_empty(folder: Path | None) -> None:
 
 def _print_summary(s: ConvertSummary) -> None:
     typer.echo(
-        f"{s.store}: wrote {s.written} scene{'' if s.written == 1 else 's'} ({s.points:,} points), {s.already_present} already present, "
+        f"{one_line(s.store)}: wrote {s.written} scene{'' if s.written == 1 else 's'} ({s.points:,} points), {s.already_present} already present, "
         f"{len(s.skipped)} skipped, {len(s.warnings)} warnings, {s.seconds:.1f} s"
     )
     for skipped in s.skipped:

@@ -390,7 +390,7 @@ def convert(
                     else:
                         summary.written += 1
                         summary.points += len(result.scene)
-                progress(advance=1, message=ref.name)
+                progress(advance=1, message=one_line(ref.name))
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -127,3 +127,45 @@ def _record(name: str, stats: dict) -> None:
     if report:
         with open(report, "a") as f:
             f.write(json.dumps({"test": name, **stats}) + "\n")
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes of session `sid`, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc to list the session")
+@pytest.mark.slow
+def test_reader_workers_exit_when_the_parent_is_killed(tmp_path, cache_env):
+    """SIGKILL of the convert process alone (not its group): workers, forkserver and resource tracker used to live
+    on (~340 MB, still there after 60 s). They must all be gone within seconds."""
+    raw = tmp_path / "raw"
+    write_semantickitti(raw, scenes=30, seed=4, columns=256)
+    proc = subprocess.Popen(_convert_argv(raw, tmp_path / "out", 2), cwd=REPO, env=cache_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_session_members(proc.pid)) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # wait for the forkserver and both workers (and the resource tracker)
+        helpers = [pid for pid in _session_members(proc.pid) if pid != proc.pid]
+        assert len(helpers) >= 3, f"expected 2 workers and a forkserver, found {helpers}"  # else nothing is tested
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while _session_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = _session_members(proc.pid)
+        assert not left, f"still running 15 s after the parent died: {left}"
+    finally:
+        for pid in _session_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)
