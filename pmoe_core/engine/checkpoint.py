@@ -23,6 +23,7 @@ from pmoe_core import __version__
 from pmoe_core.errors import FormatError, MissingFile
 from pmoe_core.outputs import atomic_path, remove_stale_partials
 from pmoe_core.schemas import validate
+from pmoe_core.vocab.custom import register_from_attrs
 
 FORMAT = "pmoe-checkpoint"
 FORMAT_VERSION = 1
@@ -68,6 +69,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FormatError(f"checkpoint format version {payload.get('version')!r} is not {FORMAT_VERSION}", path)
     check_plain_data(payload, path)
     validate(payload.get("meta"), "checkpoint", path)
+    for described in (payload["meta"].get("custom_label_spaces") or {}).values():
+        register_from_attrs(described, path)  # a model trained on a custom dataset knows its classes without a store
     return payload
 
 

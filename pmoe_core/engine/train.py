@@ -41,6 +41,7 @@ from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
 from pmoe_core.store.custom_spaces import register_custom_stores
 from pmoe_core.vocab import dataset_entries
+from pmoe_core.vocab.custom import registered as registered_custom
 from pmoe_core.vocab.label_spaces import LABEL_SPACES, resolve_dataset
 
 CHECKPOINT_NAME = "ckpt.pt"
@@ -282,10 +283,17 @@ def _meta(cfg: TrainConfig, model_cfg: Any, datasets: tuple[str, ...], class_nam
         "datasets": list(datasets),
         "label_spaces": {d: list(class_names[d]) for d in datasets},
         "vocabulary": {d: [e.name for e in dataset_entries(d)] for d in datasets},
+        **_custom_spaces(datasets),
         "text_encoder": encoder,
         "train_args": _plain(dataclasses.asdict(cfg)),
         "complete": complete,
     }
+
+
+def _custom_spaces(datasets: tuple[str, ...]) -> dict[str, Any]:
+    """Custom datasets' label spaces travel in the checkpoint too (predict and route-inspect run without stores)."""
+    spaces = {d: custom.description() for d in datasets if (custom := registered_custom(d)) is not None}
+    return {"custom_label_spaces": spaces} if spaces else {}
 
 
 def _plain(value: Any) -> Any:

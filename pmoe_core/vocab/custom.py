@@ -56,6 +56,15 @@ class CustomLabelSpace:
                                                                            sorted(self.space.raw_to_name)]}
 
 
+    def description(self) -> dict[str, Any]:
+        """Everything `from_attrs` needs, in the store attributes' shape: what a checkpoint trained on this dataset
+        carries (meta `custom_label_spaces`), so predict and route-inspect know the dataset without its store."""
+        return {"dataset": self.dataset, "benchmark": self.space.benchmark,
+                "classes": [{"name": c, "entry": e.name, "prompt": e.prompt}
+                            for c, e in zip(self.space.classes, self.entries)],
+                "label_space": self.attrs()}
+
+
 _REGISTRY: dict[str, CustomLabelSpace] = {}
 
 

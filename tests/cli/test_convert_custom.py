@@ -1,6 +1,7 @@
-"""Your own dataset end to end on the command line: spec + PLY files -> convert -> train 2 steps -> eval -> inspect.
+"""Your own dataset end to end on the command line: spec + PLY -> convert -> train 2 steps -> eval -> inspect -> predict.
 
-The store carries the label space; train, eval and route-inspect get it from there (no spec, no built-in table).
+The store carries the label space; train, eval and route-inspect get it from there (no spec, no built-in table), and
+the checkpoint carries it on to predict.
 """
 
 from __future__ import annotations
@@ -117,6 +118,15 @@ def test_custom_dataset_convert_train_eval_inspect(tmp_path, capsys, monkeypatch
     code, out, err = run_cli(capsys, "route-inspect", run / "ckpt.pt", f"{url}::val", "--out", tmp_path / "inspect",
                              "--device", "cpu")
     assert code == 0, err
+
+    monkeypatch.setattr(vocab_custom, "_REGISTRY", {})  # predict on a bare file: the checkpoint carries the classes
+    code, out, err = run_cli(capsys, "predict", run / "ckpt.pt", raw / "val" / "office_0.ply", "--label-set",
+                             "office_scans", "--out", tmp_path / "pred", "--device", "cpu", "--threads", "1")
+    assert code == 0, err
+    labels = np.load(tmp_path / "pred" / "office_0.labels.npy")
+    assert labels.shape == expected["office_0"].shape and 0 <= labels.min() and labels.max() < 7
+    report = json.loads((tmp_path / "pred" / "office_0.report.json").read_text())
+    assert "poster" in json.dumps(report) and "storage" in json.dumps(report)
 
 
 def test_bad_spec_and_missing_spec_are_one_line(tmp_path, capsys):
