@@ -35,11 +35,15 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], tensors: dict[str, A
     meta = {"pmoe_version": __version__, **meta}
     validate(meta, "checkpoint", path)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "meta": meta, **tensors}
-    with atomic_path(path, make_parents=True) as tmp:
-        with open(tmp, "wb") as f:
+    try:
+        with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+    except OSError as err:  # disk full inside torch.save names no file; the user needs to know which one
+        if err.filename is None:
+            err.filename = str(path)
+        raise
     # one writer per run folder: the new checkpoint is in place, so no one else can still be writing the leftovers
     remove_stale_partials(path)
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import torch
 from pmoe_core.engine.checkpoint import load_checkpoint
 from pmoe_core.engine.runlog import read_log
 from pmoe_core.engine.train import TrainConfig, train
-from pmoe_core.errors import BadInput, StoreError
+from pmoe_core.errors import BadInput, FormatError, StoreError
 
 
 def cfg(stores: Path, out: Path, **kw) -> TrainConfig:
@@ -153,3 +154,73 @@ def test_ppt_baseline_trains_unmixed_and_keeps_zero_shot_norms(tiny_stores, tmp_
     unseen = meta["config"]["unseen"]
     assert unseen["matterport3d"] == "scannet" and unseen["waymo"] == "semantickitti"
     assert model.backbone.cfg.unseen == unseen
+
+
+def test_damaged_checkpoint_is_refused_on_resume(tiny_stores, tmp_path):
+    out = tmp_path / "run"
+    train(cfg(tiny_stores, out, steps=2, datasets=("scannet",)))
+    ckpt = out / "ckpt.pt"
+    good = ckpt.read_bytes()
+    payload = load_checkpoint(ckpt)
+
+    def edited(**changes):
+        torch.save({**payload, **changes}, ckpt)
+
+    damages = {
+        "empty": lambda: ckpt.write_bytes(b""),
+        "cut": lambda: ckpt.write_bytes(good[: len(good) // 3]),
+        "optimizer groups": lambda: edited(optimizer={**payload["optimizer"], "param_groups": []}),
+        "optimizer moments": lambda: edited(optimizer={**payload["optimizer"], "state": {
+            k: {**v, "exp_avg": torch.zeros(3)} for k, v in payload["optimizer"]["state"].items()}}),
+        "scheduler": lambda: edited(scheduler={**payload["scheduler"], "last_epoch": "x"}),
+        "loader": lambda: edited(loader={"epoch": -1, "position": 0}),
+        "rng": lambda: edited(rng={**payload["rng"], "torch": torch.zeros(3, dtype=torch.uint8)}),
+        "missing rng": lambda: edited(rng=None),
+    }
+    for name, damage in damages.items():
+        damage()
+        with pytest.raises(FormatError, match="ckpt.pt") as err:
+            train(cfg(tiny_stores, out, steps=2, datasets=("scannet",), resume=True))
+        assert "\n" not in err.value.message, name
+    ckpt.write_bytes(good)  # the real one still resumes (nothing left to do: it is complete)
+    assert train(cfg(tiny_stores, out, steps=2, datasets=("scannet",), resume=True)).steps == 2
+
+
+def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_checkpoint(tiny_stores, tmp_path, monkeypatch,
+                                                                              capsys):
+    from pmoe_cli.app import main
+
+    out = tmp_path / "full"
+    real_save, saves = torch.save, []
+
+    def fills_the_disk(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 1:
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"part of a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--preset", "pmoe-tiny", "--datasets", "scannet", "--data", str(tiny_stores), "--out", str(out),
+              "--steps", "2", "--ckpt-every", "1", "--batch-size", "1", "--workers", "0", "--max-points", "2000"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and len(saves) == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == f"pmoe: error: {out / 'ckpt.pt'}: No space left on device", err
+    monkeypatch.undo()
+    assert load_checkpoint(out / "ckpt.pt")["meta"]["step"] == 1  # the step-1 checkpoint is intact
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".pt")) == ["ckpt.pt"]  # no partial left
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(datasets=("kitti", "semantickitti")), "'kitti' and 'semantickitti' are both semantickitti"),
+    (dict(weights={"scannet": float("nan"), "kitti": 1.0}), "--weights scannet must be a non-negative number"),
+    (dict(grad_clip=0.0), "grad_clip must be a positive number"),
+    (dict(device="cuda:99"), "cuda:99"),
+    (dict(device="nonsense"), "not a device"),
+    (dict(backend="nope"), "--backend"),
+])
+def test_options_are_checked_before_the_data_is_read(tmp_path, change, message):
+    with pytest.raises(BadInput, match=message):
+        train(cfg(tmp_path / "no-such-data", tmp_path / "run", **change))
+    assert not (tmp_path / "run").exists()
