@@ -206,7 +206,7 @@ def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
             raise MissingFile(f"no {spec.label_field}.npy (the spec's label_field; train and val scenes need labels)",
                               path)
         return scene.validate(str(path))
-    scene, labels = _read_file(path, spec)
+    scene, labels, available = _read_file(path, spec)
     arrays = {"coord": scene.coord}
     for name in spec.fields:
         value = getattr(scene, name)
@@ -215,7 +215,8 @@ def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
                               path)
         arrays[name] = value
     if labels is None and labelled:
-        raise FormatError(f"no label field {spec.label_field!r} in this file (train and val scenes need labels)", path)
+        raise FormatError(f"no label field {spec.label_field!r} in this file (it has {', '.join(available)}; train "
+                          "and val scenes need labels)", path)
     if labels is not None:
         arrays["segment"] = map_labels(labels, spec, path, warn)
     return Scene(ref.name, **arrays).validate(str(path))
@@ -246,31 +247,34 @@ def map_labels(raw: np.ndarray, spec: DatasetSpec, path: Path, warn: Warn) -> np
     return out
 
 
-def _read_file(path: Path, spec: DatasetSpec) -> tuple[Scene, np.ndarray | None]:
-    """(the file's Scene, its raw label column or None)."""
+def _read_file(path: Path, spec: DatasetSpec) -> tuple[Scene, np.ndarray | None, list[str]]:
+    """(the file's Scene, its raw label column or None, the names a label field could have had)."""
     if spec.format == "ply":
         from pmoe_core.io.ply import read_ply_file
         from pmoe_core.io.ply_scene import read_ply
 
         scene = read_ply(path)
         _, elements = read_ply_file(path, elements=("vertex",))
-        column = elements.get("vertex", {}).get(spec.label_field)
-        return scene, None if column is None else np.array(column)
+        vertex = elements.get("vertex", {})
+        column = vertex.get(spec.label_field)
+        return scene, None if column is None else np.array(column), list(vertex)
     from pmoe_core.io.las import read_las
 
     scene = read_las(path)
-    return scene, _las_column(path, spec.label_field, len(scene))
+    return (scene, *_las_column(path, spec.label_field, len(scene)))
 
 
-def _las_column(path: Path, name: str, n: int) -> np.ndarray | None:
-    """One LAS dimension (standard or extra) as an array, streamed in chunks; None when the file lacks it."""
+def _las_column(path: Path, name: str, n: int) -> tuple[np.ndarray | None, list[str]]:
+    """One LAS dimension (standard or extra) as an array, streamed in chunks (None when the file lacks it), and the
+    file's dimension names."""
     import laspy
 
     try:
         with laspy.open(path) as reader:
             fmt = reader.header.point_format
-            if name not in fmt.dimension_names:
-                return None
+            names = list(fmt.dimension_names)
+            if name not in names:
+                return None, names
             out = np.empty(n, dtype=np.int64 if fmt.dimension_by_name(name).kind.name != "FloatingPoint"
                            else np.float64)
             start = 0
@@ -280,7 +284,7 @@ def _las_column(path: Path, name: str, n: int) -> np.ndarray | None:
                 start = stop
     except (laspy.errors.LaspyException, ValueError, OSError) as err:  # read_las already read this file once
         raise FormatError(f"cannot read LAS dimension {name!r} ({err})", path) from None
-    return out
+    return out, names
 
 
 __all__ = ["DatasetSpec", "Options", "dataset_name", "list_scenes", "load_spec", "map_labels", "read_scene"]
