@@ -40,13 +40,29 @@ def save_checkpoint(path: str | Path, meta: dict[str, Any], tensors: dict[str, A
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
-    except OSError as err:  # disk full inside torch.save names no file; the user needs to know which one
-        if err.filename is None:
-            err.filename = str(path)
-        raise
+    except (OSError, RuntimeError) as err:
+        # Disk full: torch's zip writer then fails again while closing and raises a RuntimeError ("unexpected pos")
+        # over the OSError, which names no file. Surface the system's error, naming the checkpoint.
+        system = _os_error_behind(err)
+        if system is None:
+            raise
+        if system.filename is None:
+            system.filename = str(path)
+        raise system from None
     # one writer per run folder: the new checkpoint is in place, so no one else can still be writing the leftovers
     remove_stale_partials(path)
     return path
+
+
+def _os_error_behind(err: BaseException) -> OSError | None:
+    """The OSError `err` is, or was raised while handling (a short walk up the exception context)."""
+    for _ in range(8):
+        if isinstance(err, OSError):
+            return err
+        if err.__context__ is None:
+            return None
+        err = err.__context__
+    return None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -190,17 +190,41 @@ def test_disk_full_while_saving_is_one_line_and_keeps_the_previous_checkpoint(ti
                                                                               capsys):
     from pmoe_cli.app import main
 
+    import builtins
+
+    import pmoe_core.engine.checkpoint as checkpoint
+
     out = tmp_path / "full"
-    real_save, saves = torch.save, []
+    saves = []
 
-    def fills_the_disk(obj, f, *args, **kwargs):
-        saves.append(1)
-        if len(saves) == 1:
-            return real_save(obj, f, *args, **kwargs)
-        f.write(b"part of a checkpoint")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    class FullDisk:
+        """A file whose writes fail with ENOSPC after 4 kB, as on a full disk (torch's zip writer then raises a
+        RuntimeError of its own while closing: the real failure mode, seen on a 20 MB tmpfs)."""
 
-    monkeypatch.setattr(torch, "save", fills_the_disk)
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 4096:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def fills_the_disk(path, mode="r", *args, **kwargs):
+        saves.append(path)
+        f = builtins.open(path, mode, *args, **kwargs)
+        return f if len(saves) == 1 else FullDisk(f)
+
+    monkeypatch.setattr(checkpoint, "open", fills_the_disk, raising=False)
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--preset", "pmoe-tiny", "--datasets", "scannet", "--data", str(tiny_stores), "--out", str(out),
               "--steps", "2", "--ckpt-every", "1", "--batch-size", "1", "--workers", "0", "--max-points", "2000"])
