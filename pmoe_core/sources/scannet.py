@@ -121,16 +121,13 @@ def _align(coord: np.ndarray, meta_path: Path) -> np.ndarray:
             if matrix.size != 16:
                 raise FormatError(f"axisAlignment has {matrix.size} values, expected 16", meta_path)
             matrix = matrix.reshape(4, 4)
-            if not np.isfinite(matrix).all():
-                raise FormatError("axisAlignment holds NaN or infinite values", meta_path)
-            with np.errstate(over="ignore", invalid="ignore"):
-                det = np.linalg.det(matrix[:3, :3])
-            if not abs(det) > 1e-6:  # an all-zero (or rank-deficient) matrix would collapse every vertex onto a point
-                raise FormatError(f"axisAlignment is singular (determinant {det:.3g}; a rotation has 1)", meta_path)
             with np.errstate(over="ignore", invalid="ignore"):
                 aligned = coord @ matrix[:3, :3].T + matrix[:3, 3]
+                det = np.linalg.det(matrix[:3, :3])
             if not np.isfinite(aligned).all():  # NaN in the matrix, or values that overflow float64
                 raise FormatError("axisAlignment moves vertices to NaN or infinity", meta_path)
+            if not abs(det) > 1e-6:  # an all-zero (or rank-deficient) matrix would collapse every vertex onto a point
+                raise FormatError(f"axisAlignment is singular (determinant {det:.3g}; a rotation has 1)", meta_path)
             return aligned
     return coord
 

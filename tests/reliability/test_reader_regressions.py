@@ -171,7 +171,7 @@ def test_nuscenes_table_not_utf8_and_record_missing_a_key(tmp_path):
     tables = tmp_path / "v1.0-mini"
     tables.mkdir()
     (tables / "scene.json").write_bytes(b'[{"token": "\xff"}]')
-    with pytest.raises(FormatError, match="scene.json: not valid JSON"):
+    with pytest.raises(FormatError, match="scene.json: not UTF-8 JSON"):
         nuscenes._table(tables, "scene")
     for name in ("scene", "sample", "calibrated_sensor", "ego_pose", "sensor", "category"):
         (tables / f"{name}.json").write_text(json.dumps([{"token": "t"}]))
