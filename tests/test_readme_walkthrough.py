@@ -51,20 +51,31 @@ def test_demo_refuses_a_file_as_out_folder(tmp_path, capsys):
     assert target.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-@pytest.mark.slow
-def test_newcomer_walkthrough_in_a_fresh_environment(tmp_path):
+def copy_checkout(dest: Path) -> Path:
+    """A copy of the project as a newcomer's clone would hold it: tracked and not-ignored files, nothing built."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                            capture_output=True, check=True).stdout.decode().split("\0")
-    checkout = tmp_path / "pmoe"
     for name in filter(None, files):
         source = REPO / name
         if source.is_file():
-            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, checkout / name)
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def fresh_env(tmp_path: Path) -> dict[str, str]:
+    """This process's environment without its virtual environment (nothing of .venv on PATH or PYTHONPATH)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))}
     env["PATH"] = ":".join(p for p in env.get("PATH", "").split(":") if ".venv" not in p)
     env["PMOE_CACHE_DIR"] = str(tmp_path / "cache")
     env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@pytest.mark.slow
+def test_newcomer_walkthrough_in_a_fresh_environment(tmp_path):
+    checkout = copy_checkout(tmp_path / "pmoe")
+    env = fresh_env(tmp_path)
     command = readme_command("quick-command")
     proc = subprocess.run(["bash", "-c", command], cwd=checkout, env=env, capture_output=True, text=True,
                           timeout=1800)
