@@ -30,6 +30,24 @@ def test_help_lists_only_registered_commands():
     assert listed == COMMANDS
 
 
+# Modules of the optional extras, made unimportable the way a missing package is (None in sys.modules).
+WITHOUT_EXTRAS = """
+import sys
+for name in ("mujoco", "peft", "gguf", "spconv", "open_clip", "open3d"):
+    sys.modules[name] = None
+from pmoe_cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def test_app_starts_without_the_optional_extras():
+    """A core install (`pip install .`) has none of them; tests/test_core_install.py checks a real one (slow)."""
+    out = subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, "--version"], capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (0, f"pmoe {__version__}\n"), out.stderr
+    out = subprocess.run([sys.executable, "-c", WITHOUT_EXTRAS, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "plan" in out.stdout.split("Commands", 1)[1]
+
+
 def test_unknown_command_is_usage_error():
     out = run("no-such-command")
     assert out.returncode == 2
