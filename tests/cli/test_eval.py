@@ -105,3 +105,27 @@ def test_eval_user_errors_are_one_line(run, capsys, tmp_path, args, message):
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("pmoe: error: ")
     assert message.format(**fill) in err
+
+
+def test_eval_json_needs_overwrite_and_datasets_once(run, capsys, tmp_path):
+    checkpoint, data = run
+    report = tmp_path / "r.json"
+    report.write_text("a user's file")
+    code, out, err = run_cli(capsys, checkpoint, "--data", data, "--limit", "1", "--json", report)
+    assert code == 1 and err == f"pmoe: error: {report}: already exists; pass --overwrite to replace it\n"
+    assert report.read_text() == "a user's file"
+    code, out, err = run_cli(capsys, checkpoint, "--data", data, "--datasets", "kitti", "--limit", "1", "--json",
+                             report, "--overwrite")
+    assert code == 0, err
+    assert [r["dataset"] for r in json.loads(report.read_text())["results"]] == ["semantickitti"]
+    code, out, err = run_cli(capsys, checkpoint, "--data", data, "--datasets", "scannet,kitti,semantickitti")
+    assert code == 1 and "'kitti' and 'semantickitti' are both semantickitti" in err and err.count("\n") == 1
+
+
+def test_eval_of_a_damaged_checkpoint_is_one_line(run, capsys, tmp_path):
+    checkpoint, data = run
+    good = Path(checkpoint).read_bytes()
+    for name, data_bytes in (("empty.pt", b""), ("cut.pt", good[: len(good) // 2])):
+        (tmp_path / name).write_bytes(data_bytes)
+        code, out, err = run_cli(capsys, tmp_path / name, "--data", data)
+        assert code == 1 and err.startswith(f"pmoe: error: {tmp_path / name}: ") and err.count("\n") == 1, err

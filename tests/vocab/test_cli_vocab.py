@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pmoe_cli.app import app
-from pmoe_core.errors import FormatError
+from pmoe_core.errors import BadInput, FormatError
 from pmoe_core.schemas import validate
 
 runner = CliRunner()
@@ -94,3 +94,13 @@ def test_errors_are_one_line_exit_1(cache_dir, tmp_path):
     assert out.returncode == 1 and how in out.stderr and out.stderr.count("\n") == 1
     out = run_cli("s3dis", "--json", str(tmp_path / "no" / "such" / "dir.json"), cache=str(cache_dir))
     assert out.returncode == 1 and "folder does not exist" in out.stderr
+
+
+def test_json_replaces_an_existing_file_only_with_overwrite(tmp_path):
+    out = tmp_path / "vocab.json"
+    out.write_text("a user's notes")
+    with pytest.raises(BadInput, match="already exists; pass --overwrite"):
+        invoke("s3dis", "--json", str(out))
+    assert out.read_text() == "a user's notes"
+    assert invoke("s3dis", "--json", str(out), "--overwrite").exit_code == 0
+    assert json.loads(out.read_text())["datasets"][0]["dataset"] == "s3dis"
