@@ -242,7 +242,7 @@ def test_split_lists_and_folders(tmp_path, embedding_cache):
     assert [(r.name, r.split) for r in refs] == [("site_a_room1", "train"), ("site_a_room2", "train"),
                                                  ("site_b_room3", "val")]
     summary = convert("custom", raw_root, str(tmp_path / "out"), options=custom.Options(spec=str(spec_path)),
-                      workers=1)
+                      workers=2)  # reader processes load the spec themselves
     assert summary.dataset == "warehouse" and summary.written == 3 and not summary.skipped
     url = store_path(str(tmp_path / "out"), "warehouse")
     assert check_store(url) == []
