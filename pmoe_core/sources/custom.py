@@ -24,8 +24,8 @@ import numpy as np
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.jsonio import loads_json
-from pmoe_core.schemas import validate
 from pmoe_core.scene import IGNORE_INDEX, Scene
+from pmoe_core.schemas import validate
 from pmoe_core.sources.base import SPLITS, SceneRef, Warn
 from pmoe_core.sources.pointcept import NOT_A_CLASS, read_array, read_folder
 from pmoe_core.vocab.custom import ClassSpec, CustomLabelSpace, build, register

@@ -151,7 +151,8 @@ def read_folder(folder: Path, name: str, label_file: str, lut: np.ndarray | None
     """One folder of per-field .npy files as a Scene (shared with custom datasets in this layout).
 
     `lut[raw] = class index` maps the label file's values (`ignore` -> -1; a value outside the table, or whose
-    entry is NOT_A_CLASS, is an error naming the file); `lut=None` keeps no labels. `fields` limits the optional fields read (None: all)."""
+    entry is NOT_A_CLASS, is an error naming the file); `lut=None` keeps no labels. `fields` limits the optional
+    fields read and requires each of them (None: every field present)."""
     coord_path = folder / "coord.npy"
     if not coord_path.is_file():
         raise MissingFile(f"no coord.npy in this {what} scene folder", folder)

@@ -185,5 +185,15 @@ def register_from_attrs(attrs: dict[str, Any], source: str | None = None) -> Cus
     return custom
 
 
-__all__ = ["ClassSpec", "CustomLabelSpace", "DOMAINS", "build", "check_dataset_name", "from_attrs", "match_entry",
-           "register", "register_from_attrs", "registered"]
+__all__ = [
+    "DOMAINS",
+    "ClassSpec",
+    "CustomLabelSpace",
+    "build",
+    "check_dataset_name",
+    "from_attrs",
+    "match_entry",
+    "register",
+    "register_from_attrs",
+    "registered",
+]

@@ -1,4 +1,4 @@
-"""Your own dataset end to end on the command line: spec + PLY -> convert -> train 2 steps -> eval -> inspect -> predict.
+"""Your own dataset end to end on the CLI: spec + PLY -> convert -> train 2 steps -> eval -> inspect -> predict.
 
 The store carries the label space; train, eval and route-inspect get it from there (no spec, no built-in table), and
 the checkpoint carries it on to predict.
@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from store_fakes import embedding_cache  # noqa: E402, F401
+from store_fakes import embedding_cache  # noqa: F401
 
-from pmoe_cli import app as app_module  # noqa: E402
-from pmoe_core.io.ply import write_ply_arrays  # noqa: E402
-from pmoe_core.schemas import validate  # noqa: E402
-from pmoe_core.sources import synthetic_indoor  # noqa: E402
-from pmoe_core.store import open_store, store_path  # noqa: E402
-from pmoe_core.vocab import custom as vocab_custom  # noqa: E402
-from pmoe_core.vocab.label_spaces import LABEL_SPACES  # noqa: E402
+from pmoe_cli import app as app_module
+from pmoe_core.io.ply import write_ply_arrays
+from pmoe_core.schemas import validate
+from pmoe_core.sources import synthetic_indoor
+from pmoe_core.store import open_store, store_path
+from pmoe_core.vocab import custom as vocab_custom
+from pmoe_core.vocab.label_spaces import LABEL_SPACES
 
 pytestmark = pytest.mark.usefixtures("embedding_cache")
 
@@ -134,10 +134,10 @@ def test_bad_spec_and_missing_spec_are_one_line(tmp_path, capsys):
     raw.mkdir(parents=True)
     spec = tmp_path / "bad.toml"
     spec.write_text(SPEC.replace('{ name = "table", id = 4 }', '{ name = "wall", id = 4 }'))
-    code, out, err = run_cli(capsys, "convert", "custom", "--spec", spec, tmp_path / "raw", tmp_path / "out")
+    code, _, err = run_cli(capsys, "convert", "custom", "--spec", spec, tmp_path / "raw", tmp_path / "out")
     assert code == 1 and err == f"pmoe: error: {spec}: class name 'wall' appears twice (classes 1 and 3)\n"
-    code, out, err = run_cli(capsys, "convert", "custom", tmp_path / "raw", tmp_path / "out")
+    code, _, err = run_cli(capsys, "convert", "custom", tmp_path / "raw", tmp_path / "out")
     assert code == 1 and "a custom dataset needs --spec SPEC" in err and err.count("\n") == 1
-    code, out, err = run_cli(capsys, "convert", "scannet", "--spec", spec, tmp_path / "raw", tmp_path / "out")
+    code, _, err = run_cli(capsys, "convert", "scannet", "--spec", spec, tmp_path / "raw", tmp_path / "out")
     assert code == 2 and "--spec is for `pmoe convert custom --spec SPEC RAW OUT`" in err
     assert not (tmp_path / "out").exists()

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from store_fakes import embedding_cache  # noqa: E402, F401
+from store_fakes import embedding_cache  # noqa: F401
 
-from pmoe_core.convert import convert  # noqa: E402
-from pmoe_core.errors import BadInput, FormatError, MissingFile  # noqa: E402
-from pmoe_core.io.las import write_las  # noqa: E402
-from pmoe_core.io.ply import write_ply_arrays  # noqa: E402
-from pmoe_core.scene import Scene  # noqa: E402
-from pmoe_core.sources import custom  # noqa: E402
-from pmoe_core.sources.base import SceneRef  # noqa: E402
-from pmoe_core.store import check_store, open_store, store_path  # noqa: E402
-from pmoe_core.vocab import dataset_entries, label_space, resolve_dataset  # noqa: E402
-from pmoe_core.vocab import custom as vocab_custom  # noqa: E402
+from pmoe_core.convert import convert
+from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.io.las import write_las
+from pmoe_core.io.ply import write_ply_arrays
+from pmoe_core.scene import Scene
+from pmoe_core.sources import custom
+from pmoe_core.sources.base import SceneRef
+from pmoe_core.store import check_store, open_store, store_path
+from pmoe_core.vocab import custom as vocab_custom
+from pmoe_core.vocab import dataset_entries, label_space, resolve_dataset
 
 SPEC = """
 name = "warehouse"
@@ -224,7 +224,8 @@ def test_missing_label_field_and_fields_name_the_file(tmp_path, fmt):
     assert str(bare_path) in err.value.message
 
 
-def test_split_lists_and_folders(tmp_path, embedding_cache):
+@pytest.mark.usefixtures("embedding_cache")
+def test_split_lists_and_folders(tmp_path):
     text = SPEC.format(format="ply", label_field="label") + '\n[splits]\ntrain = "lists/train.txt"\n' \
         'val = "lists/val.txt"\n'
     # TOML: a table after the top-level keys; the classes array is above it

@@ -15,16 +15,16 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
-from store_fakes import embedding_cache  # noqa: E402, F401
+from store_fakes import embedding_cache  # noqa: F401
 
-from pmoe_cli import app as app_module  # noqa: E402
-from pmoe_core.convert import convert  # noqa: E402
-from pmoe_core.errors import BadInput, FormatError, MissingFile  # noqa: E402
-from pmoe_core.scene import Scene  # noqa: E402
-from pmoe_core.sources import pointcept, synthetic_indoor, synthetic_outdoor  # noqa: E402
-from pmoe_core.sources.base import SceneRef  # noqa: E402
-from pmoe_core.store import check_store, open_store, store_path  # noqa: E402
-from pmoe_core.vocab.label_spaces import LABEL_SPACES  # noqa: E402
+from pmoe_cli import app as app_module
+from pmoe_core.convert import convert
+from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.scene import Scene
+from pmoe_core.sources import pointcept, synthetic_indoor, synthetic_outdoor
+from pmoe_core.sources.base import SceneRef
+from pmoe_core.store import check_store, open_store, store_path
+from pmoe_core.vocab.label_spaces import LABEL_SPACES
 
 pytestmark = pytest.mark.usefixtures("embedding_cache")
 
@@ -216,8 +216,8 @@ def test_missing_coord_names_the_folder(scannet_folder):
     ("coord", lambda n: np.zeros((n, 3), np.int32), "coord.npy: dtype int32 is not floating-point"),
     ("segment20", lambda n: np.zeros(n, np.float32), "segment20.npy: dtype float32 is not integer"),
     ("normal", lambda n: np.zeros((n, 2), np.float32), r"normal.npy: shape \(\d+, 2\), expected \(N, 3\)"),
-    ("segment20", lambda n: np.full(n, 20, np.int64), r"segment20.npy: \d+ labels \(20\) are neither a class id "
-                                                       r"0..19 nor the ignore id -1"),
+    ("segment20", lambda n: np.full(n, 20, np.int64),
+     r"segment20.npy: \d+ labels \(20\) are neither a class id 0..19 nor the ignore id -1"),
     ("color", lambda n: np.full((n, 3), 300.0), "color.npy: colour values 300.0..300.0 are not 0..255"),
 ])
 def test_bad_arrays_name_the_file(scannet_folder, field, value, problem):
@@ -274,6 +274,7 @@ def test_cli_converts_and_refuses_without_dataset(tmp_path, scannet_folder, caps
     with pytest.raises(SystemExit) as exc:
         app_module.main(["convert", "pointcept", str(root), str(tmp_path / "out2")])
     err = capsys.readouterr().err
-    assert exc.value.code == 1 and err.strip() == "pmoe: error: pointcept folders need --dataset NAME (scannet, s3dis, " \
-        "structured3d, matterport3d, waymo)"
+    assert exc.value.code == 1
+    assert err.strip() == ("pmoe: error: pointcept folders need --dataset NAME (scannet, s3dis, structured3d, "
+                           "matterport3d, waymo)")
     assert not (tmp_path / "out2").exists()
