@@ -12,12 +12,20 @@ import torch
 
 from pmoe_core.data.recipes import RecipeConfig
 from pmoe_core.data.sample import Sample
-from pmoe_core.engine.predict import PredictOptions, load_predictor, plan_tiles, predict, tile_points
+from pmoe_core.engine.predict import (
+    PredictOptions,
+    cloud_warnings,
+    load_predictor,
+    plan_tiles,
+    predict,
+    tile_points,
+)
 from pmoe_core.engine.predict_labels import parse_class_names, resolve_labels
 from pmoe_core.engine.tta import View
 from pmoe_core.engine.voting import vote_scenes
 from pmoe_core.errors import BadInput, FormatError
 from pmoe_core.io import read_point_cloud
+from pmoe_core.scene import Scene
 from pmoe_core.store import StoreReader
 
 pytestmark = pytest.mark.slow  # shares the session's trained checkpoint (about 30 s to train when run alone)
@@ -121,10 +129,13 @@ def test_sanity_errors_and_warnings(predictor, room):
         predict(predictor, room.coord[:1], label_set="scannet")
     with pytest.raises(FormatError, match="no points"):
         predict(predictor, room.coord[:0], label_set="scannet")
-    mm = predict(predictor, room.coord * 1000, room.color, label_set="scannet")
-    assert len(mm.warnings) == 1 and "millimetres" in mm.warnings[0]
-    km = predict(predictor, room.coord / 1000, room.color, label_set="scannet")
-    assert len(km.warnings) == 1 and "kilometres" in km.warnings[0]
+    # scale warnings are checked on the cloud alone: millimetre clouds are slow to score (a huge voxel extent)
+    mm = cloud_warnings(Scene("mm", room.coord * 1000, room.color), "indoor", predictor)
+    assert len(mm) == 1 and "looks like millimetres" in mm[0]
+    assert cloud_warnings(Scene("street", room.coord * 1000, room.color), "outdoor", predictor) == []  # 4 km: fine
+    km = cloud_warnings(Scene("km", room.coord / 1000, room.color), "indoor", predictor)
+    assert len(km) == 1 and "looks like kilometres" in km[0]
+    assert cloud_warnings(room, "indoor", predictor) == []
     grey = predict(predictor, room.coord, label_set="scannet", options=PredictOptions(domain="indoor"))
     assert len(grey.warnings) == 1 and "no colour" in grey.warnings[0] and "scannet" in grey.warnings[0]
     with pytest.raises(BadInput, match="--domain"):
