@@ -1,0 +1,152 @@
+"""`pmoe predict` on large synthetic clouds (1M and 30M points by default): points/s and peak RSS on CPU, and, where
+eval applies (the same cloud stored as one scene), `pmoe eval`'s cost on it, measured in the same run.
+
+The cloud is a floor of furnished rooms (6 x 5 x 3 m: floor, four walls, a table and a cabinet; ~250k points each,
+coloured by surface) written as an (N, 6) .npy (x y z r g b). predict scores it in xy tiles of --tile-points with
+context (bounded memory); eval scores a stored scene whole (all fragments, (N, K) scores), so eval runs only for
+sizes up to --eval-max-points. Without --checkpoint, `pmoe train` trains pmoe-tiny for 2 steps on synthetic ScanNet
+(time and memory do not depend on how trained the weights are); both commands then score the ScanNet20 classes.
+Each command runs in its own process (bench/eval.py's runner): peak RSS is wait4's ru_maxrss of that process
+(interpreter, torch and model included). "s" is the command's own scoring time (predict's report `seconds`, eval's
+report `seconds`, which includes writing its --save-pred files); "wall" adds start-up, reading and writing.
+"labels agree" compares predict's labels with eval's saved classes point by point (tiles change the context near
+their borders, so a cloud larger than one tile may differ there).
+Run: PYTHONPATH=. python bench/predict.py [--sizes 1000000,30000000] [--threads 2] [--eval-max-points 1000000]
+     [--tile-points 400000] [--checkpoint CKPT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval import pmoe, prepare  # noqa: E402  (bench/eval.py's per-process runner and tiny-checkpoint recipe)
+
+from pmoe_core.scene import Scene  # noqa: E402
+from pmoe_core.store import StoreWriter  # noqa: E402
+
+ROOM = np.array([6.0, 5.0, 3.0])
+ROOM_POINTS = 250_000
+# surface kind -> (ScanNet20 class, colour): floor, wall, table, cabinet
+KINDS = ((1, (180, 170, 150)), (0, (220, 220, 210)), (6, (120, 80, 40)), (2, (60, 90, 160)))
+
+
+def room_points(rng: np.random.Generator, n: int, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coord float32, color uint8, ScanNet20 segment int16) of one furnished room at `origin`."""
+    kind = rng.choice(4, size=n, p=[0.25, 0.5, 0.15, 0.10])
+    u = rng.random((n, 3))
+    xyz = u * ROOM
+    xyz[kind == 0, 2] = 0.0
+    walls = np.flatnonzero(kind == 1)
+    side = rng.integers(0, 4, walls.size)
+    xyz[walls[side == 0], 0] = 0.0
+    xyz[walls[side == 1], 0] = ROOM[0]
+    xyz[walls[side == 2], 1] = 0.0
+    xyz[walls[side == 3], 1] = ROOM[1]
+    table = kind == 2
+    xyz[table] = np.c_[1.5 + 1.6 * u[table, 0], 1.5 + 0.9 * u[table, 1], np.full(table.sum(), 0.75)]
+    cabinet = kind == 3
+    xyz[cabinet] = np.c_[4.8 + 0.6 * u[cabinet, 0], 0.2 + 1.2 * u[cabinet, 1], 1.8 * u[cabinet, 2]]
+    palette = np.array([c for _, c in KINDS], np.float64)
+    color = np.clip(palette[kind] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
+    segment = np.array([s for s, _ in KINDS], np.int16)[kind]
+    return (xyz + origin).astype(np.float32), color, segment
+
+
+def write_cloud(path: Path, points: int, seed: int = 0) -> Path:
+    """An (N, 6) float32 .npy written room by room (memory: one room), rooms on a square grid; the generating
+    surfaces' classes go to a second .npy (int16), whose path is returned."""
+    rooms = -(-points // ROOM_POINTS)
+    side = int(np.ceil(np.sqrt(rooms)))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(points, 6))
+    truth = path.with_suffix(".segment.npy")
+    segment = np.lib.format.open_memmap(truth, mode="w+", dtype=np.int16, shape=(points,))
+    rng = np.random.default_rng(seed)
+    for r in range(rooms):
+        start, stop = r * ROOM_POINTS, min(points, (r + 1) * ROOM_POINTS)
+        coord, color, seg = room_points(rng, stop - start, np.array([r % side, r // side, 0]) * (ROOM + [0.2, 0.2, 0]))
+        out[start:stop, :3], out[start:stop, 3:], segment[start:stop] = coord, color, seg
+    out.flush()
+    segment.flush()
+    del out, segment
+    return truth
+
+
+def write_store(data: Path, cloud: Path, truth: Path) -> None:
+    """The same cloud as the only val scene of a ScanNet store (segment = the generating surface's class)."""
+    array = np.load(cloud, mmap_mode="r")
+    scene = Scene("scene0999_00", np.asarray(array[:, :3]), color=np.asarray(array[:, 3:]).astype(np.uint8),
+                  segment=np.load(truth))
+    with StoreWriter.open(str(data / "scannet.zarr"), "scannet") as writer:
+        writer.append("val", scene)
+
+
+def run_predict(ckpt: str, cloud: Path, out: Path, threads: int, tile_points: int) -> tuple[float, float, int, np.ndarray]:
+    """(scoring s, wall s, peak RSS bytes, labels) of `pmoe predict` on the cloud."""
+    wall, rss = pmoe(["predict", ckpt, str(cloud), "--out", str(out), "--label-set", "scannet", "--device", "cpu",
+                      "--threads", str(threads), "--tile-points", str(tile_points)], out.with_suffix(".log"), threads)
+    report = json.loads(next(out.glob("*.report.json")).read_text())
+    labels = np.load(next(out.glob("*.labels.npy")))
+    return float(report["seconds"]), wall, rss, labels
+
+
+def run_eval(ckpt: str, data: Path, out: Path, threads: int) -> tuple[float, float, int, np.ndarray]:
+    """(scoring s, wall s, peak RSS bytes, classes) of `pmoe eval --save-pred` on the stored cloud."""
+    out.mkdir(parents=True, exist_ok=True)
+    wall, rss = pmoe(["eval", ckpt, "--data", str(data), "--datasets", "scannet", "--device", "cpu", "--threads",
+                      str(threads), "--json", str(out / "report.json"), "--save-pred", str(out / "pred")],
+                     out.with_suffix(".log"), threads)
+    seconds = json.loads((out / "report.json").read_text())["seconds"]
+    return float(seconds), wall, rss, np.load(out / "pred" / "scannet" / "val" / "classes" / "scene0999_00.npy")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,30000000", help="comma-separated cloud sizes (points)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-max-points", type=int, default=1_000_000, help="run eval on clouds up to this size")
+    ap.add_argument("--tile-points", type=int, default=400_000)
+    ap.add_argument("--checkpoint", default=None, help="a checkpoint trained on ScanNet (default: a 2-step tiny one)")
+    ap.add_argument("--work", default=None, help="folder for clouds and outputs (default: a temporary one)")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        ckpt = args.checkpoint or prepare(work, ["scannet"], 2, args.threads)[1]
+        print(f"{args.threads} thread(s), checkpoint {args.checkpoint or 'pmoe-tiny, 2 steps'}, prepared in "
+              f"{time.perf_counter() - start:.1f} s, --tile-points {args.tile_points:,}", flush=True)
+        print("| points | predict s (wall) | predict points/s | predict peak RSS | eval s (wall) | eval points/s "
+              "| eval peak RSS | predict / eval time | predict / eval memory | labels agree |")
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        for n in sizes:
+            cloud = work / f"cloud_{n}.npy"
+            truth = write_cloud(cloud, n)
+            p_s, p_wall, p_rss, labels = run_predict(ckpt, cloud, work / f"predict_{n}", args.threads,
+                                                     args.tile_points)
+            row = (f"| {n:,} | {p_s:.1f} ({p_wall:.1f}) | {n / p_s:,.0f} | {p_rss / 2**30:.2f} GiB | ")
+            if n <= args.eval_max_points:
+                data = work / f"data_{n}"
+                write_store(data, cloud, truth)
+                e_s, e_wall, e_rss, classes = run_eval(ckpt, data, work / f"eval_{n}", args.threads)
+                agree = float((classes.astype(np.int64) == labels).mean())
+                row += (f"{e_s:.1f} ({e_wall:.1f}) | {n / e_s:,.0f} | {e_rss / 2**30:.2f} GiB | {p_s / e_s:.2f}x | "
+                        f"{p_rss / e_rss:.2f}x | {100 * agree:.2f}% |")
+            else:
+                row += "- | - | - | - | - | - |"
+            print(row, flush=True)
+            cloud.unlink()
+            truth.unlink()
+
+
+if __name__ == "__main__":
+    t = time.perf_counter()
+    main()
+    print(f"whole run {time.perf_counter() - t:.1f} s")
