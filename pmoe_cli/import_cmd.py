@@ -62,6 +62,9 @@ def import_cmd(
     top_k: int = typer.Option(2, "--top-k", help="MoE experts per token (Point-MoE release: 2)."),
     pool_shuffle: str = typer.Option("train", "--pool-shuffle", help="'train': curve orders shuffled at pooling in "
                                      "training only (deterministic eval); 'always': Pointcept's default, in eval too."),
+    color: str = typer.Option("unit", "--color", help="Input colour the checkpoint was trained with: 'unit' = "
+                              "color/255 (Pointcept >= 1.6.0), 'signed' = color/127.5-1 (older Pointcept, the "
+                              "Point-MoE fork)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Import a Pointcept PT-v3m1 / PTMoE-v0m0 checkpoint."""
@@ -81,7 +84,7 @@ def import_cmd(
     options = ImportOptions(order=tuple(c.strip() for c in order.split(",")), enc_patch_size=enc_patch,
                             dec_patch_size=dec_patch, enc_num_head=_ints(enc_num_head, "--enc-num-head"),
                             dec_num_head=_ints(dec_num_head, "--dec-num-head"), top_k=top_k,
-                            pool_shuffle=pool_shuffle)
+                            pool_shuffle=pool_shuffle, color=color)
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else []
     result = import_pointcept(source, out, label_set=label_set, datasets=names, text_encoder=text_encoder,
                               options=options, overwrite=overwrite)
@@ -92,9 +95,9 @@ def import_cmd(
                f"dec {cfg.dec_depths}, heads enc {cfg.enc_num_head} dec {cfg.dec_num_head}")
     typer.echo(f"  patch enc {cfg.enc_patch_size} dec {cfg.dec_patch_size}, orders {', '.join(cfg.order)}, "
                f"pool shuffle {cfg.pool_shuffle}")
+    colour = {"pointcept6": "color/255", "pointcept6-signed": "color/127.5-1"}.get(cfg.in_features)
     typer.echo(f"  inputs: {cfg.in_channels} channels, layout {cfg.in_features}"
-               + (" (indoor color/255 + normal; outdoor xyz + strength + 0, 0)" if cfg.in_features == "pointcept6"
-                  else ""))
+               + (f" (indoor {colour} + normal; outdoor xyz + strength + 0, 0)" if colour else ""))
     if cfg.head == "linear":
         typer.echo(f"  head: fixed {cfg.head_classes}-class Linear, outputs in {result.meta['datasets'][0]} order")
     else:
@@ -103,5 +106,8 @@ def import_cmd(
     if imp.ignored:
         typer.echo(f"  not imported: {len(imp.ignored)} unused MoE statistics buffers (score_accumulator, "
                    f"expert_token_counter)")
+    if imp.arch == "PTMoE-v0m0" and color == "unit":
+        typer.echo("  note: the Point-MoE release was trained with its fork's NormalizeColor, color/127.5-1: import "
+                   "its checkpoints with --color signed")
     typer.echo(f"wrote {result.out}")
 import_cmd.__doc__ = HELP

@@ -4,7 +4,7 @@
 (sources store strength already in [0, 1]); zeros where the dataset lacks a field, so one channel means one
 thing across indoor and outdoor data and nothing else tells the backbone which dataset a point came from.
 "pointcept6" (imported Pointcept checkpoints, docs/pointcept.md): what those models were trained on, which differs
-by domain: indoor [color / 255, normal], outdoor [x, y, z, strength, 0, 0].
+by domain: indoor [color / 255, normal], outdoor [x, y, z, strength, 0, 0]; "pointcept6-signed": color / 127.5 - 1.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pmoe_core.vocab.label_spaces import OUTDOOR
 def point_features(sample: Sample, layout: str = "pmoe7", domain: str | None = None) -> np.ndarray:
     """(N, C) float32 features of a sample in `layout`; colors are normalised here, exactly once. `domain`
     ("indoor" / "outdoor"; default: from `sample.dataset`) matters only for "pointcept6"."""
-    if layout == "pointcept6":
-        return _pointcept6(sample, domain)
+    if layout in ("pointcept6", "pointcept6-signed"):
+        return _pointcept6(sample, domain, signed=layout == "pointcept6-signed")
     if layout != "pmoe7":
         raise ValueError(f"unknown feature layout {layout!r}; expected one of {tuple(FEATURE_LAYOUTS)}")
     feat = np.zeros((len(sample), IN_CHANNELS), np.float32)
@@ -33,9 +33,9 @@ def point_features(sample: Sample, layout: str = "pmoe7", domain: str | None = N
     return feat
 
 
-def _pointcept6(sample: Sample, domain: str | None) -> np.ndarray:
-    """Pointcept's feat_keys: ("color", "normal") indoors with NormalizeColor (color / 255 since Pointcept v1.6.0),
-    ("coord", "strength") outdoors, zero-padded to the 6-channel stem. Without `domain`, `sample.dataset` says it
+def _pointcept6(sample: Sample, domain: str | None, signed: bool) -> np.ndarray:
+    """Pointcept's feat_keys: ("color", "normal") indoors with NormalizeColor (color / 255 since Pointcept v1.6.0;
+    `signed`: color / 127.5 - 1, as before v1.6.0 and in the Point-MoE fork), ("coord", "strength") outdoors, zero-padded to the 6-channel stem. Without `domain`, `sample.dataset` says it
     (a dataset name, or a domain as route-inspect passes)."""
     feat = np.zeros((len(sample), 6), np.float32)
     if domain is None:
@@ -46,7 +46,7 @@ def _pointcept6(sample: Sample, domain: str | None) -> np.ndarray:
             feat[:, 3] = sample.strength
         return feat
     if sample.color is not None:
-        feat[:, 0:3] = sample.color / np.float32(255)
+        feat[:, 0:3] = sample.color / np.float32(127.5) - 1 if signed else sample.color / np.float32(255)
     if sample.normal is not None:
         feat[:, 3:6] = sample.normal
     return feat

@@ -15,8 +15,9 @@ FEATURE_CHANNELS = ("red", "green", "blue", "nx", "ny", "nz", "strength")
 IN_CHANNELS = len(FEATURE_CHANNELS)
 # Input layouts a model config can ask the data pipeline for (data/features.py builds them), by channel count:
 # "pmoe7" is FEATURE_CHANNELS; "pointcept6" is what Pointcept checkpoints were trained on: indoor [color / 255,
-# normal], outdoor [x, y, z, strength, 0, 0] (Pointcept's outdoor feat_keys coord + strength, zero-padded to 6).
-FEATURE_LAYOUTS = {"pmoe7": IN_CHANNELS, "pointcept6": 6}
+# normal], outdoor [x, y, z, strength, 0, 0] (Pointcept's outdoor feat_keys coord + strength, zero-padded to 6);
+# "pointcept6-signed" the same with color / 127.5 - 1 (Pointcept before v1.6.0 and the Point-MoE fork).
+FEATURE_LAYOUTS = {"pmoe7": IN_CHANNELS, "pointcept6": 6, "pointcept6-signed": 6}
 
 
 @dataclass

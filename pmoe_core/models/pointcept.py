@@ -10,7 +10,8 @@ line naming the key (a FormatError), before anything is written.
 The imported config records the two reference behaviours pmoe's own presets do not have (docs/pointcept.md):
 `unpool_cpe="skip"` (the first decoder block's cpe conv sees only the skip branch) and, on request,
 `pool_shuffle="always"` (curve orders reshuffled at every pooling, in eval mode too). Inputs: `in_features=
-"pointcept6"` (data/features.py builds [color/255, normal] indoors, [xyz, strength, 0, 0] outdoors).
+"pointcept6"` (data/features.py builds [color/255, normal] indoors, [xyz, strength, 0, 0] outdoors), or
+"pointcept6-signed" (color/127.5 - 1) with `ImportOptions.color="signed"`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class ImportOptions:
     top_k: int = 2  # Point-MoE release: topk=2
     aux_loss_alpha: float = 0.001  # Point-MoE release config; only matters when training the import further
     pool_shuffle: str = "train"  # "always" reproduces Pointcept's unseeded shuffle at every pooling (eval too)
+    color: str = "unit"  # input colour: "unit" = color / 255 (Pointcept >= v1.6.0, the fixtures), "signed" =
+    # color / 127.5 - 1 (Pointcept < v1.6.0 and the Point-MoE fork's NormalizeColor)
     drop_path: float = 0.3  # training-only knobs, as in the reference configs
     shuffle_orders: bool = True
     backend: str = "auto"
@@ -273,6 +276,8 @@ def infer_config(state: dict[str, torch.Tensor], options: ImportOptions, source:
             raise BadInput(f"--top-k must be in 1..{experts} (the checkpoint has {experts} experts)")
         moe = MoEConfig(num_experts=experts, top_k=options.top_k, ratio=ratio, shared_expert=False,
                         aux_loss_alpha=options.aux_loss_alpha)
+    if options.color not in ("unit", "signed"):
+        raise BadInput(f"--color must be 'unit' (color / 255) or 'signed' (color / 127.5 - 1), got {options.color!r}")
     for name in options.order:
         if name not in CURVES:
             raise BadInput(f"unknown curve {name!r} in --order (known: {', '.join(CURVES)})")
@@ -297,7 +302,8 @@ def infer_config(state: dict[str, torch.Tensor], options: ImportOptions, source:
             moe=moe,
             moe_at="proj",
             backend=options.backend,
-            in_features="pointcept6" if c_in == 6 else "pmoe7",
+            in_features=(("pointcept6-signed" if options.color == "signed" else "pointcept6") if c_in == 6
+                         else "pmoe7"),
             unpool_cpe="skip",
             pool_shuffle=options.pool_shuffle,
         )

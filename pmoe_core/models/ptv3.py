@@ -47,7 +47,7 @@ class PTv3Config:
     moe_at: str = "proj"  # "proj": attention output projection (Point-MoE); "ffn": replace the MLP (ablation)
     backend: str = "auto"  # sparse conv backend: "auto" | "spconv" | "torch"
     # Reference-compatibility knobs (docs/pointcept.md); the defaults are pmoe's own behaviour.
-    in_features: str = "pmoe7"  # input layout the data pipeline builds (batch.FEATURE_LAYOUTS): "pmoe7" | "pointcept6"
+    in_features: str = "pmoe7"  # input layout the data pipeline builds: a key of batch.FEATURE_LAYOUTS
     unpool_cpe: str = "sum"  # what the first decoder block's cpe conv sees: "sum" (skip + up) | "skip" (Pointcept)
     pool_shuffle: str = "train"  # curve-order shuffle at pooling: "train" (training, if shuffle_orders) | "always"
     # Segmentation head (SegmentationModel reads these): "language" scores text embeddings; "linear" is a

@@ -267,6 +267,10 @@ def test_pointcept6_features_are_the_reference_input(golden):
     indoor = _sample(io, "scannet")
     np.testing.assert_allclose(point_features(indoor, "pointcept6"), io["feat"][:2000], atol=1e-7, rtol=0)
     assert point_features(indoor).shape[1] == 7  # pmoe's own layout is unchanged
+    signed = point_features(indoor, "pointcept6-signed")  # Pointcept < 1.6.0 / the Point-MoE fork
+    np.testing.assert_allclose(signed[:, :3], io["feat"][:2000, :3] * 2 - 1, atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(signed[:, 3:], io["feat"][:2000, 3:])
+    assert convert(_load(golden, "ptv3")[0], ImportOptions(color="signed")).config.in_features == "pointcept6-signed"
     outdoor = point_features(_sample(io, "scannet"), "pointcept6", domain="outdoor")
     np.testing.assert_array_equal(outdoor[:, :3], io["coord"][:2000])
     np.testing.assert_array_equal(outdoor[:, 3], np.linspace(0, 1, 2000, dtype=np.float32))
