@@ -47,7 +47,7 @@ from pmoe_core.store.layout import (
     split_groups,
 )
 from pmoe_core.store.lock import WriterLock
-from pmoe_core.vocab.label_spaces import resolve_dataset
+from pmoe_core.vocab.label_spaces import label_space, resolve_dataset
 
 # Scene names become file names downstream (route-inspect PLY folders): one path component, at most 200 bytes.
 _NAME_RE = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.\-]{1,200}$")  # not "." or ".."
@@ -295,6 +295,11 @@ def _check_resumable(existing: dict, url: str, dataset: str, text_encoder: str) 
         raise StoreError(
             f"store holds dataset {existing.get('dataset')!r}, not {dataset!r}; choose another output folder", url
         )
+    stored = [c.get("name") for c in existing.get("classes", [])]
+    if stored != list(label_space(dataset).classes):  # a custom spec edited since: labels would mean other classes
+        raise StoreError(f"store holds the classes {', '.join(map(str, stored))}, not {dataset}'s "
+                         f"{', '.join(label_space(dataset).classes)} (a custom dataset's spec changed?); resume with "
+                         "the same classes or use --overwrite", url)
     encoder = (existing.get("text_encoder") or {}).get("name")
     if encoder != text_encoder:
         raise StoreError(

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))
 from store_fakes import embedding_cache  # noqa: F401
 
 from pmoe_core.convert import convert
-from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.errors import BadInput, FormatError, MissingFile, StoreError
 from pmoe_core.io.las import write_las
 from pmoe_core.io.ply import write_ply_arrays
 from pmoe_core.scene import Scene
@@ -225,7 +225,7 @@ def test_missing_label_field_and_fields_name_the_file(tmp_path, fmt):
 
 
 @pytest.mark.usefixtures("embedding_cache")
-def test_split_lists_and_folders(tmp_path):
+def test_split_lists_and_folders(tmp_path, monkeypatch):
     text = SPEC.format(format="ply", label_field="label") + '\n[splits]\ntrain = "lists/train.txt"\n' \
         'val = "lists/val.txt"\n'
     # TOML: a table after the top-level keys; the classes array is above it
@@ -258,6 +258,11 @@ def test_split_lists_and_folders(tmp_path):
         got = store.read("train" if "site_a" in name else "val", name)
         np.testing.assert_array_equal(got.segment, [EXPECTED[int(r)] for r in raw])
 
+    monkeypatch.setattr(vocab_custom, "_REGISTRY", {})  # a new process, with the spec edited since
+    spec_path.write_text(text.replace('name = "pallet"', 'name = "crate"'))
+    with pytest.raises(StoreError, match="store holds the classes floor, wall, rack, pallet, worker, not warehouse's "
+                                         "floor, wall, rack, crate, worker"):
+        convert("custom", raw_root, str(tmp_path / "out"), options=custom.Options(spec=str(spec_path)), workers=1)
     (tmp_path / "spec" / "lists" / "val.txt").write_text("site_b/room9\n")
     with pytest.raises(MissingFile, match="line 1: no scene 'site_b/room9' under"):
         custom.list_scenes(raw_root, custom.Options(spec=str(spec_path)))
