@@ -16,7 +16,7 @@ from torch import nn
 from pmoe_core.data import transforms as t
 from pmoe_core.data.features import point_features
 from pmoe_core.data.grid import grid_coordinates, voxel_keys
-from pmoe_core.data.recipes import INDOOR_GRID, OUTDOOR_GRID, Domain, domain_of
+from pmoe_core.data.recipes import INDOOR_GRID, OUTDOOR_GRID, Domain, domain_of, fields_domain
 from pmoe_core.data.sample import Sample
 from pmoe_core.errors import BadInput
 from pmoe_core.inspect.scenes import LoadedScene
@@ -86,7 +86,7 @@ def scene_domain(loaded: LoadedScene) -> Domain:
     if loaded.ref.dataset is not None:
         return domain_of(loaded.ref.dataset)
     scene = loaded.scene
-    return "outdoor" if scene.strength is not None and scene.color is None else "indoor"
+    return fields_domain(scene.color is not None, scene.strength is not None)
 
 
 def tokens_of(scene: Scene, domain: Domain, grid_size: float) -> tuple[Sample, np.ndarray, np.ndarray]:

@@ -154,3 +154,12 @@ def test_class_name_lists_and_encoder_check(predictor):
     wrong[0] = -wrong[0]
     with pytest.raises(BadInput, match="does not reproduce the class vectors"):
         resolve_labels(predictor.meta, "scannet", trained_vectors=wrong)
+
+
+def test_package_level_api_takes_a_checkpoint_path(predictor, room):
+    import pmoe_core
+
+    pred = pmoe_core.predict(predictor.checkpoint, room.coord, room.color, room.normal, classes=["wall", "floor"],
+                             device="cpu")
+    assert isinstance(pred, pmoe_core.Prediction) and pred.classes == ("wall", "floor")
+    assert pred.labels.shape == (len(room),) and set(np.unique(pred.labels)) <= {0, 1}
