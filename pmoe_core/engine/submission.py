@@ -214,8 +214,11 @@ def nuscenes_frames(stores: Sequence[str], split: str) -> dict[str, NuScenesFram
     from pmoe_core.sources import nuscenes
 
     frames: dict[str, NuScenesFrame] = {}
+    sources = {}  # shards of one conversion share their source: list its tables once
     for url in stores:
-        root, options = _nuscenes_source(StoreReader(url).attrs.get("source", ""), url)
+        sources.setdefault(str(StoreReader(url).attrs.get("source", "")), url)
+    for source, url in sources.items():
+        root, options = _nuscenes_source(source, url)
         for ref in nuscenes.list_scenes(root, options):
             if ref.split != split:
                 continue
