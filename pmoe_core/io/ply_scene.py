@@ -16,7 +16,7 @@ from pmoe_core.scene import Scene
 # Scene field <- first vertex property present among these names (CloudCompare writes "scalar_<name>").
 COLOR_NAMES = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
 STRENGTH_NAMES = ("intensity", "scalar_intensity", "strength", "reflectance", "remission", "scalar_Intensity")
-# pmoe wrote `label` (short) before 0.2; `scalar_class` (int) since, which CloudCompare and Open3D keep.
+# Earlier pmoe wrote `label` (short); it now writes `scalar_class` (int), which CloudCompare and Open3D keep.
 SEGMENT_NAMES = ("scalar_class", "label", "segment", "scalar_label", "semantic", "class", "classification",
                  "scalar_segment")
 INSTANCE_NAMES = ("scalar_instance", "instance", "instance_id")
@@ -27,7 +27,7 @@ def read_ply(path: str | Path) -> Scene:
     """A PLY point cloud or mesh (binary or ASCII; faces are not needed and not read) as a Scene.
 
     x, y, z are required; red/green/blue (uint8, or floats in [0, 1]), nx/ny/nz, an intensity-like scalar and
-    label/instance scalars are taken when present.
+    class/instance scalars (`scalar_class`, the `label` of earlier pmoe files, ...) are taken when present.
     """
     path = Path(path)
     _, elements = read_ply_file(path, elements=("vertex",))

@@ -33,7 +33,7 @@ def write_scene_ply(scene: Scene, path: str | Path) -> None:
 
 
 def read_scene_ply(path: str | Path) -> Scene:
-    """Read a PLY written by `write_scene_ply` back into a Scene (segment = object id; files written before 0.2
+    """Read a PLY written by `write_scene_ply` back into a Scene (segment = object id; files that earlier pmoe wrote
     call it `object_id`, short)."""
     path = Path(path)
     _, elements = read_ply_file(path, elements=("vertex",))

@@ -79,13 +79,24 @@ def test_open3d_reads_every_exported_field(scene, tmp_path):
 
 
 def test_files_written_before_still_read(scene, tmp_path):
-    """pmoe < 0.2 wrote `label` short / `instance` int (export) and `object_id` short (plan scene)."""
+    """Earlier pmoe wrote `label` short / `instance` int (export) and `object_id` short (plan scene)."""
     path = tmp_path / "old.ply"
     write_ply_arrays(path, {"x": scene.coord[:, 0], "y": scene.coord[:, 1], "z": scene.coord[:, 2],
                             "label": scene.segment, "instance": scene.instance})
     back = read_ply(path)
     np.testing.assert_array_equal(back.segment, scene.segment)
     np.testing.assert_array_equal(back.instance, scene.instance)
+
+    from pmoe_core.planner.scene_io import read_scene_ply, write_scene_ply
+
+    plan = tmp_path / "plan.ply"
+    write_ply_arrays(plan, {"x": scene.coord[:, 0], "y": scene.coord[:, 1], "z": scene.coord[:, 2],
+                            "red": scene.color[:, 0], "green": scene.color[:, 1], "blue": scene.color[:, 2],
+                            "object_id": scene.segment})
+    np.testing.assert_array_equal(read_scene_ply(plan).segment, scene.segment)
+    write_scene_ply(Scene("t", scene.coord, color=scene.color, segment=scene.segment), plan)
+    assert ("scalar_object_id", "int") in _properties(plan)
+    np.testing.assert_array_equal(read_scene_ply(plan).segment, scene.segment)
 
 
 def test_extra_fields_are_checked(scene, tmp_path):
