@@ -1,11 +1,13 @@
 """PLY reading (plyfile) behind size guards, and the one PLY writer.
 
-Reading is plyfile's: its header parser, and its element readers (binary elements are memory-mapped, mesh faces
-too when their list length is known: triangles). This module adds what plyfile leaves to the caller: the sizes the
-header claims are checked against the bytes actually present *before* anything is allocated (a truncated file or an
-absurd header such as 10^12 vertices fails fast with a `FormatError` naming the file, where plyfile would allocate
-first), only the elements up to the last wanted one are decoded, ASCII values are checked against their declared
-type (plyfile would store 1e400 as inf), and every failure becomes one `FormatError` line naming the file.
+Decoding is plyfile's: its header parser and its per-element reader (what `PlyData.read` runs for each element;
+binary elements are memory-mapped, mesh faces too when their list length is known: triangles). Calling them one
+element at a time (plyfile 1.x internals, hence the `<2` pin) lets this module add what plyfile leaves to the
+caller: the sizes the header claims are checked against the bytes actually present *before* anything is allocated
+(a truncated file or an absurd header such as 10^12 vertices fails fast with a `FormatError` naming the file;
+plyfile allocates an ASCII element's table, or a table of variable-length lists, before reading it), only the elements up to the last wanted one are decoded (the faces of a quad mesh
+do not stop its vertices from reading), ASCII values are checked against their declared type (plyfile would store
+1e400 as inf and raise a bare OverflowError for 70000 in a short), and every failure is one `FormatError` line.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ def _read(stream: BinaryIO, size: int, source, wanted: tuple[str, ...], list_len
         raise FormatError("PLY header has no end_header line (truncated or not a PLY file)", source)
     stream.seek(0)
     try:
-        # plyfile's own header parser (the first step of PlyData.read); the elements are read one by one below.
+        # plyfile's own header parser: the first step of PlyData.read, whose per-element step follows below.
         ply = PlyData._parse_header(stream)
     except (PlyParseError, ValueError, UnicodeDecodeError) as err:
         raise FormatError(f"bad PLY header: {_one_line(err)}", source) from None
