@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -160,9 +160,8 @@ def nuscenes_meta(trained_on: Sequence[str]) -> dict[str, bool]:
 # --- file formats --------------------------------------------------------------------------------------------------
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path, make_parents=True) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
+    with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array)
 
 
 def write_scannet_txt(path: Path, nyu40: np.ndarray) -> None:
