@@ -105,7 +105,9 @@ def read_ply_bytes(
 
 
 def _read(stream: BinaryIO, size: int, source, wanted: tuple[str, ...], list_lengths) -> tuple[PlyHeader, Columns]:
-    head = stream.read(MAX_HEADER_BYTES)
+    head = stream.read(1 << 16)  # a header is a few hundred bytes; look further only when it must
+    if b"end_header" not in head:
+        head += stream.read(MAX_HEADER_BYTES - len(head))
     if not head.startswith(b"ply"):
         raise FormatError("not a PLY file (missing 'ply' magic)", source)
     if b"end_header" not in head:
