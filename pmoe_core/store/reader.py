@@ -36,6 +36,7 @@ from pmoe_core.store.validation import (
     SplitIndex,
     attribute_problems,
     member_arrays,
+    members,
     open_root,
     read_embeddings,
     read_split_index,
@@ -145,6 +146,9 @@ class StoreReader:
         if problems:
             raise StoreError(f"{problems[0]} (pmoe check lists every problem)", self.url)
         register_from_attrs(self.attrs, self.url)  # a custom dataset's label space travels in its attributes
+        _, problems = members(self._root)  # a member whose zarr.json is missing or does not parse
+        if problems:
+            raise _damage(problems[0], self.url)
         try:
             splits = split_groups(self._root)
             self._splits = {s: _SplitView(self.url, s, self._root[s], len(self.class_names)) for s in splits}

@@ -113,6 +113,42 @@ def _objects_problem(where: str, arr: zarr.Array, rows: int) -> list[str]:
             "the rows they hold would read as fill values"]
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _zstd_claim(data: bytes) -> int | None:
+    """The decompressed size a zstd frame header declares (None where it declares none): the zstd decoder
+    allocates that much before it decodes a byte, so a flipped header byte can ask for gigabytes."""
+    if len(data) < 6 or data[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = data[4]
+    single_segment = (descriptor >> 5) & 1
+    at = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+    width = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+    if not width or len(data) < at + width:
+        return None
+    value = int.from_bytes(data[at: at + width], "little")
+    return value + 256 if width == 2 else value
+
+
+def _decoded_size_problem(where: str, arr: zarr.Array, rows: int) -> list[str]:
+    """For the small zstd-compressed arrays a reader decodes whole on open (offsets, names, class embeddings):
+    refuse an object whose frame claims more bytes than its chunk can hold, before zarr allocates them."""
+    if not any(type(codec).__name__ == "ZstdCodec" for codec in arr.metadata.codecs):
+        return []
+    values = int(np.prod(arr.chunks))
+    bound = values * (arr.dtype.itemsize if arr.dtype.kind in "iuf" else 4096) + 4096  # names: 4 KiB each
+    path = arr.store_path
+    base = f"{path.path}/" if path.path else ""
+    for k in range(-(-rows // objects_per_row_block(arr))):
+        key = base + arr.metadata.encode_chunk_key((k,) + (0,) * (arr.ndim - 1))
+        buf = sync(path.store.get(key, prototype=default_buffer_prototype()))
+        claim = None if buf is None else _zstd_claim(buf.to_bytes()[:32])
+        if claim is not None and claim > bound:
+            return [f"{where}: object {key} claims {claim} decoded bytes, more than its {values} values hold"]
+    return []
+
+
 def _chunk_problem(where: str, arr: zarr.Array) -> list[str]:
     """A zero chunk or shard extent (a hand-edited zarr.json) makes zarr divide by zero on every read."""
     try:
@@ -161,31 +197,36 @@ def attribute_problems(attrs: dict[str, Any]) -> list[str]:
     return problems
 
 
-def member_arrays(group: zarr.Group, where: str) -> tuple[dict[str, zarr.Array], list[str]]:
-    """The arrays of a group by name, opened one by one, so metadata that does not parse (a zero inner chunk
-    shape, 1000 nested brackets) is a problem naming its array instead of an exception for the whole group."""
+def members(group: zarr.Group, where: str = "") -> tuple[dict[str, zarr.Array | zarr.Group], list[str]]:
+    """The members of a group by name, opened one by one from a listing of its folder, so metadata that does not
+    parse (a zero inner chunk shape, 1000 nested brackets) or is missing (a split's deleted zarr.json: zarr would
+    just not list it, and the split would vanish) is a problem naming the member, not an exception or a silence."""
     path = group.store_path
     base = f"{path.path}/" if path.path else ""
 
     async def names() -> list[str]:
         return [name async for name in path.store.list_dir(base)]
 
-    arrays: dict[str, zarr.Array] = {}
+    found: dict[str, zarr.Array | zarr.Group] = {}
     problems: list[str] = []
     with quiet_lock_listing():
         for name in sorted(sync(names())):
-            if name in ("zarr.json", LOCK_KEY) or "." in name:
+            if name in ("zarr.json", LOCK_KEY) or name.startswith("."):
                 continue
+            shown = f"{where}/{name}" if where else name
             try:
-                node = group[name]
-            except KeyError:  # a folder without zarr.json: not a member (check reports it as an unknown entry)
-                continue
+                found[name] = group[name]
+            except KeyError:
+                problems.append(f"{shown}: no zarr.json (its metadata is missing)")
             except Exception as err:
-                problems.append(_unreadable(f"{where}/{name}: metadata", err))
-                continue
-            if isinstance(node, zarr.Array):
-                arrays[name] = node
-    return arrays, problems
+                problems.append(_unreadable(f"{shown}: metadata", err))
+    return found, problems
+
+
+def member_arrays(group: zarr.Group, where: str) -> tuple[dict[str, zarr.Array], list[str]]:
+    """The arrays of a split group (see `members`)."""
+    found, problems = members(group, where)
+    return {name: node for name, node in found.items() if isinstance(node, zarr.Array)}, problems
 
 
 def read_embeddings(root: zarr.Group, attrs: dict[str, Any]) -> tuple[np.ndarray | None, list[str]]:
@@ -208,7 +249,7 @@ def read_embeddings(root: zarr.Group, attrs: dict[str, Any]) -> tuple[np.ndarray
     problems += _chunk_problem(EMBEDDINGS, emb)
     if problems:
         return None, problems
-    problems += _objects_problem(EMBEDDINGS, emb, emb.shape[0])
+    problems += _objects_problem(EMBEDDINGS, emb, emb.shape[0]) or _decoded_size_problem(EMBEDDINGS, emb, emb.shape[0])
     if problems:
         return None, problems
     try:
@@ -259,7 +300,8 @@ def read_split_index(split: str, arrays: dict[str, zarr.Array]) -> tuple[SplitIn
         return None, [f"{split}/offsets: dtype {offsets_arr.dtype} ndim {offsets_arr.ndim}, expected 1-D int64"]
     # all but the last entry: a writer killed inside a commit may leave that one unwritten, which is no damage
     problems = _chunk_problem(f"{split}/offsets", offsets_arr) or \
-        _objects_problem(f"{split}/offsets", offsets_arr, offsets_arr.shape[0] - 1)
+        _objects_problem(f"{split}/offsets", offsets_arr, offsets_arr.shape[0] - 1) or \
+        _decoded_size_problem(f"{split}/offsets", offsets_arr, offsets_arr.shape[0])
     if problems:
         return None, problems
     try:
@@ -281,7 +323,8 @@ def read_split_index(split: str, arrays: dict[str, zarr.Array]) -> tuple[SplitIn
     if names_arr.shape[0] < count:
         problems.append(f"{split}/names: {names_arr.shape[0]} names for {count} committed scenes")
     elif (missing := _chunk_problem(f"{split}/names", names_arr) or
-          _objects_problem(f"{split}/names", names_arr, count)):
+          _objects_problem(f"{split}/names", names_arr, count) or
+          _decoded_size_problem(f"{split}/names", names_arr, count)):
         problems += missing
     else:
         try:
@@ -390,7 +433,9 @@ def check_store(url: str | Store) -> list[str]:
 
 
 def _check_members(root: zarr.Group, attrs: dict[str, Any]) -> list[str]:
-    problems: list[str] = []
+    _, problems = members(root)
+    if problems:
+        return problems
     try:
         problems += read_embeddings(root, attrs)[1]
         splits = split_groups(root)
