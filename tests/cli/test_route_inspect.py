@@ -137,4 +137,4 @@ def test_out_that_is_a_file_is_refused(capsys, ckpts, tiny_stores, tmp_path):
     out = tmp_path / "taken"
     out.write_text("mine")
     code, _, err = cli(capsys, str(ckpts.pmoe), f"{tiny_stores / 'scannet.zarr'}::val::0", "--out", str(out))
-    assert code == 1 and f"{out}: --out exists and is not a folder" in err and out.read_text() == "mine"
+    assert code == 1 and f"{out}: is a file; give a folder" in err and out.read_text() == "mine"
