@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from pmoe_core.sources import protobuf_wire as pw
-from pmoe_core.sources.waymo_tfrecord import crc32c, frame_record, iter_records, masked_crc32c
+from pmoe_core.sources.waymo_tfrecord import (
+    crc32c,
+    frame_record,
+    iter_records,
+    masked_crc32c,
+)
 
 
 def crc32c_bitwise(data: bytes) -> int:
