@@ -67,6 +67,8 @@ def train(
     stop_at: int | None = typer.Option(None, "--stop-at", min=1,
                                        help="Save and stop at this step (for wall-time limited jobs; --resume later)."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/ckpt.pt exactly where it stopped."),
+    init: str | None = typer.Option(None, "--init", metavar="CKPT", help="Start from this pmoe checkpoint (trained "
+                                    "or `pmoe import`ed): its architecture and weights; new optimizer and schedule."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     backend: str | None = typer.Option(None, "--backend", help="Sparse conv backend: spconv or torch."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
@@ -84,6 +86,7 @@ def train(
         optim=OptimConfig(lr=lr, block_lr=block_lr, weight_decay=weight_decay), amp=amp, aux_alpha=aux_alpha,
         drop_path=drop_path, max_points=max_points, workers=workers, seed=seed, log_every=log_every,
         ckpt_every=ckpt_every, precise_bn=precise_bn, stop_at=stop_at, resume=resume, device=device, backend=backend,
+        init=init,
     )
     bar = ProgressBar("training", unit="steps", every=log_every)
     try:

@@ -35,7 +35,8 @@ def point_features(sample: Sample, layout: str = "pmoe7", domain: str | None = N
 
 def _pointcept6(sample: Sample, domain: str | None, signed: bool) -> np.ndarray:
     """Pointcept's feat_keys: ("color", "normal") indoors with NormalizeColor (color / 255 since Pointcept v1.6.0;
-    `signed`: color / 127.5 - 1, as before v1.6.0 and in the Point-MoE fork), ("coord", "strength") outdoors, zero-padded to the 6-channel stem. Without `domain`, `sample.dataset` says it
+    `signed`: color / 127.5 - 1, as before v1.6.0 and in the Point-MoE fork), ("coord", "strength") outdoors,
+    zero-padded to the 6-channel stem. Without `domain`, `sample.dataset` says it
     (a dataset name, or a domain as route-inspect passes)."""
     feat = np.zeros((len(sample), 6), np.float32)
     if domain is None:

@@ -176,8 +176,9 @@ def _open_dataset(name: str, data: str, split: str, kind: str, limit: int | None
     encoder = str(meta.get("text_encoder", ""))
     fixed = fixed_head_classes(meta)  # an imported seg_head scores one benchmark's classes, no text embeddings
     if fixed is not None and (kind != "own" or name not in (meta.get("label_spaces") or {})):
-        raise BadInput(f"this checkpoint's head has the {fixed} fixed classes of {', '.join(meta.get('datasets') or [])}"
-                       f" (pmoe import --label-set): it can only be evaluated on that dataset with --label-set own")
+        raise BadInput(f"this checkpoint's head has the {fixed} fixed classes of "
+                       f"{', '.join(meta.get('datasets') or [])} (pmoe import --label-set): it can only be evaluated "
+                       f"on that dataset with --label-set own")
     for reader in readers:
         if fixed is None and reader.encoder != encoder:
             raise BadInput(f"class names in this store are embedded with text encoder {reader.encoder!r}, but the "

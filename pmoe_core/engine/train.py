@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pmoe_core.data.collate import SegTargets
+from pmoe_core.data.collate import Collate, SegTargets
 from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.data.loader import Loader, make_loader
 from pmoe_core.data.recipes import RecipeConfig, domain_of
 from pmoe_core.data.sampler import MixedBatchSampler
 from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_sync, shutdown
+from pmoe_core.engine.init_from import apply_init, load_init
 from pmoe_core.engine.loss import label_space_loss
 from pmoe_core.engine.model_io import check_weights_fit, checked_weights, config_from_data, config_to_data
 from pmoe_core.engine.optim import OptimConfig, make_optimizer
@@ -34,7 +35,7 @@ from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE, moe_aux_loss
 from pmoe_core.models.ppt import PPTConfig
-from pmoe_core.models.presets import build_model, get_config
+from pmoe_core.models.presets import backbone_config, build_model, get_config
 from pmoe_core.models.sparse_conv import resolve_backend
 from pmoe_core.outputs import check_output_dir
 from pmoe_core.progress import Progress, silent
@@ -81,6 +82,7 @@ class TrainConfig:
     precise_bn: int = 0  # re-estimate BatchNorm running stats over this many batches at the end (short runs)
     stop_at: int | None = None  # save and stop at this step (wall-time limited jobs); --resume continues
     resume: bool = False
+    init: str | None = None  # start from this checkpoint's architecture and weights (init_from.py)
     backend: str | None = None
     device: str = "auto"
     tensorboard: bool = True
@@ -307,7 +309,8 @@ def _plain(value: Any) -> Any:
 def _check_resume(meta: dict[str, Any], cfg: TrainConfig, datasets: tuple[str, ...], path: Path) -> None:
     if meta.get("kind") != "segmentation":
         raise BadInput(f"cannot resume: checkpoint holds a {meta.get('kind')} model", path)
-    if meta.get("preset") != resolve_preset(cfg.preset) or tuple(meta.get("datasets", ())) != datasets:
+    preset = meta.get("preset") if meta.get("init_from") else resolve_preset(cfg.preset)  # --init: the stored one
+    if meta.get("preset") != preset or tuple(meta.get("datasets", ())) != datasets:
         raise BadInput(f"cannot resume: checkpoint was trained with --preset {meta.get('preset')} "
                        f"--datasets {','.join(meta.get('datasets', []))}", path)
     if meta.get("train_args", {}).get("steps") != cfg.steps:
@@ -394,7 +397,6 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     sampler = MixedBatchSampler(dataset.groups, cfg.batch_size, samples_per_epoch=cfg.samples_per_epoch,
                                 weights=weights, mix=mix, seed=cfg.seed, rank=info.rank,
                                 world_size=info.world_size)
-    loader = make_loader(dataset, sampler, num_workers=cfg.workers, seed=cfg.seed)
     classes, encoder = class_table(stores, dataset.label_spaces)
     classes = classes.to(device)
 
@@ -403,12 +405,20 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
         resume_payload = load_checkpoint(ckpt_path)
         _check_resume(resume_payload["meta"], cfg, datasets, ckpt_path)
 
-    config = None
+    config, init = None, None
     if resume_payload is not None:
         config = config_from_data(resume_payload["meta"].get("config"), str(ckpt_path))
         check_weights_fit(config, checked_weights(resume_payload, "model", ckpt_path), ckpt_path, datasets,
                           int(classes.shape[1]))
+    elif cfg.init:
+        init = load_init(cfg.init, int(classes.shape[1]))
+        config = init.config
+    layout = backbone_config(config).in_features if config is not None else "pmoe7"
+    loader = make_loader(dataset, sampler, num_workers=cfg.workers, seed=cfg.seed,
+                         collate=Collate(dataset.label_spaces, in_features=layout))
     model, model_cfg = build_segmentation_model(cfg.preset, datasets, classes.shape[1], cfg, config=config)
+    if init is not None:
+        apply_init(model, init, cfg.init)
     model.to(device)
     optimizer, scheduler = make_optimizer(model, cfg.optim, cfg.steps)
     step = 0
@@ -430,12 +440,18 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
         tensors = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "rng": rng_state(), "loader": loader.state_dict(),
                    "class_embeddings": classes.cpu()}
-        save_checkpoint(ckpt_path, _meta(cfg, model_cfg, datasets, dataset.class_names, encoder, step,
-                                         loader.state_dict()["epoch"], complete), tensors)
+        meta = _meta(cfg, model_cfg, datasets, dataset.class_names, encoder, step, loader.state_dict()["epoch"],
+                     complete)
+        origin = init.origin if init is not None else (resume_payload or {}).get("meta", {}).get("init_from")
+        if origin is not None:  # a --init run: its architecture is the init checkpoint's, not --preset's
+            meta.update(preset=f"init:{origin.get('preset')}", init_from=origin)
+        save_checkpoint(ckpt_path, meta, tensors)
 
     if info.is_main:
         params = sum(p.numel() for p in model.parameters())
-        echo(f"training {resolve_preset(cfg.preset)} ({params / 1e6:.2f}M parameters) on {', '.join(datasets)}: "
+        what = f"{init.preset or 'a checkpoint'} from {cfg.init} (head {init.origin['head']})" if init else None
+        echo(f"training {what or resolve_preset(cfg.preset)} ({params / 1e6:.2f}M parameters) on "
+             f"{', '.join(datasets)}: "
              f"{len(dataset)} train scenes, {info.world_size} process(es) on {device}, steps {step}->{cfg.steps}")
     progress(total=cfg.steps, advance=step, message="training")
     model.train()

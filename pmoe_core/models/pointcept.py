@@ -81,7 +81,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln or "global" in ln.lower()]
-        raise FormatError(f"refused to load: not plain tensors/data ({lines[0] if lines else 'objects'})", path) from None
+        what = lines[0] if lines else "objects"
+        raise FormatError(f"refused to load: not plain tensors/data ({what})", path) from None
     except (RuntimeError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError, OverflowError,
             MemoryError, RecursionError) as err:
         first = (str(err).splitlines() or [""])[0].split(". ")[0]
@@ -204,7 +205,8 @@ def _per_stage(value: tuple[int, ...] | None, n: int, default: list[int], name: 
     return tuple(value)
 
 
-def infer_config(state: dict[str, torch.Tensor], options: ImportOptions, source: str | Path) -> tuple[PTv3Config, _Parsed]:
+def infer_config(state: dict[str, torch.Tensor], options: ImportOptions,
+                 source: str | Path) -> tuple[PTv3Config, _Parsed]:
     """The pmoe config of a Pointcept backbone state dict (see the module docstring for what comes from where)."""
     parsed = _parse(state, source)
     if not parsed.stem:

@@ -355,3 +355,41 @@ def test_eval_scores_the_import_on_its_label_set_only(golden, imported_ckpts, tm
     assert result.all_acc > 0.95  # pmoe's test fragments voxelise slightly differently from the fixture grid
     with pytest.raises(BadInput, match="fixed classes"):
         evaluate(imported_ckpts["ptv3"], str(tmp_path), label_set="union", device="cpu")
+
+
+def test_init_loads_the_backbone_and_replaces_a_fixed_class_head(golden, imported_ckpts):
+    from pmoe_core.engine.init_from import apply_init, load_init
+
+    init = load_init(imported_ckpts["ptmoe"], text_dim=384)
+    assert init.config.head == "language" and init.config.in_features == "pointcept6"
+    assert init.origin["head"].startswith("new") and init.origin["imported_from"]["arch"] == "PTMoE-v0m0"
+    model = build_model(init.config, text_dim=384)
+    apply_init(model, init, "x")
+    state = model.state_dict()
+    imported = convert(_load(golden, "ptmoe")[0], SMALL).weights
+    backbone = [k for k in imported if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(state[k], imported[k]) for k in backbone)
+
+
+@pytest.mark.slow
+def test_train_init_from_an_import(golden, imported_ckpts, tmp_path, monkeypatch):
+    """`pmoe train --init` on an imported checkpoint: the run trains the imported architecture on the reference
+    input layout and records where it started."""
+    from pmoe_core.engine.checkpoint import load_checkpoint
+    from pmoe_core.engine.train import TrainConfig, train
+    from pmoe_core.scene import Scene
+    from pmoe_core.store import StoreWriter
+
+    monkeypatch.setenv("PMOE_CACHE_DIR", str(tmp_path / "cache"))
+    _, io = _load(golden, "ptv3")
+    data = tmp_path / "data"
+    with StoreWriter.open(str(data / "scannet.zarr"), "scannet") as writer:
+        for i, part in enumerate((slice(0, 2000), slice(2000, 3500))):
+            writer.append("train", Scene(f"room{i}", coord=io["coord"][part], color=io["color"][part],
+                                         normal=io["normal"][part], segment=np.zeros(part.stop - part.start, np.int16)))
+    cfg = TrainConfig(data=str(data), datasets=("scannet",), out=str(tmp_path / "run"), steps=1, batch_size=1,
+                      workers=0, tensorboard=False, init=str(imported_ckpts["ptv3"]), device="cpu")
+    result = train(cfg, echo=lambda line: None)
+    meta = load_checkpoint(result.checkpoint)["meta"]
+    assert meta["preset"] == "init:import:PT-v3m1" and meta["init_from"]["checkpoint"] == str(imported_ckpts["ptv3"])
+    assert meta["config"]["in_features"] == "pointcept6" and meta["config"]["head"] == "language"
