@@ -397,6 +397,34 @@ def convert(state: dict[str, torch.Tensor], options: ImportOptions = ImportOptio
     return PointceptImport(arch, wrapper, cfg, weights, class_embeddings, sorted(parsed.ignored), len(state))
 
 
+_INVERSE = {"stem": {v: k for k, v in _STEM.items()}, "block": {v: k for k, v in _BLOCK_PARTS.items()},
+            "enc": {v: k for k, v in _DOWN.items()}, "dec": {v: k for k, v in _UP.items()}}
+_EXPERT_WEIGHTS = {"w_gate": "gate_proj", "w_up": "up_proj", "w_down": "down_proj"}
+
+
+def reference_key(pmoe_key: str, n_dec: int) -> str:
+    """The Pointcept name of a pmoe SegmentationModel weight (without `module.`), for messages and round trips."""
+    if pmoe_key.startswith("head."):
+        return "seg_head / proj_head." + pmoe_key.rsplit(".", 1)[-1]
+    key = pmoe_key[len("backbone."):]
+    if key in _INVERSE["stem"]:
+        return "backbone." + _INVERSE["stem"][key]
+    m = re.fullmatch(r"(enc|dec)\.(\d+)\.(.+)", key)
+    if m is None:
+        return pmoe_key
+    part, index, rest = m.group(1), int(m.group(2)), m.group(3)
+    prefix = f"backbone.{part}.{part}{index if part == 'enc' else n_dec - 1 - index}."
+    if rest in _INVERSE[part]:
+        return prefix + _INVERSE[part][rest]
+    b = re.fullmatch(r"blocks\.(\d+)\.(.+)", rest)
+    if b is None:
+        return pmoe_key
+    inner = b.group(2)
+    if inner.startswith("attn.proj.") and inner.split(".")[-1] in _EXPERT_WEIGHTS:
+        return prefix + f"block{b.group(1)}.attn.proj.experts.*.{_EXPERT_WEIGHTS[inner.split('.')[-1]]}.weight"
+    return prefix + f"block{b.group(1)}." + _INVERSE["block"].get(inner, inner)
+
+
 def _check_against_model(cfg: PTv3Config, weights: dict[str, torch.Tensor], origin: dict[str, str],
                          text_dim: int | None, source: str | Path) -> None:
     """Every pmoe parameter present with its shape, nothing extra (built on the meta device: no memory)."""
@@ -410,7 +438,7 @@ def _check_against_model(cfg: PTv3Config, weights: dict[str, torch.Tensor], orig
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(weights))
     if missing:
-        raise FormatError(f"missing weights for pmoe's {missing[0]} (the checkpoint lacks the matching key)", source)
+        raise FormatError(f"missing key {reference_key(missing[0], len(cfg.dec_depths))}", source)
     extra = sorted(set(weights) - set(expected))
     if extra:
         raise FormatError(f"unexpected key {origin[extra[0]]} under the inferred config", source)
@@ -420,4 +448,4 @@ def _check_against_model(cfg: PTv3Config, weights: dict[str, torch.Tensor], orig
                               f"needs {shape}", source)
 
 
-__all__ = ["ARCHS", "ImportOptions", "PointceptImport", "read_state_dict", "infer_config", "convert"]
+__all__ = ["ARCHS", "ImportOptions", "PointceptImport", "read_state_dict", "infer_config", "convert", "reference_key"]

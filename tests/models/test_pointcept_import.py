@@ -196,7 +196,8 @@ def test_pptmoe_wrapper_maps_to_the_language_head(golden):
     "edit, message",
     [
         (lambda s: s.update({"backbone.enc.enc0.block0.attn.extra.weight": torch.zeros(1)}), "unknown key"),
-        (lambda s: s.pop("backbone.enc.enc2.block0.cpe.1.bias"), "missing weights"),
+        (lambda s: s.pop("backbone.enc.enc2.block0.cpe.1.bias"), "missing key backbone.enc.enc2.block0.cpe.1.bias"),
+        (lambda s: s.pop("backbone.dec.dec1.up.proj_skip.1.running_var"), "missing key backbone.dec.dec1.up.proj_skip"),
         (lambda s: s.update({"backbone.enc.enc1.block0.cpe.0.weight": torch.zeros(16, 3, 3, 3, 8)}), "shape mismatch"),
         (lambda s: s.pop("backbone.dec.dec3.block0.attn.proj.experts.3.up_proj.weight"), "missing key"),
         (lambda s: s.pop("seg_head.bias"), "missing key seg_head.bias"),
@@ -417,31 +418,9 @@ def test_pptmoe_import_writes_a_language_head_checkpoint(golden, tmp_path):
 
 def _to_pointcept(state: dict[str, torch.Tensor], n_dec: int) -> dict[str, torch.Tensor]:
     """pmoe SegmentationModel names -> Pointcept names (the inverse of the import), for a round trip."""
-    import re
+    from pmoe_core.models.pointcept import reference_key
 
-    from pmoe_core.models.pointcept import _BLOCK_PARTS, _DOWN, _STEM, _UP
-
-    stem = {v: k for k, v in _STEM.items()}
-    block = {v: k for k, v in _BLOCK_PARTS.items()}
-    down, up = {v: k for k, v in _DOWN.items()}, {v: k for k, v in _UP.items()}
-    out = {}
-    for key, value in state.items():
-        if key.startswith("head."):
-            out["seg_head." + key.split(".")[-1]] = value
-            continue
-        key = key[len("backbone."):]
-        if key in stem:
-            out["backbone." + stem[key]] = value
-            continue
-        part, index, rest = re.fullmatch(r"(enc|dec)\.(\d+)\.(.+)", key).groups()
-        stage = int(index) if part == "enc" else n_dec - 1 - int(index)
-        prefix = f"backbone.{part}.{part}{stage}."
-        if rest.startswith("resample."):
-            out[prefix + (down if part == "enc" else up)[rest]] = value
-            continue
-        b, inner = re.fullmatch(r"blocks\.(\d+)\.(.+)", rest).groups()
-        out[prefix + f"block{b}." + block[inner]] = value
-    return out
+    return {reference_key(k, n_dec).replace("seg_head / proj_head", "seg_head"): v for k, v in state.items()}
 
 
 def test_round_trip_of_a_deeper_model_with_rpe():
