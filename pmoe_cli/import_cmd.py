@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 HELP = """Import a Pointcept checkpoint (PT-v3m1 = PTv3, PTMoE-v0m0 = the Point-MoE release) as a pmoe checkpoint
-that eval, route-inspect and train accept.
+that eval, predict, route-inspect and train --init accept.
 
 The file is loaded with torch.load(weights_only=True): nothing in it is executed. Stages, blocks, channels, input
 width, MLP ratio, experts are read from the tensor shapes; curve orders, patch sizes, heads per stage and top-k
@@ -21,7 +21,8 @@ Heads:
   seg_head (DefaultSegmentorV2): a fixed-class Linear head; --label-set names whose class order it follows.
   proj_head + class_embedding + logit_scale (PPTMoE-v0m0): pmoe's language head (CLIP text embeddings).
 Inputs: an imported 6-channel model is fed Pointcept's features (indoor color/255 + normal, outdoor xyz +
-strength), recorded as in_features="pointcept6" in its config; eval and route-inspect build them.
+strength), recorded as in_features="pointcept6" in its config, which eval, predict, route-inspect and train build;
+--color signed feeds color/127.5-1 instead (Pointcept before 1.6.0, the Point-MoE fork).
 
 \b
 Example:
