@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import zarr
+from numcodecs import Zstd
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
@@ -134,7 +135,8 @@ def _zstd_claim(data: bytes) -> int | None:
 def _decoded_size_problem(where: str, arr: zarr.Array, rows: int) -> list[str]:
     """For the small zstd-compressed arrays a reader decodes whole on open (offsets, names, class embeddings):
     refuse an object whose frame claims more bytes than its chunk can hold, before zarr allocates them."""
-    if not any(type(codec).__name__ == "ZstdCodec" for codec in arr.metadata.codecs):
+    codecs = [type(codec).__name__ for codec in arr.metadata.codecs]
+    if codecs[-1:] != ["ZstdCodec"]:
         return []
     values = int(np.prod(arr.chunks))
     bound = values * (arr.dtype.itemsize if arr.dtype.kind in "iuf" else 4096) + 4096  # names: 4 KiB each
@@ -143,9 +145,20 @@ def _decoded_size_problem(where: str, arr: zarr.Array, rows: int) -> list[str]:
     for k in range(-(-rows // objects_per_row_block(arr))):
         key = base + arr.metadata.encode_chunk_key((k,) + (0,) * (arr.ndim - 1))
         buf = sync(path.store.get(key, prototype=default_buffer_prototype()))
-        claim = None if buf is None else _zstd_claim(buf.to_bytes()[:32])
+        if buf is None:
+            continue
+        data = buf.to_bytes()
+        claim = _zstd_claim(data[:32])
         if claim is not None and claim > bound:
             return [f"{where}: object {key} claims {claim} decoded bytes, more than its {values} values hold"]
+        if codecs == ["VLenUTF8Codec", "ZstdCodec"]:  # the string count heading a chunk sizes its object array
+            try:
+                head = Zstd().decode(data)[:4]
+            except Exception as err:
+                return [_unreadable(f"{where}: object {key}", err)]
+            count = int.from_bytes(bytes(head), "little") if len(head) == 4 else -1
+            if count != values:
+                return [f"{where}: object {key} holds {count} strings, its chunk has {values}"]
     return []
 
 

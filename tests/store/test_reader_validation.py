@@ -146,3 +146,28 @@ def test_healthy_store_reads_without_extra_cost(store):
     index = reader._split("train").index
     assert reader.read("train", 2).name == "t2" and reader._split("train").index is index
     assert len(first) == 100 and check_store(store) == []
+
+
+def test_names_chunk_claiming_16_gib_is_refused_before_zarr_allocates(store):
+    """Fuzzer finds: a flipped zstd frame-size byte, or a flipped string count in the names chunk, made zarr allocate
+    16 GiB before it noticed anything."""
+    import tracemalloc
+
+    chunk = Path(store) / "train" / "names" / "c" / "0"
+    pristine = chunk.read_bytes()
+    frame = bytearray(pristine)
+    frame[4] = 0xE0  # single segment, 8-byte frame content size
+    claims_16_gib = bytes(frame[:5]) + (1 << 34).to_bytes(8, "little") + bytes(frame[7:])
+    count_flipped = bytearray(pristine)
+    count_flipped[12] ^= 0x80
+    for damaged, match in ((claims_16_gib, "claims 17179869184 decoded bytes, more than its 4096 values hold"),
+                           (bytes(count_flipped), r"holds \d+ strings, its chunk has 4096")):
+        chunk.write_bytes(damaged)
+        tracemalloc.start()
+        try:
+            with pytest.raises(StoreError, match=f"train/names: object train/names/c/0 {match}"):
+                StoreReader(store).read("train", 0)
+            assert tracemalloc.get_traced_memory()[1] < 64 << 20
+        finally:
+            tracemalloc.stop()
+        assert check_store(store)[0].startswith("train/names: object train/names/c/0")
