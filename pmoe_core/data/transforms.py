@@ -224,13 +224,13 @@ def _elastic_offsets(coord: np.ndarray, granularity: float, seed: int) -> np.nda
     hi = base.max(axis=0) + 1
     if float(np.prod((hi + 5).astype(np.float64))) <= BOX_CELLS_PER_POINT * len(coord) + (1 << 16):
         noise = _smooth_noise_box(np.zeros(3, np.int64), hi, seed)
-        gather = lambda d: noise[base[:, 0] + d[0], base[:, 1] + d[1], base[:, 2] + d[2]]  # noqa: E731
+        gather = lambda d: noise[base[:, 0] + d[0], base[:, 1] + d[1], base[:, 2] + d[2]]
     else:  # a far point makes the box huge: compute the field only at the corners of occupied cells
         cells, cell_of_point = _unique_rows(base)
         vertex, corner_index = _unique_rows((cells[:, None, :] + _CORNERS).reshape(-1, 3))
         noise = _smooth_noise(vertex, seed)
         corner_index = corner_index.reshape(-1, 8)[cell_of_point]  # (N, 8): vertex of each corner of each cell
-        gather = lambda d: noise[corner_index[:, int(d[0] * 4 + d[1] * 2 + d[2])]]  # noqa: E731
+        gather = lambda d: noise[corner_index[:, int(d[0] * 4 + d[1] * 2 + d[2])]]
     out = np.zeros((coord.shape[0], 3), np.float32)
     for d in _CORNERS:
         w = (t[:, 0] if d[0] else 1 - t[:, 0]) * (t[:, 1] if d[1] else 1 - t[:, 1]) * \

@@ -32,13 +32,13 @@ from pmoe_core.scene import FIELD_SPECS
 from pmoe_core.schemas import load_schema
 from pmoe_core.store.attrs import class_names
 from pmoe_core.store.layout import (
+    ALL_CHUNKS_STORED,
     EMBEDDINGS,
     FORMAT_NAME,
     FORMAT_VERSION,
+    LOCK_KEY,
     NAMES,
     OFFSETS,
-    ALL_CHUNKS_STORED,
-    LOCK_KEY,
     SHARD_POINTS,
     committed_offsets,
     group_arrays,
@@ -80,7 +80,7 @@ def stored_objects(arr: zarr.Array) -> set[int]:
 
     async def collect() -> None:
         async for key in path.store.list_prefix(base):
-            rel = key[len(base):] if key.startswith(base) else key
+            rel = key.removeprefix(base)
             if rel.startswith(prefix) and rel.endswith(suffix):
                 middle = rel[len(prefix): len(rel) - len(suffix)]
                 if middle.isdigit():

@@ -149,7 +149,7 @@ def test_store_attributes_validate(store):
 
 def test_info_on_offsets_claiming_1e15_points_is_one_line_not_a_hang(store, capsys):
     zarr.open_group(store, mode="r+")["train"]["offsets"][3] = 10**15
-    code, out, err = run_cli(capsys, "info", store)
+    code, _, err = run_cli(capsys, "info", store)
     assert code == 1 and err.count("\n") == 1
     assert "train/coord: 303 rows but offsets need 1000000000000000" in err
 
@@ -158,18 +158,18 @@ def test_export_never_writes_inside_the_store_or_over_a_file_without_overwrite(s
     """`pmoe export S/scannet.zarr S/scannet.zarr/zarr.json` replaced the store's own metadata (data loss)."""
     meta = Path(store) / "zarr.json"
     before = meta.read_bytes()
-    code, out, err = run_cli(capsys, "export", store, str(meta), "--split", "train", "--scene", "0")
+    code, _, err = run_cli(capsys, "export", store, str(meta), "--split", "train", "--scene", "0")
     assert code == 1 and "is inside the input" in err and "never writes inside what it reads" in err, err
     assert meta.read_bytes() == before
-    code, out, err = run_cli(capsys, "export", store, str(Path(store) / "train" / "new.ply"), "--split", "train",
+    code, _, err = run_cli(capsys, "export", store, str(Path(store) / "train" / "new.ply"), "--split", "train",
                              "--scene", "0")
     assert code == 1 and "never writes inside what it reads" in err
     assert not (Path(store) / "train" / "new.ply").exists()
     target = tmp_path / "old.ply"
     target.write_bytes(b"mine")
-    code, out, err = run_cli(capsys, "export", store, str(target), "--split", "train", "--scene", "0")
+    code, _, err = run_cli(capsys, "export", store, str(target), "--split", "train", "--scene", "0")
     assert code == 1 and "already exists; pass --overwrite" in err and target.read_bytes() == b"mine"
-    code, out, err = run_cli(capsys, "export", store, str(target), "--split", "train", "--scene", "0", "--overwrite")
+    code, _, err = run_cli(capsys, "export", store, str(target), "--split", "train", "--scene", "0", "--overwrite")
     assert code == 0 and target.read_bytes().startswith(b"ply\n")
 
 
@@ -186,6 +186,6 @@ def test_export_of_a_damaged_store_is_an_error_and_writes_nothing(store, capsys,
     else:
         split["names"].resize((1,))
     out_file = tmp_path / "x.ply"
-    code, out, err = run_cli(capsys, "export", store, str(out_file), "--split", "train", "--scene", "0")
+    code, _, err = run_cli(capsys, "export", store, str(out_file), "--split", "train", "--scene", "0")
     assert code == 1 and err.count("\n") == 1 and err.startswith(f"pmoe: error: {store}: train/"), err
     assert not out_file.exists() and list(tmp_path.glob(".x.ply*")) == []

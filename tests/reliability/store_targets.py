@@ -69,7 +69,7 @@ def read_everything(url: str, export_to: Path) -> list[Scene]:
         for field in reader.fields(split):
             for _ in reader.iter_field(split, field):
                 pass
-    reader.class_embeddings
+    assert reader.class_embeddings.ndim == 2
     store_info(url)
     export(url, export_to, split="train", scene="0", format=ExportFormat.ply, overwrite=True)
     return scenes

@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from fuzzing import FUZZ, FUZZ_EXAMPLES, HUGE_NUMBERS, Tally, check_contract, mutate, mutations
+from fuzzing import (
+    FUZZ,
+    FUZZ_EXAMPLES,
+    HUGE_NUMBERS,
+    Tally,
+    check_contract,
+    mutate,
+    mutations,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from store_targets import STORE_FILES, StoreTarget, build_store, read_everything

@@ -155,7 +155,7 @@ def test_s3dis_room_with_a_far_point_trains_in_bounded_memory(tmp_path, cache_en
     data._transforms["s3dis"] = elastic_always
     tracemalloc.start()
     try:
-        batch, targets = Collate(data.label_spaces)([data[0]])
+        batch, _ = Collate(data.label_spaces)([data[0]])
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

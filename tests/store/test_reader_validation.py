@@ -14,7 +14,13 @@ from store_fakes import embedding_cache, make_scene  # noqa: F401
 
 from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.errors import StoreError
-from pmoe_core.store import StoreReader, StoreWriter, check_store, store_info, store_path
+from pmoe_core.store import (
+    StoreReader,
+    StoreWriter,
+    check_store,
+    store_info,
+    store_path,
+)
 
 pytestmark = pytest.mark.usefixtures("embedding_cache")
 
@@ -116,7 +122,7 @@ def test_labels_out_of_range_and_nan_coordinates_in_a_scene_are_errors(store):
 def test_class_embeddings_claiming_1e12_rows_are_refused_before_reading(store):
     _edit_metadata(store, "class_embeddings", lambda m: m.__setitem__("shape", [10**12, m["shape"][1]]))
     with pytest.raises(StoreError, match="class_embeddings: shape"):
-        StoreReader(store).class_embeddings
+        _ = StoreReader(store).class_embeddings
     assert check_store(store)[0].startswith("class_embeddings: shape")
 
 
