@@ -34,7 +34,7 @@ class ImportResult:
 
 def import_pointcept(source: str | Path, out: str | Path, label_set: str | None = None,
                      datasets: Sequence[str] = (), text_encoder: str = "clip",
-                     options: ImportOptions = ImportOptions(), overwrite: bool = False) -> ImportResult:
+                     options: ImportOptions | None = None, overwrite: bool = False) -> ImportResult:
     """Convert `source` and write `out`.
 
     `label_set`: a DefaultSegmentorV2 checkpoint's seg_head is a fixed-class Linear; name the benchmark whose class
@@ -43,7 +43,7 @@ def import_pointcept(source: str | Path, out: str | Path, label_set: str | None 
     from (Point-MoE: CLIP ViT-B/16); stores evaluated with it must be embedded by the same encoder.
     """
     out = check_output_file(out, reads=[source], overwrite=overwrite, make_parents=True)
-    imported = convert(read_state_dict(source), options, source)
+    imported = convert(read_state_dict(source), options or ImportOptions(), source)
     cfg = imported.config
     names = [resolve_dataset(d) for d in datasets]
     tensors: dict[str, Any] = {"model": imported.weights}

@@ -22,8 +22,6 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
 import torch
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
@@ -316,10 +314,10 @@ def infer_config(state: dict[str, torch.Tensor], options: ImportOptions,
     return cfg, parsed
 
 
-def convert(state: dict[str, torch.Tensor], options: ImportOptions = ImportOptions(),
+def convert(state: dict[str, torch.Tensor], options: ImportOptions | None = None,
             source: str | Path = "checkpoint") -> PointceptImport:
     """A Pointcept state dict (prefix `module.` already removed) as a pmoe config + SegmentationModel weights."""
-    cfg, parsed = infer_config(state, options, source)
+    cfg, parsed = infer_config(state, options or ImportOptions(), source)
     n_dec = len(cfg.dec_depths)
     weights: dict[str, torch.Tensor] = {}
     origin: dict[str, str] = {}  # pmoe key -> the reference key it came from (for messages)
