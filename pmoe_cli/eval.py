@@ -62,7 +62,7 @@ def eval_cmd(
         check_output_dir(out, reads=[data, checkpoint])
         check_output_file(out / "eval_report.json", overwrite=True, make_parents=True)
     if json_path is not None:
-        check_output_file(json_path, reads=[data, checkpoint], overwrite=overwrite, make_parents=True)
+        check_output_file(json_path, reads=[data, checkpoint], overwrite=overwrite)
     if threads:
         import torch
 
