@@ -43,7 +43,7 @@ from pmoe_core.store import StoreReader, find_stores
 from pmoe_core.store.custom_spaces import register_custom_stores
 from pmoe_core.vocab import dataset_entries
 from pmoe_core.vocab.custom import registered as registered_custom
-from pmoe_core.vocab.label_spaces import LABEL_SPACES, resolve_dataset
+from pmoe_core.vocab.label_spaces import LABEL_SPACES
 
 CHECKPOINT_NAME = "ckpt.pt"
 PRESET_ALIASES = {"s": "pmoe-s", "l": "pmoe-l", "tiny": "pmoe-tiny"}

@@ -158,9 +158,7 @@ def _staged(out: Path) -> Iterator[Path]:
     """A fresh hidden folder inside OUT to write into; on success its entries replace OUT's entries of the same name
     (a previous run's ply/ folder goes as a whole, so no stale clouds remain), on any failure it is removed and OUT
     is left as it was (and removed again if this run created it)."""
-    if out.exists() and not out.is_dir():
-        raise BadInput("--out exists and is not a folder", out)
-    created = not out.exists()
+    created = not out.exists()  # OUT is a folder or absent: checked by _check_options before the model loaded
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".route-inspect-partial-", dir=out))
     try:

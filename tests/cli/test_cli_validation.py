@@ -71,7 +71,7 @@ def test_nan_in_a_bounded_option_is_a_usage_error(capsys, tmp_path, option):
     (("--json", "/sys/pmoe.json"), "/sys/pmoe.json: is under /sys"),
 ])
 def test_eval_refuses_bad_outputs_and_devices_before_the_model_loads(capsys, tmp_path, monkeypatch, extra, message):
-    import pmoe_core.engine.evaluate as evaluate
+    from pmoe_core.engine import evaluate
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model was loaded before the options were checked")

@@ -101,7 +101,7 @@ def test_eval_aliases_zero_shot_and_label_free(run, capsys, tmp_path, monkeypatc
 def test_eval_user_errors_are_one_line(run, capsys, tmp_path, args, message):
     checkpoint, data = run
     fill = {"tmp": tmp_path, "data": data, "ckpt": checkpoint}
-    code, out, err = run_cli(capsys, *(a.format(**fill) for a in args))
+    code, _out, err = run_cli(capsys, *(a.format(**fill) for a in args))
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("pmoe: error: ")
     assert message.format(**fill) in err
@@ -118,7 +118,7 @@ def test_eval_json_needs_overwrite_and_datasets_once(run, capsys, tmp_path):
                              report, "--overwrite")
     assert code == 0, err
     assert [r["dataset"] for r in json.loads(report.read_text())["results"]] == ["semantickitti"]
-    code, out, err = run_cli(capsys, checkpoint, "--data", data, "--datasets", "scannet,kitti,semantickitti")
+    code, _out, err = run_cli(capsys, checkpoint, "--data", data, "--datasets", "scannet,kitti,semantickitti")
     assert code == 1 and "'kitti' and 'semantickitti' are both semantickitti" in err and err.count("\n") == 1
 
 
@@ -127,5 +127,5 @@ def test_eval_of_a_damaged_checkpoint_is_one_line(run, capsys, tmp_path):
     good = Path(checkpoint).read_bytes()
     for name, data_bytes in (("empty.pt", b""), ("cut.pt", good[: len(good) // 2])):
         (tmp_path / name).write_bytes(data_bytes)
-        code, out, err = run_cli(capsys, tmp_path / name, "--data", data)
+        code, _out, err = run_cli(capsys, tmp_path / name, "--data", data)
         assert code == 1 and err.startswith(f"pmoe: error: {tmp_path / name}: ") and err.count("\n") == 1, err

@@ -155,13 +155,14 @@ def test_segmentation_entries_of_the_wrong_type_are_format_errors(tmp_path):
     payload = load_checkpoint(good)
     weights, emb = payload["model"], payload["class_embeddings"]
     cases = {
-        "model_list.pt": dict(model=[1, 2], class_embeddings=emb),
-        "model_values.pt": dict(model={k: 1 for k in weights}, class_embeddings=emb),
-        "emb_1d.pt": dict(model=weights, class_embeddings=torch.ones(4)),
-        "emb_list.pt": dict(model=weights, class_embeddings=[[1.0]]),
-        "emb_int.pt": dict(model=weights, class_embeddings=torch.ones(3, 4, dtype=torch.int64)),
-        "missing_weight.pt": dict(model={k: v for i, (k, v) in enumerate(weights.items()) if i}, class_embeddings=emb),
-        "bad_shape.pt": dict(model={**weights, next(iter(weights)): torch.ones(3)}, class_embeddings=emb),
+        "model_list.pt": {"model": [1, 2], "class_embeddings": emb},
+        "model_values.pt": {"model": {k: 1 for k in weights}, "class_embeddings": emb},
+        "emb_1d.pt": {"model": weights, "class_embeddings": torch.ones(4)},
+        "emb_list.pt": {"model": weights, "class_embeddings": [[1.0]]},
+        "emb_int.pt": {"model": weights, "class_embeddings": torch.ones(3, 4, dtype=torch.int64)},
+        "missing_weight.pt": {"model": {k: v for i, (k, v) in enumerate(weights.items()) if i},
+                              "class_embeddings": emb},
+        "bad_shape.pt": {"model": {**weights, next(iter(weights)): torch.ones(3)}, "class_embeddings": emb},
     }
     for name, entries in cases.items():
         _raw_checkpoint(tmp_path / name, **entries)
