@@ -53,16 +53,18 @@ def eval_cmd(
                                                "SemanticKITTI and nuScenes-lidarseg submission files "
                                                "(see docs/commands/eval.md)."),
 ) -> None:
-    from pmoe_core.engine.confusion_plot import save_confusion_png
-    from pmoe_core.engine.evaluate import evaluate
     from pmoe_core.outputs import check_output_dir, check_output_file
 
-    # outputs are checked before the model loads: a bad --out or --json must not cost a whole evaluation
+    # outputs are checked before torch is even imported: a bad --out or --json must not cost an evaluation
     if out is not None:
         check_output_dir(out, reads=[data, checkpoint])
         check_output_file(out / "eval_report.json", overwrite=True, make_parents=True)
     if json_path is not None:
         check_output_file(json_path, reads=[data, checkpoint], overwrite=overwrite)
+
+    from pmoe_core.engine.confusion_plot import save_confusion_png
+    from pmoe_core.engine.evaluate import evaluate
+
     if threads:
         import torch
 
