@@ -49,10 +49,10 @@ def check_device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
         raise BadInput(f"--device {name!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cpu":
+    if device.type == "cpu" or (device.type == "mps" and torch.backends.mps.is_available()):
         return device
     if device.type != "cuda":
-        raise BadInput(f"--device {name!r}: pmoe runs on cpu or cuda devices")
+        raise BadInput(f"--device {name!r}: not available here (pmoe runs on cpu, cuda devices or Apple's mps)")
     if not torch.cuda.is_available():
         raise BadInput(f"--device {name!r}: CUDA is not available on this machine (use --device cpu)")
     count = torch.cuda.device_count()
