@@ -9,8 +9,10 @@ sizes up to --eval-max-points. Without --checkpoint, `pmoe train` trains pmoe-ti
 Each command runs in its own process (bench/eval.py's runner): peak RSS is wait4's ru_maxrss of that process
 (interpreter, torch and model included). "s" is the command's own scoring time (predict's report `seconds`, eval's
 report `seconds`, which includes writing its --save-pred files); "wall" adds start-up, reading and writing.
-"labels agree" compares predict's labels with eval's saved classes point by point (tiles change the context near
-their borders, so a cloud larger than one tile may differ there).
+"labels agree" compares predict's labels with eval's saved classes point by point: identical while the cloud fits
+one tile; with several tiles the context (one point per voxel around a tile) changes the fragments, and the
+near-uniform scores of a barely trained checkpoint flip easily (72.8% at 200k points in 4 tiles of 50k).
+A small --tile-points on a small cloud is costly: every tile scores its 2 m of context too.
 Run: PYTHONPATH=. python bench/predict.py [--sizes 1000000,30000000] [--threads 2] [--eval-max-points 1000000]
      [--tile-points 400000] [--checkpoint CKPT]
 """
