@@ -69,6 +69,9 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/ckpt.pt exactly where it stopped."),
     init: str | None = typer.Option(None, "--init", metavar="CKPT", help="Start from this pmoe checkpoint (trained "
                                     "or `pmoe import`ed): its architecture and weights; new optimizer and schedule."),
+    upcycle: int | None = typer.Option(None, "--upcycle", min=2, metavar="E",
+                                       help="With --init of a dense PTv3: train its sparse-upcycled Point-MoE, each "
+                                            "attention projection copied into E experts under a fresh router."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     backend: str | None = typer.Option(None, "--backend", help="Sparse conv backend: spconv or torch."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
@@ -78,6 +81,8 @@ def train(
     from pmoe_core.engine.optim import OptimConfig
     from pmoe_core.engine.train import TrainConfig, train as run_train
 
+    if upcycle is not None and not init:
+        raise BadInput("--upcycle needs --init DENSE: the dense PTv3 checkpoint whose projections become the experts")
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig(
@@ -86,7 +91,7 @@ def train(
         optim=OptimConfig(lr=lr, block_lr=block_lr, weight_decay=weight_decay), amp=amp, aux_alpha=aux_alpha,
         drop_path=drop_path, max_points=max_points, workers=workers, seed=seed, log_every=log_every,
         ckpt_every=ckpt_every, precise_bn=precise_bn, stop_at=stop_at, resume=resume, device=device, backend=backend,
-        init=init,
+        init=init, upcycle=upcycle,
     )
     bar = ProgressBar("training", unit="steps", every=log_every)
     try:

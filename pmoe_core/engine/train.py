@@ -83,6 +83,7 @@ class TrainConfig:
     stop_at: int | None = None  # save and stop at this step (wall-time limited jobs); --resume continues
     resume: bool = False
     init: str | None = None  # start from this checkpoint's architecture and weights (init_from.py)
+    upcycle: int | None = None  # with init (a dense PTv3): train its upcycled Point-MoE with this many experts
     backend: str | None = None
     device: str = "auto"
     tensorboard: bool = True
@@ -411,7 +412,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
         check_weights_fit(config, checked_weights(resume_payload, "model", ckpt_path), ckpt_path, datasets,
                           int(classes.shape[1]))
     elif cfg.init:
-        init = load_init(cfg.init, int(classes.shape[1]))
+        init = load_init(cfg.init, int(classes.shape[1]), cfg.upcycle)
         config = init.config
     layout = backbone_config(config).in_features if config is not None else "pmoe7"
     loader = make_loader(dataset, sampler, num_workers=cfg.workers, seed=cfg.seed,

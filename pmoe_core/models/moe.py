@@ -4,6 +4,10 @@ The router sees only token features (no dataset id), so experts specialise by wh
 Dispatch sorts the (token, expert) pairs by expert and runs every expert once on its contiguous slice: the work is
 the same as a dense gated MLP with k times the hidden size, plus one gather and one scatter (see grouped_mlp.py).
 No token is dropped (no capacity factor) and no boolean mask per expert is built.
+
+Experts are gated MLPs (`expert="gated"`, the Point-MoE layer), or, for a model upcycled from a dense PTv3
+(`pmoe train --init DENSE --upcycle E`, models/upcycle.py), affine maps W x + b (`expert="linear"`): a copy of the
+dense projection is exactly such an expert, and a gated MLP cannot be one (it has no bias and is quadratic in x).
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ class MoEConfig:
     ratio: float = 2.0  # expert hidden size = ratio * channels
     shared_expert: bool = False  # an always-on expert added to the routed ones (ablation; worse in the paper)
     aux_loss_alpha: float = 0.0  # Switch balance loss weight; 0 in the paper's final setting
+    expert: str = "gated"  # "gated": down(relu(gate x) * up x); "linear": W x + b (upcycled dense projection)
+
+    def __post_init__(self) -> None:
+        if self.expert not in EXPERT_KINDS:
+            raise ValueError(f"expert must be one of {EXPERT_KINDS}, got {self.expert!r}")
+
+
+EXPERT_KINDS = ("gated", "linear")
 
 
 @dataclass
@@ -67,14 +79,21 @@ class MoE(nn.Module):
             raise ValueError(f"top_k must be in 1..num_experts, got {cfg.top_k} of {cfg.num_experts}")
         self.cfg = cfg
         self.channels = channels
-        self.hidden = max(1, int(round(channels * cfg.ratio)))
+        self.linear_experts = cfg.expert == "linear"
+        self.hidden = channels if self.linear_experts else max(1, int(round(channels * cfg.ratio)))
         e, c, h = cfg.num_experts, channels, self.hidden
         self.router = nn.Linear(c, e, bias=False)
         # Stacked expert weights (E, in, out): one tensor per projection, ready for batched/grouped dispatch.
-        self.w_gate = nn.Parameter(torch.empty(e, c, h))
-        self.w_up = nn.Parameter(torch.empty(e, c, h))
-        self.w_down = nn.Parameter(torch.empty(e, h, c))
-        self.shared = GatedMLP(c, h) if cfg.shared_expert else None
+        self.shared: nn.Module | None
+        if self.linear_experts:
+            self.w_proj = nn.Parameter(torch.empty(e, c, c))
+            self.b_proj = nn.Parameter(torch.empty(e, c))
+            self.shared = nn.Linear(c, c) if cfg.shared_expert else None
+        else:
+            self.w_gate = nn.Parameter(torch.empty(e, c, h))
+            self.w_up = nn.Parameter(torch.empty(e, c, h))
+            self.w_down = nn.Parameter(torch.empty(e, h, c))
+            self.shared = GatedMLP(c, h) if cfg.shared_expert else None
         self.reset_parameters()
         self.aux_loss: torch.Tensor | None = None
         self.record = False
@@ -83,16 +102,21 @@ class MoE(nn.Module):
 
     def reset_parameters(self) -> None:
         """Each expert initialised as nn.Linear would be: uniform(+-1/sqrt(fan_in))."""
-        for w in (self.w_gate, self.w_up, self.w_down):
-            bound = 1.0 / math.sqrt(w.shape[1])
+        weights = (self.w_proj, self.b_proj) if self.linear_experts else (self.w_gate, self.w_up, self.w_down)
+        bound_in = 1.0 / math.sqrt(self.channels)
+        for w in weights:
+            bound = bound_in if w.ndim == 2 else 1.0 / math.sqrt(w.shape[1])  # a bias: fan-in of its weight
             nn.init.uniform_(w, -bound, bound)
 
     def extra_repr(self) -> str:
         c = self.cfg
-        return f"channels={self.channels}, experts={c.num_experts}, top_k={c.top_k}, hidden={self.hidden}, shared={c.shared_expert}"
+        return (f"channels={self.channels}, experts={c.num_experts}, top_k={c.top_k}, expert={c.expert}, "
+                f"hidden={self.hidden}, shared={c.shared_expert}")
 
     def expert_parameters(self) -> int:
         """Parameters of one routed expert (what a token does not touch when the expert is not selected)."""
+        if self.linear_experts:
+            return self.channels * self.channels + self.channels
         return 3 * self.channels * self.hidden
 
     def route(self, x: torch.Tensor) -> Routing:
@@ -118,6 +142,8 @@ class MoE(nn.Module):
         flat_ids = ids.reshape(-1)
         pair_order = torch.argsort(flat_ids, stable=True)  # pairs grouped by expert
         counts = torch.bincount(flat_ids, minlength=self.cfg.num_experts).tolist()  # the one host sync of the layer
+        if self.linear_experts:
+            return grouped_linear(x, pair_order // k, counts, weights.reshape(-1)[pair_order], self.w_proj, self.b_proj)
         return grouped_gated_mlp(x, pair_order // k, counts, weights.reshape(-1)[pair_order],
                                  self.w_gate, self.w_up, self.w_down)
 
@@ -126,6 +152,24 @@ class MoE(nn.Module):
         e = self.cfg.num_experts
         frac = torch.bincount(routing.expert_ids.reshape(-1), minlength=e).float() / routing.expert_ids.numel()
         return self.cfg.aux_loss_alpha * e * (routing.probs.mean(0) * frac).sum()
+
+
+def grouped_linear(x: torch.Tensor, token_idx: torch.Tensor, counts: list[int], weights: torch.Tensor,
+                   w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum over pairs p of weights[p] * (x[token_idx[p]] @ w[e] + b[e]), pairs sorted by expert (counts[e] each).
+
+    Plain autograd: an affine expert has no hidden activation worth a hand-written backward.
+    """
+    xs = x.index_select(0, token_idx)
+    parts, start = [], 0
+    for e, count in enumerate(counts):
+        if count:
+            parts.append(torch.addmm(b[e], xs[start:start + count], w[e]))
+        start += count
+    if not parts:
+        return torch.zeros_like(x)
+    y = torch.cat(parts) * weights.unsqueeze(1).to(parts[0].dtype)
+    return y.new_zeros(x.shape).index_add_(0, token_idx, y)
 
 
 def moe_aux_loss(model: nn.Module) -> torch.Tensor | None:
