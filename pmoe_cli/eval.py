@@ -21,7 +21,9 @@ HELP = (
     "zero-shot through its class names.\n\n"
     "--label-set union: label-free, the union vocabulary of all seven datasets with the dataset unknown; a predicted "
     "entry outside the dataset's label space counts as wrong (the \"outside\" column).\n\n"
-    "--tta N: N passes summed, pass k rotated by k*360/N degrees about z, odd passes also mirrored in x."
+    "--tta N: N passes summed, pass k rotated by k*360/N degrees about z, odd passes also mirrored in x. "
+    "--tta release: the Point-MoE release's 13 test views (0/90/180/270 degrees at scales 1, 0.95, 1.05, and a "
+    "mirror of x and y)."
 )
 
 
@@ -33,7 +35,8 @@ def eval_cmd(
                                              "default: the checkpoint's training datasets."),
     split: str = typer.Option("val", "--split", help="Split to evaluate."),
     label_set: str = typer.Option("own", "--label-set", help="own or union (label-free)."),
-    tta: int = typer.Option(1, "--tta", min=1, help="Test-time augmentation passes summed per scene (1 = none)."),
+    tta: str = typer.Option("1", "--tta", help="Test-time augmentation: N passes summed per scene (1 = none), "
+                                               "or 'release' (the release's 13 views)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many scenes per dataset."),
     out: Path | None = typer.Option(None, "--out", help="Folder for confusion_<dataset>.png and eval_report.json."),
     json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
@@ -64,6 +67,9 @@ def eval_cmd(
 
     from pmoe_core.engine.confusion_plot import save_confusion_png
     from pmoe_core.engine.evaluate import evaluate
+    from pmoe_core.engine.tta import tta_views
+
+    tta_views(tta)  # a bad --tta is refused before the checkpoint is loaded
 
     if threads:
         import torch
