@@ -97,6 +97,24 @@ def pmoe_tiny() -> PTv3Config:
     return _tiny(moe=MoEConfig(num_experts=4, top_k=2, ratio=1.0))
 
 
+NORM_SWITCH = ("bn", "ln", "rms")
+
+
+def norm_switch(cfg: ModelConfig, switch: str) -> ModelConfig:
+    """The Point-MoE release's norm switch (its backbone's use_ln / use_RMS flags), applied to a config.
+
+    "bn" (release default): BatchNorm in the stem, pooling and unpooling, LayerNorm inside blocks; "ln" (use_ln):
+    LayerNorm everywhere; "rms" (use_RMS): RMSNorm everywhere. The paper's LN and RMSNorm ablation rows change all
+    of those norms, not only the in-block ones (docs/recipes.md). A PPT config switches its backbone.
+    """
+    if switch not in NORM_SWITCH:
+        raise BadInput(f"norm switch must be one of {', '.join(NORM_SWITCH)}, got {switch!r}")
+    if isinstance(cfg, PPTConfig):
+        return dataclasses.replace(cfg, backbone=norm_switch(cfg.backbone, switch))
+    block = "ln" if switch == "bn" else switch
+    return dataclasses.replace(cfg, outer_norm=switch, block_norm=block)
+
+
 PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "ptv3-base": ptv3_base,
     "ptv3-l": ptv3_l,
@@ -161,4 +179,4 @@ def input_layout(model: nn.Module) -> str:
     return backbone_config(cfg).in_features if isinstance(cfg, (PTv3Config, PPTConfig)) else "pmoe7"
 
 
-__all__ = ["PRESETS", "get_config", "build_model", "backbone_config", "input_layout", "DEFAULT_TEXT_DIM"]
+__all__ = ["PRESETS", "get_config", "build_model", "backbone_config", "input_layout", "norm_switch", "DEFAULT_TEXT_DIM"]

@@ -43,6 +43,9 @@ class PTv3Config:
     shuffle_orders: bool = True  # training only, so evaluation is deterministic
     enable_rpe: bool = False
     block_norm: str = "ln"  # norm inside blocks (cpe, pre-attention, pre-MLP): "ln" | "bn" | "rms" (paper ablation)
+    # norm of the stem, pooling and unpooling projections: "bn" (the release's default) | "ln" | "rms". The release's
+    # use_ln / use_RMS switch sets this and block_norm together (presets.norm_switch, docs/recipes.md).
+    outer_norm: str = "bn"
     moe: MoEConfig | None = None  # None: plain PTv3
     moe_at: str = "proj"  # "proj": attention output projection (Point-MoE); "ffn": replace the MLP (ablation)
     backend: str = "auto"  # sparse conv backend: "auto" | "spconv" | "torch"
@@ -66,6 +69,8 @@ class PTv3Config:
                 raise ValueError(f"{name} needs {n - 1} entries (one fewer than the encoder)")
         if self.block_norm not in NORMS:
             raise ValueError(f"block_norm must be one of {NORMS}")
+        if self.outer_norm not in NORMS:
+            raise ValueError(f"outer_norm must be one of {NORMS}")
         if self.moe_at not in ("proj", "ffn"):
             raise ValueError("moe_at must be 'proj' or 'ffn'")
         if self.in_features not in FEATURE_LAYOUTS:
@@ -289,17 +294,18 @@ class Block(nn.Module):
 
 
 class LinearNormAct(nn.Sequential):
-    def __init__(self, cin: int, cout: int, norm: NormFactory):
-        super().__init__(nn.Linear(cin, cout), norm("bn", cout), nn.GELU())
+    def __init__(self, cin: int, cout: int, norm: NormFactory, kind: str = "bn"):
+        super().__init__(nn.Linear(cin, cout), norm(kind, cout), nn.GELU())
 
 
 class Pooling(nn.Module):
     """Stride-2 serialized pooling: points sharing a parent voxel (code >> 3) merge; feature max, coord mean."""
 
-    def __init__(self, cin: int, cout: int, norm: NormFactory, shuffle_orders: bool, always_shuffle: bool = False):
+    def __init__(self, cin: int, cout: int, norm: NormFactory, shuffle_orders: bool, always_shuffle: bool = False,
+                 kind: str = "bn"):
         super().__init__()
         self.proj = nn.Linear(cin, cout)
-        self.norm = norm("bn", cout)
+        self.norm = norm(kind, cout)
         self.act = nn.GELU()
         self.shuffle_orders = shuffle_orders
         self.always_shuffle = always_shuffle  # Pointcept's SerializedPooling default: in eval mode too, unseeded
@@ -334,10 +340,11 @@ class Pooling(nn.Module):
 class Unpooling(nn.Module):
     """Back to the parent level: proj_skip(parent feat) + proj(coarse feat) gathered through the cluster map."""
 
-    def __init__(self, cin: int, cskip: int, cout: int, norm: NormFactory, cpe_skip_only: bool = False):
+    def __init__(self, cin: int, cskip: int, cout: int, norm: NormFactory, cpe_skip_only: bool = False,
+                 kind: str = "bn"):
         super().__init__()
-        self.proj = LinearNormAct(cin, cout, norm)
-        self.proj_skip = LinearNormAct(cskip, cout, norm)
+        self.proj = LinearNormAct(cin, cout, norm, kind)
+        self.proj_skip = LinearNormAct(cskip, cout, norm, kind)
         # Pointcept does not refresh its sparse tensor after the sum, so the next cpe conv sees only the skip branch
         self.cpe_skip_only = cpe_skip_only
 
@@ -373,14 +380,14 @@ class PTv3(nn.Module):
         self.cfg = cfg
         ch = cfg.enc_channels
         self.stem_conv = SubMConv3d(cfg.in_channels, ch[0], 5, bias=False, backend=cfg.backend)
-        self.stem_norm = norm("bn", ch[0])
+        self.stem_norm = norm(cfg.outer_norm, ch[0])
         self.stem_act = nn.GELU()
 
         enc_dp = _linspace(cfg.drop_path, sum(cfg.enc_depths))
         self.enc = nn.ModuleList()
         for s, depth in enumerate(cfg.enc_depths):
             dps = enc_dp[sum(cfg.enc_depths[:s]) : sum(cfg.enc_depths[: s + 1])]
-            pool = (Pooling(ch[s - 1], ch[s], norm, cfg.shuffle_orders, cfg.pool_shuffle == "always")
+            pool = (Pooling(ch[s - 1], ch[s], norm, cfg.shuffle_orders, cfg.pool_shuffle == "always", cfg.outer_norm)
                     if s > 0 else None)
             blocks = [
                 Block(f"enc{s}.block{i}", ch[s], cfg.enc_num_head[s], cfg.enc_patch_size[s], cfg, dps[i], norm)
@@ -393,7 +400,7 @@ class PTv3(nn.Module):
         self.dec = nn.ModuleList()  # deepest first, named dec{s} as in the reference
         for s in reversed(range(len(cfg.dec_depths))):
             dps = dec_dp[sum(cfg.dec_depths[:s]) : sum(cfg.dec_depths[: s + 1])][::-1]
-            unpool = Unpooling(dec_ch[s + 1], ch[s], dec_ch[s], norm, cfg.unpool_cpe == "skip")
+            unpool = Unpooling(dec_ch[s + 1], ch[s], dec_ch[s], norm, cfg.unpool_cpe == "skip", cfg.outer_norm)
             blocks = [
                 Block(f"dec{s}.block{i}", dec_ch[s], cfg.dec_num_head[s], cfg.dec_patch_size[s], cfg, dps[i], norm)
                 for i in range(cfg.dec_depths[s])
