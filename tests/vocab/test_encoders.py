@@ -161,3 +161,37 @@ def test_clip_with_local_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="unknown open_clip architecture"):
         get_text_encoder("clip", weights, arch="ViT-Q-99")
     encoders.clear_loaded_models()
+
+
+def test_clip_reads_openai_release_weights_from_a_local_path(tmp_path, monkeypatch):
+    """OpenAI's ViT-B-16.pt (what the Point-MoE release's clip.load reads) is a TorchScript archive: it goes to
+    open_clip's OpenAI loader with its local path (QuickGELU, no download); open_clip state dicts do not."""
+    import warnings
+
+    import torch
+
+    calls: list[str] = []
+    fake = _fake_open_clip(calls)
+
+    def load_openai_model(name, precision=None, device=None):
+        calls.append(f"openai:{name}:{precision}:{device}")
+        return fake.create_model("ViT-B-16", "unused")
+
+    fake.load_openai_model = load_openai_model
+    monkeypatch.setitem(sys.modules, "open_clip", fake)
+    encoders.clear_loaded_models()
+    release = tmp_path / "ViT-B-16.pt"
+    with warnings.catch_warnings():  # torch.jit.script is deprecated for new code; OpenAI's files are TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(torch.nn.Linear(2, 2)).save(str(release))  # a real TorchScript archive
+    state_dict = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save({"w": torch.zeros(2)}, state_dict)
+    assert encoders.is_openai_release(release)
+    assert not encoders.is_openai_release(state_dict) and not encoders.is_openai_release(tmp_path / "absent")
+    enc = get_text_encoder("clip", release)
+    assert enc.openai and enc.identity.startswith("clip-ViT-B-16-openai-")
+    enc.encode(["chair"])
+    assert calls == [f"openai:{release}:fp32:cpu", "ViT-B-16:unused"]
+    plain = get_text_encoder("clip", state_dict)
+    assert not plain.openai and "openai" not in plain.identity
+    encoders.clear_loaded_models()
