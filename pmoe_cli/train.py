@@ -46,8 +46,10 @@ def train(
     steps: int = typer.Option(1000, "--steps", min=1, help="Optimizer steps (the OneCycle schedule spans them)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scenes per batch and process."),
     accum: int = typer.Option(1, "--accum", min=1, help="Gradient accumulation: micro-batches per step."),
-    lr: float = typer.Option(0.002, "--lr", help="Peak learning rate outside the transformer blocks."),
-    block_lr: float = typer.Option(0.0006, "--block-lr", help="Peak learning rate of block parameters."),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate outside the transformer blocks "
+                                    "(default: the preset's recipe: 0.002, PPT 0.005)."),
+    block_lr: float | None = typer.Option(None, "--block-lr", help="Peak learning rate of block parameters "
+                                          "(default: the preset's recipe: 0.0006, PPT 0.0005)."),
     weight_decay: float = typer.Option(0.05, "--weight-decay"),
     weights: str | None = typer.Option(None, "--weights", help="Per-dataset sampling weights naming every dataset, e.g. scannet=2,kitti=1 (default: by scene count)."),
     mix: bool = typer.Option(True, "--mix/--no-mix", help="Mixed-dataset batches (--no-mix: one dataset per batch)."),
@@ -79,16 +81,21 @@ def train(
     import torch  # heavy imports stay inside the command, so `pmoe --help` and other commands start fast
 
     from pmoe_core.engine.optim import OptimConfig
-    from pmoe_core.engine.train import TrainConfig, train as run_train
+    from pmoe_core.engine.train import TrainConfig, resolve_preset, train as run_train
+    from pmoe_core.models.presets import recipe_defaults
 
     if upcycle is not None and not init:
         raise BadInput("--upcycle needs --init DENSE: the dense PTv3 checkpoint whose projections become the experts")
     if threads:
         torch.set_num_threads(threads)
+    recipe = recipe_defaults(resolve_preset(preset))  # PPT keeps its own lr and clipping (docs/recipes.md)
+    lr = recipe.lr if lr is None else lr
+    block_lr = recipe.block_lr if block_lr is None else block_lr
     cfg = TrainConfig(
         data=data, datasets=tuple(d for d in datasets.split(",") if d.strip()), out=out, preset=preset, steps=steps,
         batch_size=batch_size, accum=accum, samples_per_epoch=samples_per_epoch, weights=_weights(weights), mix=mix,
-        optim=OptimConfig(lr=lr, block_lr=block_lr, weight_decay=weight_decay), amp=amp, aux_alpha=aux_alpha,
+        optim=OptimConfig(lr=lr, block_lr=block_lr, weight_decay=weight_decay), grad_clip=recipe.grad_clip, amp=amp,
+        aux_alpha=aux_alpha,
         drop_path=drop_path, max_points=max_points, workers=workers, seed=seed, log_every=log_every,
         ckpt_every=ckpt_every, precise_bn=precise_bn, stop_at=stop_at, resume=resume, device=device, backend=backend,
         init=init, upcycle=upcycle,

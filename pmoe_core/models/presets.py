@@ -6,6 +6,7 @@ A preset is a plain function returning a config dataclass: read the function to 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from torch import nn
@@ -127,6 +128,29 @@ PRESETS: dict[str, Callable[[], ModelConfig]] = {
 }
 
 
+@dataclass(frozen=True)
+class RecipeDefaults:
+    """The training-recipe defaults a preset comes with: those of the reference config it reproduces
+    (docs/recipes.md). `pmoe train` uses them where --lr / --block-lr are not given."""
+
+    lr: float = 0.002  # Point-MoE release: OneCycle max_lr [0.002, 0.0006] (configs/point_moe/indoor.py)
+    block_lr: float = 0.0006
+    grad_clip: float = 1.0
+    mix: bool = True  # mixed-dataset batches
+
+
+POINT_MOE_RECIPE = RecipeDefaults()
+# Pointcept's PPT + PTv3 ("PPT-extreme", configs/scannet/semseg-pt-v3m1-1-ppt-extreme.py): lr 0.005, block lr 0.0005,
+# clip_grad 3.0, batches of one dataset (its MultiDatasetTrainer); PDNorm needs the last one anyway.
+PPT_RECIPE = RecipeDefaults(lr=0.005, block_lr=0.0005, grad_clip=3.0, mix=False)
+
+
+def recipe_defaults(preset: str) -> RecipeDefaults:
+    """The recipe of a (resolved) preset name: PPT's own for ppt-*, Point-MoE's for the others and unknown names."""
+    make = PRESETS.get(preset)
+    return PPT_RECIPE if make is not None and isinstance(make(), PPTConfig) else POINT_MOE_RECIPE
+
+
 def get_config(preset: str) -> ModelConfig:
     try:
         return PRESETS[preset]()
@@ -179,4 +203,5 @@ def input_layout(model: nn.Module) -> str:
     return backbone_config(cfg).in_features if isinstance(cfg, (PTv3Config, PPTConfig)) else "pmoe7"
 
 
-__all__ = ["PRESETS", "get_config", "build_model", "backbone_config", "input_layout", "norm_switch", "DEFAULT_TEXT_DIM"]
+__all__ = ["PRESETS", "get_config", "build_model", "backbone_config", "input_layout", "norm_switch", "recipe_defaults",
+           "RecipeDefaults", "DEFAULT_TEXT_DIM"]
