@@ -295,8 +295,8 @@ def _read_all(module_name: str, refs: Sequence[SceneRef], options: Any, workers:
 
 
 def _source_description(module: ModuleType, raw_root: Path, options: Any) -> str:
-    changed = [f"{f.name}={getattr(options, f.name)!r}" for f in dataclasses.fields(options)
-               if getattr(options, f.name) != f.default]
+    changed = [f"{f.name}={getattr(options, f.name)!r}" for f in dataclasses.fields(options)  # `recorded`: always
+               if getattr(options, f.name) != f.default or f.metadata.get("recorded")]
     text = f"{module.__name__} reading {raw_root.resolve()}"
     return text + (f" with options {', '.join(changed)}" if changed else "")
 

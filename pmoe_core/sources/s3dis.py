@@ -10,6 +10,10 @@ Rules for the known raw defects (each survived with a warning naming the file):
 - `<name> (1).txt` copies (Area_5/office_36 `wall_3 (1).txt`): skipped when byte-identical to `<name>.txt`, else
   kept as an instance of their own;
 - `.DS_Store`, `Icon\r` and other hidden files are ignored silently; other non-.txt entries with a warning.
+
+Normals: the raw release has none; `normals="pca"` (the default) estimates them per room at convert time
+(sources/normals.py: k nearest neighbours, facing the room's inside), as the Point-MoE release trains S3DIS on colour +
+normal. The choice and k are recorded in the store's `source` attribute (fields marked `recorded`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.scene import Scene
 from pmoe_core.sources.base import SceneRef, Warn
+from pmoe_core.sources.normals import DEFAULT_K, estimate_normals
 from pmoe_core.vocab.label_spaces import S3DIS
 
 NAME = "s3dis"
@@ -42,15 +47,25 @@ _SPACE_BYTES[np.frombuffer(b" \t\r\n", dtype=np.uint8)] = True
 COLUMNS = 6
 BLOCK = 1 << 20  # bytes parsed at a time
 MAX_LINE = 1 << 16  # a row of six numbers is ~40 bytes; a longer line is malformed
+NORMALS = ("pca", "none")
 
 
 @dataclass
 class Options:
     val_area: int = field(default=5, metadata={"help": "this area is the val split; every other area is train"})
+    normals: str = field(default="pca", metadata={
+        "help": "pca: estimate normals per room (k nearest neighbours, facing the room's inside); none: no normals",
+        "recorded": True})
+    normals_k: int = field(default=DEFAULT_K, metadata={"help": "neighbours per normal (normals=pca)",
+                                                        "recorded": True})
 
     def __post_init__(self) -> None:
         if self.val_area < 1:
             raise BadInput(f"option val_area must be an area number (1 or more), got {self.val_area}")
+        if self.normals not in NORMALS:
+            raise BadInput(f"option normals must be one of {', '.join(NORMALS)}, got {self.normals!r}")
+        if self.normals_k < 3:
+            raise BadInput(f"option normals_k must be at least 3 (a plane needs three points), got {self.normals_k}")
 
 
 def list_scenes(root: Path, options: Options) -> list[SceneRef]:
@@ -90,8 +105,9 @@ def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
     color = np.concatenate(colors)
     if (color < 0).any() or (color > 255).any():
         warn(f"{folder}: colour values outside 0..255 were clipped")
-    scene = Scene(ref.name, np.concatenate(coords).astype(np.float32),
-                  color=np.clip(np.rint(color), 0, 255).astype(np.uint8),
+    coord = np.concatenate(coords).astype(np.float32)
+    normal = estimate_normals(coord, options.normals_k) if options.normals == "pca" else None
+    scene = Scene(ref.name, coord, color=np.clip(np.rint(color), 0, 255).astype(np.uint8), normal=normal,
                   segment=np.concatenate(segments), instance=np.concatenate(instances))
     return scene.validate(str(folder))
 

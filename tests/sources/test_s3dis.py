@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.sources import s3dis
 from pmoe_core.sources.synthetic_indoor import write_s3dis
 from pmoe_core.vocab.label_spaces import S3DIS
@@ -31,7 +31,46 @@ def test_every_point_matches_the_truth(raw):
     assert set(scenes) == set(truth) == {"Area_1_office_1", "Area_5_conferenceRoom_1", "Area_2_hallway_1"}
     for name, scene in scenes.items():
         assert_same_points(scene, truth[name], coord_atol=0)
-        assert scene.normal is None and 5_000 <= len(scene) <= 60_000
+        assert 5_000 <= len(scene) <= 60_000
+        length = np.linalg.norm(scene.normal, axis=1)  # estimated at read time (normals="pca", the default)
+        assert scene.normal.dtype == np.float32 and np.allclose(length[length > 0], 1, atol=1e-5)
+        assert (length > 0).mean() > 0.99
+
+
+def test_floor_normals_point_up_and_ceiling_normals_down(raw):
+    """The orientation convention (facing the room's inside) on the synthetic rooms' floors and ceilings."""
+    root, _ = raw
+    for scene in read_all(s3dis, root)[0].values():
+        for cls, sign in (("floor", 1), ("ceiling", -1)):
+            mine = scene.segment == S3DIS.index(cls)
+            assert mine.sum() > 100
+            assert np.median(sign * scene.normal[mine, 2]) > 0.99, (scene.name, cls)
+
+
+def test_normals_none_reads_no_normals_and_bad_values_are_refused(raw):
+    root, _ = raw
+    scenes = read_all(s3dis, root, s3dis.Options(normals="none"))[0]
+    assert all(scene.normal is None for scene in scenes.values())
+    with pytest.raises(BadInput, match="normals must be one of pca, none, got 'mesh'"):
+        s3dis.Options(normals="mesh")
+    with pytest.raises(BadInput, match="normals_k must be at least 3"):
+        s3dis.Options(normals_k=2)
+
+
+def test_store_records_the_normals_option(raw, tmp_path):
+    from pmoe_core.convert import build_options, convert
+    from pmoe_core.store import StoreReader
+
+    root, _ = raw
+    store = convert("s3dis", root, str(tmp_path / "pca"), workers=1, limit=1, splits=["val"]).store
+    reader = StoreReader(store)
+    assert reader.attrs["source"].endswith("with options normals='pca', normals_k=30")
+    scene = reader.read("val", 0)
+    assert scene.normal is not None and np.abs(scene.normal).sum() > 0
+    options = build_options("s3dis", ["normals=none"])
+    store = convert("s3dis", root, str(tmp_path / "none"), workers=1, limit=1, splits=["val"], options=options).store
+    assert StoreReader(store).attrs["source"].endswith("with options normals='none', normals_k=30")
+    assert StoreReader(store).read("val", 0).normal is None
 
 
 def test_known_defects_are_survived_with_warnings_naming_the_files(raw):
