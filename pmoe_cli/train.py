@@ -59,7 +59,12 @@ def train(
     amp: str = typer.Option("auto", "--amp", help="auto (bf16 on GPU, off on CPU), bf16, fp16 or off."),
     aux_alpha: float | None = typer.Option(None, "--aux-alpha", min=0.0, help="MoE balance-loss weight (paper: 0)."),
     drop_path: float | None = typer.Option(None, "--drop-path", min=0.0, max=1.0, help="Override the preset's."),
-    max_points: int | None = typer.Option(102400, "--max-points", min=1, help="Indoor sphere-crop size."),
+    max_points: int | None = typer.Option(204800, "--max-points", min=1, help="Indoor sphere-crop size (the "
+                                          "Point-MoE release's 204800; docs/recipes.md)."),
+    crop_rate: str = typer.Option("s3dis=0.6,structured3d=0.8", "--crop-rate", metavar="DATASET=RATE,...|none",
+                                  help="Indoor datasets first sphere-cropped to this fraction of their points."),
+    point_clip: str = typer.Option("-35.2,-35.2,-4,35.2,35.2,2", "--point-clip", metavar="X0,Y0,Z0,X1,Y1,Z1|none",
+                                   help="Outdoor training coordinates clamped into this box (metres)."),
     workers: int = typer.Option(2, "--workers", min=0, help="Data loader processes."),
     seed: int = typer.Option(0, "--seed"),
     log_every: int = typer.Option(10, "--log-every", min=1),
@@ -80,6 +85,7 @@ def train(
 ) -> None:
     import torch  # heavy imports stay inside the command, so `pmoe --help` and other commands start fast
 
+    from pmoe_core.data.recipes import parse_clip, parse_rates
     from pmoe_core.engine.optim import OptimConfig
     from pmoe_core.engine.train import TrainConfig, resolve_preset, train as run_train
     from pmoe_core.models.presets import recipe_defaults
@@ -96,7 +102,8 @@ def train(
         batch_size=batch_size, accum=accum, samples_per_epoch=samples_per_epoch, weights=_weights(weights), mix=mix,
         optim=OptimConfig(lr=lr, block_lr=block_lr, weight_decay=weight_decay), grad_clip=recipe.grad_clip, amp=amp,
         aux_alpha=aux_alpha,
-        drop_path=drop_path, max_points=max_points, workers=workers, seed=seed, log_every=log_every,
+        drop_path=drop_path, max_points=max_points, crop_rates=parse_rates(crop_rate),
+        point_clip=parse_clip(point_clip), workers=workers, seed=seed, log_every=log_every,
         ckpt_every=ckpt_every, precise_bn=precise_bn, stop_at=stop_at, resume=resume, device=device, backend=backend,
         init=init, upcycle=upcycle,
     )

@@ -312,16 +312,30 @@ class ChromaticJitter:
 
 @dataclass
 class SphereCrop:
-    """Keep the `max_points` points nearest to a random point, when there are more."""
+    """Keep the `max_points` points nearest to a random point, when there are more.
 
-    max_points: int
+    With `sample_rate` the cap is instead that fraction of the sample's points (int(rate * N), as Pointcept's
+    SphereCrop(sample_rate=...) computes it), so a crop always happens when rate < 1."""
+
+    max_points: int | None = None
+    sample_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.max_points is None) == (self.sample_rate is None):
+            raise ValueError("SphereCrop takes exactly one of max_points and sample_rate")
+        if self.sample_rate is not None and not 0 < self.sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
+        if self.max_points is not None and self.max_points < 1:
+            raise ValueError(f"max_points must be positive, got {self.max_points}")
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
-        if len(sample) <= self.max_points:
+        n = len(sample)
+        cap = self.max_points if self.sample_rate is None else max(int(self.sample_rate * n), 1)
+        if n <= cap:
             return sample
-        center = sample.coord[rng.integers(len(sample))]
+        center = sample.coord[rng.integers(n)]
         dist2 = np.sum((sample.coord - center) ** 2, axis=1)
-        return sample.keep(np.sort(np.argpartition(dist2, self.max_points - 1)[: self.max_points]))
+        return sample.keep(np.sort(np.argpartition(dist2, cap - 1)[:cap]))
 
 
 @dataclass

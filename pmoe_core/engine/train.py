@@ -21,7 +21,8 @@ from torch import nn
 from pmoe_core.data.collate import Collate, SegTargets
 from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.data.loader import Loader, make_loader
-from pmoe_core.data.recipes import RecipeConfig, domain_of
+from pmoe_core.data.recipes import (RELEASE_MAX_POINTS, RELEASE_POINT_CLIP, RELEASE_SAMPLE_RATES, Box,
+                                    RecipeConfig, domain_of)
 from pmoe_core.data.sampler import MixedBatchSampler
 from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_sync, shutdown
@@ -72,7 +73,9 @@ class TrainConfig:
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
     aux_alpha: float | None = None  # override the preset's MoE balance-loss weight
     drop_path: float | None = None  # override the preset's drop path
-    max_points: int | None = 102400
+    max_points: int | None = RELEASE_MAX_POINTS  # these three: data/recipes.py RecipeConfig (the release's recipe)
+    crop_rates: tuple[tuple[str, float], ...] = RELEASE_SAMPLE_RATES
+    point_clip: Box | None = RELEASE_POINT_CLIP
     grid_indoor: float = 0.02
     grid_outdoor: float = 0.05
     workers: int = 2
@@ -147,6 +150,7 @@ def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
     if cfg.weights:
         unique_datasets(list(cfg.weights), "--weights")
     get_config(resolve_preset(cfg.preset))
+    RecipeConfig(max_points=cfg.max_points, sample_rates=tuple(cfg.crop_rates), point_clip=cfg.point_clip)  # refuses
     check_output_dir(cfg.out, reads=[cfg.data])
     return datasets
 
@@ -384,7 +388,8 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     np.random.seed(cfg.seed + info.rank)
 
     stores = training_stores(cfg.data, datasets)
-    recipe = RecipeConfig(indoor_grid=cfg.grid_indoor, outdoor_grid=cfg.grid_outdoor, max_points=cfg.max_points)
+    recipe = RecipeConfig(indoor_grid=cfg.grid_indoor, outdoor_grid=cfg.grid_outdoor, max_points=cfg.max_points,
+                          sample_rates=tuple(cfg.crop_rates), point_clip=cfg.point_clip)
     dataset = SceneDataset(stores, split="train", mode="train", config=recipe, seed=cfg.seed)
     missing = [d for d in datasets if d not in dataset.datasets]
     if missing:
@@ -414,7 +419,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     elif cfg.init:
         init = load_init(cfg.init, int(classes.shape[1]), cfg.upcycle)
         config = init.config
-    layout = backbone_config(config).in_features if config is not None else "pmoe7"
+    layout = backbone_config(config if config is not None else get_config(resolve_preset(cfg.preset))).in_features
     loader = make_loader(dataset, sampler, num_workers=cfg.workers, seed=cfg.seed,
                          collate=Collate(dataset.label_spaces, in_features=layout))
     model, model_cfg = build_segmentation_model(cfg.preset, datasets, classes.shape[1], cfg, config=config)

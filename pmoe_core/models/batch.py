@@ -17,7 +17,9 @@ IN_CHANNELS = len(FEATURE_CHANNELS)
 # "pmoe7" is FEATURE_CHANNELS; "pointcept6" is what Pointcept checkpoints were trained on: indoor [color / 255,
 # normal], outdoor [x, y, z, strength, 0, 0] (Pointcept's outdoor feat_keys coord + strength, zero-padded to 6);
 # "pointcept6-signed" the same with color / 127.5 - 1 (Pointcept before v1.6.0 and the Point-MoE fork).
-FEATURE_LAYOUTS = {"pmoe7": IN_CHANNELS, "pointcept6": 6, "pointcept6-signed": 6}
+# "pmoe7-xyz" (pmoe-s/l's default since #19): "pmoe7", but outdoor points carry their coordinates in the colour
+# channels, as the Point-MoE release feeds outdoor scans coord + strength (docs/recipes.md "Data").
+FEATURE_LAYOUTS = {"pmoe7": IN_CHANNELS, "pmoe7-xyz": IN_CHANNELS, "pointcept6": 6, "pointcept6-signed": 6}
 
 
 @dataclass

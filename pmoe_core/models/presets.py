@@ -72,7 +72,7 @@ def ppt_l() -> PPTConfig:
 
 def pmoe_s() -> PTv3Config:
     """Point-MoE-S: base backbone, every attention projection a 4-expert top-2 MoE of ratio 1."""
-    return _base(moe=MoEConfig(num_experts=4, top_k=2, ratio=1.0))
+    return _base(moe=MoEConfig(num_experts=4, top_k=2, ratio=1.0), in_features="pmoe7-xyz")
 
 
 def pmoe_l() -> PTv3Config:
@@ -83,7 +83,7 @@ def pmoe_l() -> PTv3Config:
     backbone the MoE projections (12 C^2 per token instead of C^2) would make it 1.49x, contradicting the paper.
     Use `_large(moe=MoEConfig(8, 2, 2.0))` for that wider variant.
     """
-    return _base(moe=MoEConfig(num_experts=8, top_k=2, ratio=2.0))
+    return _base(moe=MoEConfig(num_experts=8, top_k=2, ratio=2.0), in_features="pmoe7-xyz")
 
 
 def ptv3_tiny() -> PTv3Config:
