@@ -83,7 +83,11 @@ def test_newcomer_walkthrough_in_a_fresh_environment(tmp_path):
     assert (checkout / ".venv" / "bin" / "pmoe").exists(), "the README's bootstrap made no fresh environment"
     out = checkout / re.search(r"--out (\S+)", command).group(1)
     summary = json.loads((out / "summary.json").read_text())
-    assert [s["command"].split()[1] for s in summary["steps"]][-4:] == ["eval", "route-inspect", "plan", "plan"]
+    assert [s["command"].split()[1] for s in summary["steps"]][-5:] == ["eval", "route-inspect", "plan", "plan",
+                                                                         "predict"]
+    labelled = [p for p in (out / "reports" / "predict").iterdir() if p.name.endswith(".report.json")]
+    assert len(labelled) == 1 and "reading lamp" in json.loads(labelled[0].read_text())["untrained"]
+    validate(json.loads(labelled[0].read_text()), "predict_report")
     for name in ("eval", "eval_union"):
         report = json.loads((out / "reports" / name / "report.json").read_text())
         validate(report, "eval_report")

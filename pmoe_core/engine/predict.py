@@ -13,6 +13,7 @@ Notebook use: `pmoe_core.predict(ckpt_or_predictor, coord, color=..., classes=["
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -188,6 +189,8 @@ def predict_scene(predictor: Predictor, scene: Scene, labels: PredictLabels,
         rows, share = label_and_confidence(scores[: core.size])
         out_labels[core], out_conf[core] = rows, share
         del scores, sample
+        if len(tiles) > 1:
+            _release_freed_memory()
         progress(advance=int(core.size), message=f"tile {i + 1}/{len(tiles)}")
     if (out_labels < 0).any():  # the tiles partition the plane, so this is a bug, not bad input
         raise RuntimeError(f"{int((out_labels < 0).sum())} points of {scene.name} fell in no tile")
@@ -209,6 +212,24 @@ def predict(model_or_ckpt: Predictor | str | Path, coord: np.ndarray, color: np.
     scene = Scene("array", coord=coord, color=color, normal=normal, strength=strength).validate("coord")
     labels = resolve_labels(predictor.meta, label_set, classes, text_weights, predictor.trained_vectors)
     return predict_scene(predictor, scene, labels, options, progress)
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap a finished tile freed back to the system (glibc's malloc_trim). Why: tiles differ in size, and
+    glibc keeps the fragmented free heap of earlier tiles, so without it the resident size of a 16-tile run crept up
+    from 0.5 to 1.4 GB (a plateau, not a leak; measured), and a long file looked as if it grew."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
 
 
 # --- tiles -------------------------------------------------------------------------------------------------------
