@@ -111,3 +111,24 @@ def test_pmoe7_xyz_feeds_outdoor_coordinates(make_scene):
 def test_presets_s_and_l_record_the_new_layout_old_configs_keep_theirs():
     assert get_config("pmoe-s").in_features == "pmoe7-xyz" and get_config("pmoe-l").in_features == "pmoe7-xyz"
     assert PTv3Config().in_features == "pmoe7"  # a stored config without the key reads as before
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--crop-rate", "s3dis=1.5"), "crop rate of s3dis must be in (0, 1], got 1.5"),
+    (("--crop-rate", "s3dis"), "--crop-rate expects DATASET=RATE"),
+    (("--crop-rate", "mars=0.5"), "mars"),
+    (("--point-clip", "1,2,3"), "--point-clip expects six numbers"),
+    (("--point-clip", "0,0,0,1,1,-1"), "point clip needs low < high"),
+])
+def test_train_refuses_bad_crop_options_before_reading_data(capsys, tmp_path, extra, message):
+    from pmoe_cli.app import main
+
+    (tmp_path / "data").mkdir()
+    args = ["train", "--preset", "pmoe-tiny", "--datasets", "scannet", "--data", tmp_path / "data",
+            "--out", tmp_path / "run", *extra]
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.startswith("pmoe: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # nothing created
