@@ -30,6 +30,16 @@ class RunLog:
             for key, value in _scalars(values):
                 self._tb.add_scalar(f"{event}/{key}", value, step)
 
+    def log_config(self, step: int, config: dict[str, Any], **values: Any) -> None:
+        """The run's effective configuration (and command line): a `config` record in log.jsonl, and TensorBoard
+        text (config/effective) rather than scalars."""
+        record = {"time": round(time.time(), 3), "event": "config", "step": step, "config": config, **values}
+        self._jsonl.write(json.dumps(record, allow_nan=False, default=_plain) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            text = json.dumps({"config": config, **values}, indent=2, allow_nan=False, default=_plain)
+            self._tb.add_text("config/effective", "```\n" + text + "\n```", step)
+
     def close(self) -> None:
         self._jsonl.close()
         if self._tb is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from pmoe_core.data.recipes import (RELEASE_MAX_POINTS, RELEASE_POINT_CLIP, RELE
                                     RecipeConfig, domain_of)
 from pmoe_core.data.sampler import MixedBatchSampler
 from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pmoe_core.engine.config_file import CONFIG_NAME, config_data, write_config
 from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_sync, shutdown
 from pmoe_core.engine.init_from import apply_init, load_init
 from pmoe_core.engine.loss import label_space_loss
@@ -32,13 +35,14 @@ from pmoe_core.engine.model_io import check_weights_fit, checked_weights, config
 from pmoe_core.engine.optim import OptimConfig, make_optimizer
 from pmoe_core.engine.options import Rule, check_device, check_numbers, unique_datasets
 from pmoe_core.engine.runlog import RunLog
+from pmoe_core.engine.validation import ValResult, check_val_splits, improves, validate
 from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE, moe_aux_loss
 from pmoe_core.models.ppt import PPTConfig
 from pmoe_core.models.presets import backbone_config, build_model, get_config
 from pmoe_core.models.sparse_conv import resolve_backend
-from pmoe_core.outputs import check_output_dir
+from pmoe_core.outputs import atomic_path, check_output_dir
 from pmoe_core.progress import Progress, silent
 from pmoe_core.store import StoreReader, find_stores
 from pmoe_core.store.custom_spaces import register_custom_stores
@@ -47,6 +51,10 @@ from pmoe_core.vocab.custom import registered as registered_custom
 from pmoe_core.vocab.label_spaces import LABEL_SPACES
 
 CHECKPOINT_NAME = "ckpt.pt"
+BEST_NAME = "ckpt-best.pt"
+# The Point-MoE release's run length (configs/point_moe/indoor+outdoor.py: epoch = 120, batch_size = 16 over all
+# GPUs); indoor.py trains 240. An epoch is one pass of draws (--samples-per-epoch) over all processes.
+RELEASE_EPOCHS = 120
 PRESET_ALIASES = {"s": "pmoe-s", "l": "pmoe-l", "tiny": "pmoe-tiny"}
 
 
@@ -62,8 +70,9 @@ class TrainConfig:
     datasets: tuple[str, ...]
     out: str = "runs/pmoe"
     preset: str = "pmoe-tiny"
-    steps: int = 1000
-    batch_size: int = 4
+    steps: int | None = None  # optimizer steps; None: `epochs` passes (run_length); given, steps wins
+    epochs: int | None = None  # None with steps None: RELEASE_EPOCHS
+    batch_size: int = 4  # per process (the release's 16 in all = 4 processes x 4)
     accum: int = 1
     samples_per_epoch: int | None = None
     weights: dict[str, float] | None = None
@@ -90,6 +99,9 @@ class TrainConfig:
     backend: str | None = None
     device: str = "auto"
     tensorboard: bool = True
+    val_every: int = 0  # validate on the val splits every N steps and at the end (0: never); validation.py
+    val_limit: int | None = None  # at most this many val scenes per dataset (None: the whole split)
+    keep_last: int = 0  # besides ckpt.pt, keep the last K periodic checkpoints as ckpt-stepNNNNNN.pt
 
 
 @dataclass
@@ -103,6 +115,9 @@ class TrainResult:
     points_per_s: float
     in_sync: bool
     interrupted: bool = False
+    total_steps: int = 0  # the run's length (--steps, or --epochs converted)
+    best: dict[str, Any] | None = None  # best validation so far: step, mean_miou, miou per dataset
+    validations: list[ValResult] = field(default_factory=list)  # this process's validations (rank 0)
 
 
 def pick_device(name: str, info: DistInfo) -> torch.device:
@@ -132,14 +147,19 @@ def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
         ("grid_outdoor", cfg.grid_outdoor, Rule.POSITIVE),
         *((f"--weights {name}", w, Rule.NON_NEGATIVE) for name, w in (cfg.weights or {}).items()),
     ])
-    for name, value in (("--steps", cfg.steps), ("--batch-size", cfg.batch_size), ("--accum", cfg.accum),
+    if cfg.steps is not None and cfg.epochs is not None:
+        raise BadInput("--steps and --epochs both given; the run length is one of them (--steps wins over a config "
+                       "file's epochs, see docs/commands/train.md)")
+    for name, value in (("--steps", cfg.steps), ("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size),
+                        ("--accum", cfg.accum), ("--val-every", cfg.val_every or None),
+                        ("--val-limit", cfg.val_limit),
                         ("--log-every", cfg.log_every), ("--ckpt-every", cfg.ckpt_every),
                         ("--samples-per-epoch", cfg.samples_per_epoch), ("--max-points", cfg.max_points),
                         ("--stop-at", cfg.stop_at)):
         if value is not None and value < 1:
             raise BadInput(f"{name} must be positive, got {value}")
-    if cfg.workers < 0 or cfg.precise_bn < 0:
-        raise BadInput("--workers and --precise-bn must not be negative")
+    if cfg.workers < 0 or cfg.precise_bn < 0 or cfg.val_every < 0 or cfg.keep_last < 0:
+        raise BadInput("--workers, --precise-bn, --val-every and --keep-last must not be negative")
     if cfg.amp not in AMP_MODES:
         raise BadInput(f"--amp must be auto, bf16, fp16 or off, got {cfg.amp!r}")
     if cfg.backend is not None:
@@ -153,6 +173,16 @@ def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
     RecipeConfig(max_points=cfg.max_points, sample_rates=tuple(cfg.crop_rates), point_clip=cfg.point_clip)  # refuses
     check_output_dir(cfg.out, reads=[cfg.data])
     return datasets
+
+
+def run_length(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    """Optimizer steps of the run: --steps when given, else --epochs (default RELEASE_EPOCHS) passes of
+    `batches_per_epoch` micro-batches per process (the sampler's length: draws per epoch over batch size times
+    processes), so more processes mean fewer steps for the same epochs."""
+    if cfg.steps is not None:
+        return cfg.steps
+    epochs = cfg.epochs if cfg.epochs is not None else RELEASE_EPOCHS
+    return epochs * max(1, math.ceil(batches_per_epoch / cfg.accum))
 
 
 def autocast_for(amp: str, device: torch.device):
@@ -273,6 +303,26 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator[tuple[PointBatch, 
     return count
 
 
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def keep_step_copies(ckpt: Path, step: int, keep: int) -> None:
+    """Keep `ckpt` as ckpt-stepNNNNNN.pt beside it (a hard link: no copy, and the next atomic save of ckpt.pt
+    replaces the name, not the linked file) and delete all but the newest `keep` such copies."""
+    copy = ckpt.with_name(f"ckpt-step{step:06d}.pt")
+    copy.unlink(missing_ok=True)
+    try:
+        os.link(ckpt, copy)
+    except OSError:  # a file system without hard links
+        with atomic_path(copy) as tmp:
+            shutil.copyfile(ckpt, tmp)
+    copies = sorted((p for p in ckpt.parent.glob("ckpt-step*.pt") if p.stem[9:].isdigit()),
+                    key=lambda p: int(p.stem[9:]))
+    for old in copies[:-keep]:
+        old.unlink(missing_ok=True)
+
+
 def _batches(loader: Loader) -> Iterator[tuple[PointBatch, SegTargets]]:
     """An endless stream across epochs (the sampler advances its epoch at the end of each pass)."""
     while True:
@@ -280,7 +330,8 @@ def _batches(loader: Loader) -> Iterator[tuple[PointBatch, SegTargets]]:
 
 
 def _meta(cfg: TrainConfig, model_cfg: Any, datasets: tuple[str, ...], class_names: dict[str, tuple[str, ...]],
-          encoder: str, step: int, epoch: int, complete: bool) -> dict[str, Any]:
+          encoder: str, step: int, epoch: int, complete: bool, total_steps: int,
+          best: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "kind": "segmentation",
         "preset": resolve_preset(cfg.preset),
@@ -292,8 +343,10 @@ def _meta(cfg: TrainConfig, model_cfg: Any, datasets: tuple[str, ...], class_nam
         "vocabulary": {d: [e.name for e in dataset_entries(d)] for d in datasets},
         **_custom_spaces(datasets),
         "text_encoder": encoder,
-        "train_args": _plain(dataclasses.asdict(cfg)),
+        "train_args": config_data(cfg),
+        "total_steps": total_steps,
         "complete": complete,
+        **({"best": best} if best is not None else {}),
     }
 
 
@@ -303,24 +356,18 @@ def _custom_spaces(datasets: tuple[str, ...]) -> dict[str, Any]:
     return {"custom_label_spaces": spaces} if spaces else {}
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _check_resume(meta: dict[str, Any], cfg: TrainConfig, datasets: tuple[str, ...], path: Path) -> None:
+def _check_resume(meta: dict[str, Any], cfg: TrainConfig, datasets: tuple[str, ...], path: Path,
+                  total_steps: int) -> None:
     if meta.get("kind") != "segmentation":
         raise BadInput(f"cannot resume: checkpoint holds a {meta.get('kind')} model", path)
     preset = meta.get("preset") if meta.get("init_from") else resolve_preset(cfg.preset)  # --init: the stored one
     if meta.get("preset") != preset or tuple(meta.get("datasets", ())) != datasets:
         raise BadInput(f"cannot resume: checkpoint was trained with --preset {meta.get('preset')} "
                        f"--datasets {','.join(meta.get('datasets', []))}", path)
-    if meta.get("train_args", {}).get("steps") != cfg.steps:
-        raise BadInput(f"cannot resume: checkpoint schedule has {meta.get('train_args', {}).get('steps')} steps, "
-                       f"not {cfg.steps} (the OneCycle schedule depends on it)", path)
+    stored = meta.get("total_steps", meta.get("train_args", {}).get("steps"))
+    if stored != total_steps:
+        raise BadInput(f"cannot resume: checkpoint schedule has {stored} steps, not {total_steps} (the OneCycle "
+                       "schedule depends on it: give the same --steps or --epochs)", path)
 
 
 def _same_layout(fresh: Any, stored: Any) -> bool:
@@ -366,15 +413,18 @@ def _resume_states(payload: dict[str, Any], model: nn.Module, optimizer: torch.o
                           f"{(str(err).splitlines() or [''])[0]})", path) from None
 
 
-def train(cfg: TrainConfig, progress: Progress = silent, echo: Callable[[str], None] = print) -> TrainResult:
+def train(cfg: TrainConfig, progress: Progress = silent, echo: Callable[[str], None] = print,
+          command: list[str] | None = None) -> TrainResult:
+    """Run (or resume) training; `command` is the command line recorded in log.jsonl's config record."""
     info = init_distributed()
     try:
-        return _train(cfg, info, progress, echo)
+        return _train(cfg, info, progress, echo, command)
     finally:
         shutdown(info)
 
 
-def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[[str], None]) -> TrainResult:
+def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[[str], None],
+           command: list[str] | None) -> TrainResult:
     datasets = check_train_options(cfg)
     device = pick_device(cfg.device, info)
     run_dir = Path(cfg.out)
@@ -388,6 +438,8 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     np.random.seed(cfg.seed + info.rank)
 
     stores = training_stores(cfg.data, datasets)
+    if cfg.val_every:
+        check_val_splits(stores)
     recipe = RecipeConfig(indoor_grid=cfg.grid_indoor, outdoor_grid=cfg.grid_outdoor, max_points=cfg.max_points,
                           sample_rates=tuple(cfg.crop_rates), point_clip=cfg.point_clip)
     dataset = SceneDataset(stores, split="train", mode="train", config=recipe, seed=cfg.seed)
@@ -403,13 +455,14 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     sampler = MixedBatchSampler(dataset.groups, cfg.batch_size, samples_per_epoch=cfg.samples_per_epoch,
                                 weights=weights, mix=mix, seed=cfg.seed, rank=info.rank,
                                 world_size=info.world_size)
+    total = run_length(cfg, len(sampler))
     classes, encoder = class_table(stores, dataset.label_spaces)
     classes = classes.to(device)
 
     resume_payload = None
     if cfg.resume:
         resume_payload = load_checkpoint(ckpt_path)
-        _check_resume(resume_payload["meta"], cfg, datasets, ckpt_path)
+        _check_resume(resume_payload["meta"], cfg, datasets, ckpt_path, total)
 
     config, init = None, None
     if resume_payload is not None:
@@ -426,7 +479,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     if init is not None:
         apply_init(model, init, cfg.init)
     model.to(device)
-    optimizer, scheduler = make_optimizer(model, cfg.optim, cfg.steps)
+    optimizer, scheduler = make_optimizer(model, cfg.optim, total)
     step = 0
     if resume_payload is not None:
         _resume_states(resume_payload, model, optimizer, scheduler, loader, ckpt_path)
@@ -440,33 +493,68 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     autocast, scaler = autocast_for(cfg.amp, device)
     log = RunLog(run_dir, tensorboard=cfg.tensorboard) if info.is_main else None
 
-    def save(complete: bool) -> None:
+    best: dict[str, Any] | None = (resume_payload or {}).get("meta", {}).get("best")  # survives --resume
+    validations: list[ValResult] = []
+
+    def meta_now(complete: bool) -> dict[str, Any]:
+        meta = _meta(cfg, model_cfg, datasets, dataset.class_names, encoder, step, loader.state_dict()["epoch"],
+                     complete, total, best)
+        origin = init.origin if init is not None else (resume_payload or {}).get("meta", {}).get("init_from")
+        if origin is not None:  # a --init run: its architecture is the init checkpoint's, not --preset's
+            meta.update(preset=f"init:{origin.get('preset')}", init_from=origin)
+        return meta
+
+    def save(complete: bool, path: Path = ckpt_path) -> None:
         if not info.is_main:
             return
         tensors = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "rng": rng_state(), "loader": loader.state_dict(),
                    "class_embeddings": classes.cpu()}
-        meta = _meta(cfg, model_cfg, datasets, dataset.class_names, encoder, step, loader.state_dict()["epoch"],
-                     complete)
-        origin = init.origin if init is not None else (resume_payload or {}).get("meta", {}).get("init_from")
-        if origin is not None:  # a --init run: its architecture is the init checkpoint's, not --preset's
-            meta.update(preset=f"init:{origin.get('preset')}", init_from=origin)
-        save_checkpoint(ckpt_path, meta, tensors)
+        save_checkpoint(path, meta_now(complete), tensors)
+        if path == ckpt_path and cfg.keep_last:
+            keep_step_copies(ckpt_path, step, cfg.keep_last)
 
+    def run_validation() -> None:
+        nonlocal best
+        if not info.is_main:
+            return  # the other ranks wait for rank 0 at the next step's gradient all-reduce
+        _set_recording(model, False)
+        result = validate(model, meta_now(False), cfg.data, datasets, step, cfg.val_limit, device)
+        validations.append(result)
+        better = improves(result, best)
+        if better:
+            best = {"step": step, "mean_miou": result.mean_miou, "miou": result.miou}
+        if log is not None:
+            log.log(step, event="val", mean_miou=_finite(result.mean_miou),
+                    miou={k: _finite(v) for k, v in result.miou.items()}, scenes=result.scenes,
+                    seconds=result.seconds, best_step=best["step"] if best else None)
+        if better:
+            save(complete=step >= total, path=run_dir / BEST_NAME)
+        shown = ", ".join(f"{k} {100 * v:.1f}" for k, v in result.miou.items())
+        echo(f"val at step {step}: mean mIoU {100 * result.mean_miou:.1f} ({shown})"
+             + (f"; new best, {BEST_NAME} written" if better else f"; best {100 * best['mean_miou']:.1f} at step "
+                f"{best['step']}" if best else ""))
+
+    if log is not None:
+        if not cfg.resume:
+            write_config(cfg, run_dir / CONFIG_NAME)
+        log.log_config(step, config_data(cfg), total_steps=total, command=command)
     if info.is_main:
         params = sum(p.numel() for p in model.parameters())
         what = f"{init.preset or 'a checkpoint'} from {cfg.init} (head {init.origin['head']})" if init else None
         echo(f"training {what or resolve_preset(cfg.preset)} ({params / 1e6:.2f}M parameters) on "
              f"{', '.join(datasets)}: "
-             f"{len(dataset)} train scenes, {info.world_size} process(es) on {device}, steps {step}->{cfg.steps}")
-    progress(total=cfg.steps, advance=step, message="training")
+             f"{len(dataset)} train scenes, {info.world_size} process(es) on {device}, steps {step}->{total}"
+             + ("" if cfg.steps is not None else f" ({cfg.epochs or RELEASE_EPOCHS} epochs of "
+                f"{math.ceil(len(sampler) / cfg.accum)} steps)"))
+    progress(total=total, advance=step, message="training")
     model.train()
     stream = _batches(loader)
     losses: list[float] = []
     points_done, start = 0, time.perf_counter()
     interrupted = False
     try:
-        last = min(cfg.steps, cfg.stop_at) if cfg.stop_at else cfg.steps
+        last = min(total, cfg.stop_at) if cfg.stop_at else total
         while step < last:
             record = info.is_main and (step + 1) % cfg.log_every == 0
             _set_recording(model, record)
@@ -486,6 +574,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
                     (scaler.scale(loss) if scaler else loss).backward()
                 step_loss += float(loss.detach())
                 points_done += int(batch.coord.shape[0])
+            lrs = [g["lr"] for g in optimizer.param_groups]  # the rates this step uses (scheduler.step moves them on)
             if scaler:
                 scaler.unscale_(optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
@@ -502,11 +591,13 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
                                f"and --block-lr); {CHECKPOINT_NAME} holds the last saved step", run_dir)
             losses.append(step_loss)
             progress(advance=1, message=f"loss {step_loss:.4f}")
-            if log is not None and (record or step == cfg.steps):
+            if log is not None and (record or step == total):
                 elapsed = time.perf_counter() - start
-                log.log(step, loss=step_loss, lr=[g["lr"] for g in optimizer.param_groups], grad_norm=grad_norm,
+                log.log(step, loss=step_loss, lr=lrs, grad_norm=grad_norm,
                         points_per_s=points_done / max(elapsed, 1e-9), epoch=loader.state_dict()["epoch"],
                         experts=routing_stats(model))
+            if cfg.val_every and step % cfg.val_every == 0 and step < total:
+                run_validation()
             if step % cfg.ckpt_every == 0 and step < last:
                 save(complete=False)
     except KeyboardInterrupt:
@@ -515,16 +606,18 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
         if info.is_main:
             echo(f"interrupted at step {step}: checkpoint saved, continue with --resume")
     _set_recording(model, False)
-    if not interrupted and cfg.precise_bn and step >= cfg.steps:
+    if not interrupted and cfg.precise_bn and step >= total:
         used = recalibrate_batchnorm(
             model, stream, cfg.precise_bn,
             lambda b, t: model(b, classes, t.datasets) if needs_dataset else model(b, classes), device)
         if info.is_main:
             echo(f"re-estimated BatchNorm statistics over {used} training batches")
+    if not interrupted and cfg.val_every and step >= total and losses:
+        run_validation()  # the last step (after precise BN, as the run is saved)
     in_sync = params_in_sync(model, info)
     elapsed = time.perf_counter() - start
     if not interrupted:
-        save(complete=step >= cfg.steps)
+        save(complete=step >= total)
         if log is not None:
             log.log(step, event="end", seconds=round(elapsed, 3), in_sync=in_sync, world_size=info.world_size,
                     loader=str(loader.throughput()))
@@ -532,4 +625,5 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
         log.close()
     return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, steps=step, final_loss=losses[-1] if losses else math.nan,
                        losses=losses, seconds=elapsed, points_per_s=points_done / max(elapsed, 1e-9),
-                       in_sync=in_sync, interrupted=interrupted)
+                       in_sync=in_sync, interrupted=interrupted, total_steps=total, best=best,
+                       validations=validations)
