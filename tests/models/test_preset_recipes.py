@@ -7,7 +7,12 @@ import pytest
 
 import pmoe_core.engine.train as engine_train
 from pmoe_cli.app import main
-from pmoe_core.models.presets import POINT_MOE_RECIPE, PPT_RECIPE, PRESETS, recipe_defaults
+from pmoe_core.models.presets import (
+    POINT_MOE_RECIPE,
+    PPT_RECIPE,
+    PRESETS,
+    recipe_defaults,
+)
 
 
 def test_ppt_presets_have_their_own_recipe():
