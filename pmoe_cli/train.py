@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import typer
 
 from pmoe_cli.progress import ProgressBar
@@ -38,12 +40,64 @@ def _weights(text: str | None) -> dict[str, float] | None:
     return weights
 
 
+# Flags whose value is not the TrainConfig field of the same name: (config key, parser of the flag's text).
+def _flag_keys() -> dict[str, tuple[str, object]]:
+    from pmoe_core.data.recipes import parse_clip, parse_rates
+
+    return {
+        "datasets": ("datasets", lambda text: tuple(d.strip() for d in text.split(",") if d.strip())),
+        "lr": ("optim.lr", None), "block_lr": ("optim.block_lr", None), "weight_decay": ("optim.weight_decay", None),
+        "weights": ("weights", _weights), "crop_rate": ("crop_rates", parse_rates), "point_clip": ("point_clip", parse_clip),
+    }
+
+
+CLI_ONLY = ("ctx", "config", "set_", "threads")  # not training settings
+
+
+def _flag_layers(ctx: typer.Context) -> tuple[dict, dict]:
+    """The options as two config layers: their defaults (None: not set) and the ones given on the command line."""
+    from pmoe_core.engine.train import TrainConfig
+
+    special = _flag_keys()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    defaults: dict = {}
+    flags: dict = {}
+    for name, value in ctx.params.items():
+        if name in CLI_ONLY or (name not in special and name not in fields):
+            continue
+        source = ctx.get_parameter_source(name)  # by name: typer ships its own copy of click's enum
+        given = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+        if value is None and not given:
+            continue
+        key, parse = special.get(name, (name, None))
+        if parse is not None and value is not None:
+            value = parse(value)
+        layer = flags if given else defaults
+        *parents, leaf = key.split(".")
+        node = layer
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return defaults, flags
+
+
 def train(
-    datasets: str = typer.Option(..., "--datasets", help="Comma-separated datasets (aliases: kitti, nus, s3d, mp3d)."),
-    data: str = typer.Option(..., "--data", help="Folder (or fsspec URL) holding the <dataset>.zarr stores."),
+    ctx: typer.Context,
+    config: str | None = typer.Option(None, "--config", metavar="FILE", help="Settings from a .toml or .yaml file "
+                                      "(keys: TrainConfig's fields; optim.lr ...). Precedence: defaults < preset < "
+                                      "config file < flags < --set. OUT/config.yaml of a run is one."),
+    set_: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="Set any setting, last word "
+                                          "(repeatable): --set grad_clip=3 --set optim.pct_start=0.1."),
+    datasets: str | None = typer.Option(None, "--datasets", help="Comma-separated datasets (aliases: kitti, nus, s3d, "
+                                        "mp3d). Required (here or in --config)."),
+    data: str | None = typer.Option(None, "--data", help="Folder (or fsspec URL) holding the <dataset>.zarr stores. "
+                                    "Required (here or in --config)."),
     out: str = typer.Option("runs/pmoe", "--out", help="Run folder: ckpt.pt, log.jsonl, tb/."),
     preset: str = typer.Option("l", "--preset", help="Model preset (s, l, or a full name such as pmoe-tiny)."),
-    steps: int = typer.Option(1000, "--steps", min=1, help="Optimizer steps (the OneCycle schedule spans them)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Optimizer steps (the OneCycle schedule spans "
+                                     "them); wins over --epochs."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Run length in epochs when --steps is not given "
+                                      "(default: the Point-MoE release's 120)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scenes per batch and process."),
     accum: int = typer.Option(1, "--accum", min=1, help="Gradient accumulation: micro-batches per step."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate outside the transformer blocks "
@@ -79,40 +133,45 @@ def train(
     upcycle: int | None = typer.Option(None, "--upcycle", min=2, metavar="E",
                                        help="With --init of a dense PTv3: train its sparse-upcycled Point-MoE, each "
                                             "attention projection copied into E experts under a fresh router."),
+    val_every: int = typer.Option(0, "--val-every", min=0, metavar="N", help="Validate on the val splits every N "
+                                  "steps and at the end (per-dataset mIoU in log.jsonl; ckpt-best.pt by mean mIoU)."),
+    val_limit: int | None = typer.Option(None, "--val-limit", min=1, metavar="K",
+                                         help="At most K val scenes per dataset in each validation."),
+    keep_last: int = typer.Option(0, "--keep-last", min=0, metavar="K",
+                                  help="Also keep the last K checkpoints as ckpt-stepNNNNNN.pt."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     backend: str | None = typer.Option(None, "--backend", help="Sparse conv backend: spconv or torch."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
 ) -> None:
+    import sys
+
     import torch  # heavy imports stay inside the command, so `pmoe --help` and other commands start fast
 
-    from pmoe_core.data.recipes import parse_clip, parse_rates
-    from pmoe_core.engine.optim import OptimConfig
+    from pmoe_core.engine.config_file import build_config, parse_set, read_config_file
     from pmoe_core.engine.train import TrainConfig, resolve_preset, train as run_train
     from pmoe_core.models.presets import recipe_defaults
 
-    if upcycle is not None and not init:
-        raise BadInput("--upcycle needs --init DENSE: the dense PTv3 checkpoint whose projections become the experts")
     if threads:
         torch.set_num_threads(threads)
-    recipe = recipe_defaults(resolve_preset(preset))  # PPT keeps its own lr and clipping (docs/recipes.md)
-    lr = recipe.lr if lr is None else lr
-    block_lr = recipe.block_lr if block_lr is None else block_lr
-    cfg = TrainConfig(
-        data=data, datasets=tuple(d for d in datasets.split(",") if d.strip()), out=out, preset=preset, steps=steps,
-        batch_size=batch_size, accum=accum, samples_per_epoch=samples_per_epoch, weights=_weights(weights), mix=mix,
-        optim=OptimConfig(lr=lr, block_lr=block_lr, weight_decay=weight_decay), grad_clip=recipe.grad_clip, amp=amp,
-        aux_alpha=aux_alpha,
-        drop_path=drop_path, max_points=max_points, crop_rates=parse_rates(crop_rate),
-        point_clip=parse_clip(point_clip), workers=workers, seed=seed, log_every=log_every,
-        ckpt_every=ckpt_every, precise_bn=precise_bn, stop_at=stop_at, resume=resume, device=device, backend=backend,
-        init=init, upcycle=upcycle,
-    )
-    bar = ProgressBar("training", unit="steps", every=log_every)
+    defaults, flags = _flag_layers(ctx)
+    layers = [("the defaults", defaults)]
+    if config:
+        layers.append((config, read_config_file(config)))
+    layers += [("the command line", flags), ("--set", parse_set(set_ or []))]
+
+    def preset_recipe(name: str) -> dict:
+        recipe = recipe_defaults(resolve_preset(name))  # PPT keeps its own lr and clipping (docs/recipes.md)
+        return {"optim": {"lr": recipe.lr, "block_lr": recipe.block_lr}, "grad_clip": recipe.grad_clip}
+
+    cfg = build_config(TrainConfig, layers, preset_recipe)
+    if cfg.upcycle is not None and not cfg.init:
+        raise BadInput("--upcycle needs --init DENSE: the dense PTv3 checkpoint whose projections become the experts")
+    bar = ProgressBar("training", unit="steps", every=cfg.log_every)
     try:
-        result = run_train(cfg, progress=bar, echo=bar.say)
+        result = run_train(cfg, progress=bar, echo=bar.say, command=list(sys.argv))
     finally:
         bar.stop()
-    state = "interrupted" if result.interrupted else ("stopped" if result.steps < steps else "done")
+    state = "interrupted" if result.interrupted else ("stopped" if result.steps < result.total_steps else "done")
     loss = f"loss {result.final_loss:.4f}" if result.losses else "no step finished in this run"
     typer.echo(f"{state} at step {result.steps}: {loss}, "
                f"{result.points_per_s:,.0f} points/s; checkpoint {result.checkpoint}")
