@@ -5,8 +5,9 @@ normals; Pointcept takes them from the separate Stanford2d3d mesh (nearest face 
 pointcept/datasets/preprocessing/s3dis/preprocess_s3dis.py:108-109). Without that mesh, the estimate is the one
 Pointcept itself uses where it has no mesh (preprocessing/concerto/waymo/preprocess_waymo.py:78-87): Open3D's
 default `estimate_normals` (30 nearest neighbours, the covariance's smallest eigenvector), flipped to face the
-viewer. The viewer here is the scene's bounding-box centre, so in a room normals face the room's inside: +z on the
-floor, -z on the ceiling, inwards on walls (the side a scanned mesh's faces are wound towards).
+viewer. The viewer here is the scene's centre (of the box spanning the 1st to 99th percentile of each coordinate: the
+bounding box, but a stray far point cannot move it), so in a room normals face the room's inside: +z on the floor,
+-z on the ceiling, inwards on walls (the side a scanned mesh's faces are wound towards).
 
 Memory: the k-d tree (~40 bytes a point) plus fixed-size chunks of neighbours, never (N, k) at once.
 """
@@ -22,7 +23,7 @@ CHUNK = 1 << 15  # points whose neighbourhoods are gathered at a time (CHUNK * k
 
 def estimate_normals(coord: np.ndarray, k: int = DEFAULT_K, viewpoint: np.ndarray | None = None,
                      chunk: int = CHUNK) -> np.ndarray:
-    """(N, 3) float32 unit normals of `coord` (N, 3), each facing `viewpoint` (default: the bounding-box centre).
+    """(N, 3) float32 unit normals of `coord` (N, 3), each facing `viewpoint` (default: the scene's centre).
 
     A point whose neighbours all coincide has no plane: its normal is zero (as for data without normals). Where the
     viewpoint lies in a point's tangent plane the sign is ambiguous; such normals point up (+z) instead."""
@@ -35,7 +36,8 @@ def estimate_normals(coord: np.ndarray, k: int = DEFAULT_K, viewpoint: np.ndarra
         return out
     k = min(k, n)
     if viewpoint is None:
-        viewpoint = (pts.min(axis=0) + pts.max(axis=0)) / 2
+        low, high = np.percentile(pts, [1, 99], axis=0)
+        viewpoint = (low + high) / 2
     view = np.asarray(viewpoint, dtype=np.float64)
     tree = cKDTree(pts)
     for start in range(0, n, chunk):

@@ -1,5 +1,5 @@
 """PCA normals (sources/normals.py): accuracy on known surfaces and the orientation convention (face the viewer,
-by default the bounding-box centre: +z on a floor, towards the centre inside a closed sphere or room)."""
+by default the scene's centre: +z on a floor, towards the centre inside a closed sphere or room)."""
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ def test_floor_plane_normals_point_up():
     normal = estimate_normals(floor, viewpoint=np.array([0, 0, 1.5]))  # seen from a room's mid-height
     assert normal.dtype == np.float32 and normal.shape == floor.shape
     assert np.percentile(angle_deg(normal, np.array([[0, 0, 1.0]])), 99) < 5
-    flat = np.c_[xy, np.zeros(len(xy))]  # the default viewpoint (bounding-box centre) lies in the plane: up
+    flat = np.c_[xy, np.zeros(len(xy))]  # the default viewpoint (the scene's centre) lies in the plane: up
     assert np.percentile(angle_deg(estimate_normals(flat), np.array([[0, 0, 1.0]])), 99) < 1
 
 
@@ -72,6 +72,8 @@ def test_room_surfaces_face_the_inside():
     away_from_edges = np.all((pts > 0.2) | (np.isclose(pts, 0)), axis=1) & \
         np.all((pts < size - 0.2) | np.isclose(pts, size), axis=1)
     assert np.percentile(angle_deg(normal[away_from_edges], truth[away_from_edges]), 99) < 3
+    stray = np.concatenate([pts, [[5_000.0, 0, 0]]])  # one point 5 km away must not turn the room's normals
+    np.testing.assert_array_equal(estimate_normals(stray)[:-1], normal)
 
 
 def test_duplicates_get_zero_normals_and_tiny_inputs_are_handled():
