@@ -54,6 +54,22 @@ def _flag_keys() -> dict[str, tuple[str, object]]:
 CLI_ONLY = ("ctx", "config", "set_", "threads")  # not training settings
 
 
+def _command_line(ctx: typer.Context) -> list[str]:
+    """`pmoe train` and the options given on its command line, as parsed (also when called through main(argv))."""
+    words = ["pmoe", "train"]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP") or not param.opts:
+            continue
+        value = ctx.params.get(param.name)
+        if getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else (param.secondary_opts or param.opts)[0])
+        else:
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                words += [param.opts[0], str(item)]
+    return words
+
+
 def _flag_layers(ctx: typer.Context) -> tuple[dict, dict]:
     """The options as two config layers: their defaults (None: not set) and the ones given on the command line."""
     from pmoe_core.engine.train import TrainConfig
@@ -143,8 +159,6 @@ def train(
     backend: str | None = typer.Option(None, "--backend", help="Sparse conv backend: spconv or torch."),
     threads: int | None = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
 ) -> None:
-    import sys
-
     import torch  # heavy imports stay inside the command, so `pmoe --help` and other commands start fast
 
     from pmoe_core.engine.config_file import build_config, parse_set, read_config_file
@@ -168,7 +182,7 @@ def train(
         raise BadInput("--upcycle needs --init DENSE: the dense PTv3 checkpoint whose projections become the experts")
     bar = ProgressBar("training", unit="steps", every=cfg.log_every)
     try:
-        result = run_train(cfg, progress=bar, echo=bar.say, command=list(sys.argv))
+        result = run_train(cfg, progress=bar, echo=bar.say, command=_command_line(ctx))
     finally:
         bar.stop()
     state = "interrupted" if result.interrupted else ("stopped" if result.steps < result.total_steps else "done")
