@@ -248,3 +248,41 @@ def test_options_are_checked_before_the_data_is_read(tmp_path, change, message):
     with pytest.raises(BadInput, match=message):
         train(cfg(tmp_path / "no-such-data", tmp_path / "run", **change))
     assert not (tmp_path / "run").exists()
+
+
+def test_logged_learning_rate_is_the_rate_the_step_used(tiny_stores, tmp_path):
+    from torch import nn
+
+    from pmoe_core.engine.optim import OptimConfig, make_optimizer
+
+    result = train(cfg(tiny_stores, tmp_path / "lr", steps=6, log_every=1, batch_size=1, max_points=2000))
+    logged = [r["lr"] for r in read_log(result.run_dir) if r["event"] == "train"]
+    shadow = nn.ModuleDict({"blocks": nn.Linear(1, 1), "head": nn.Linear(1, 1)})  # one parameter of each group
+    optimizer, scheduler = make_optimizer(shadow, OptimConfig(), 6)
+    expected = []
+    for _ in range(6):
+        expected.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    assert sum(logged, []) == pytest.approx(sum(expected, []), rel=1e-9)
+    assert logged[0] == pytest.approx([0.002 / 10, 0.0006 / 10])  # OneCycle starts at max_lr / div_factor
+
+
+def test_run_length_steps_win_epochs_convert_release_default(tmp_path):
+    from pmoe_core.engine.train import RELEASE_EPOCHS, run_length
+
+    base = cfg(tmp_path, tmp_path / "r", steps=None)
+    assert run_length(base, 10) == RELEASE_EPOCHS * 10 == 1200  # the release's 120 epochs by default
+    assert run_length(cfg(tmp_path, tmp_path / "r", steps=None, epochs=3, accum=4), 10) == 3 * 3  # ceil(10 / 4)
+    assert run_length(cfg(tmp_path, tmp_path / "r", steps=7), 10) == 7
+    with pytest.raises(BadInput, match="--steps and --epochs both given"):
+        train(cfg(tmp_path / "no-data", tmp_path / "r", steps=7, epochs=2))
+
+
+def test_epochs_set_the_schedule_and_resume_checks_it(tiny_stores, tmp_path):
+    # 12 train scenes, batch 4: 3 steps an epoch.
+    result = train(cfg(tiny_stores, tmp_path / "e", steps=None, epochs=1, batch_size=4, max_points=2000))
+    assert result.steps == result.total_steps == 3
+    assert load_checkpoint(result.checkpoint)["meta"]["total_steps"] == 3
+    with pytest.raises(BadInput, match="schedule has 3 steps, not 6"):
+        train(cfg(tiny_stores, tmp_path / "e", steps=None, epochs=2, batch_size=4, max_points=2000, resume=True))
