@@ -31,7 +31,7 @@ def test_ppt_presets_have_their_own_recipe():
 def test_train_command_takes_the_presets_recipe(monkeypatch, tmp_path, preset, extra, expected):
     seen = []
 
-    def fake_train(cfg, progress=None, echo=None):
+    def fake_train(cfg, progress=None, echo=None, command=None):
         seen.append(cfg)
         raise SystemExit(0)  # stop before any data is read: only the configuration is under test
 
