@@ -47,7 +47,8 @@ def _flag_keys() -> dict[str, tuple[str, object]]:
     return {
         "datasets": ("datasets", lambda text: tuple(d.strip() for d in text.split(",") if d.strip())),
         "lr": ("optim.lr", None), "block_lr": ("optim.block_lr", None), "weight_decay": ("optim.weight_decay", None),
-        "weights": ("weights", _weights), "crop_rate": ("crop_rates", parse_rates), "point_clip": ("point_clip", parse_clip),
+        "weights": ("weights", _weights), "crop_rate": ("crop_rates", parse_rates),
+        "point_clip": ("point_clip", parse_clip),
     }
 
 

@@ -151,8 +151,7 @@ def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
         raise BadInput("--steps and --epochs both given; the run length is one of them (--steps wins over a config "
                        "file's epochs, see docs/commands/train.md)")
     for name, value in (("--steps", cfg.steps), ("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size),
-                        ("--accum", cfg.accum), ("--val-every", cfg.val_every or None),
-                        ("--val-limit", cfg.val_limit),
+                        ("--accum", cfg.accum), ("--val-limit", cfg.val_limit),
                         ("--log-every", cfg.log_every), ("--ckpt-every", cfg.ckpt_every),
                         ("--samples-per-epoch", cfg.samples_per_epoch), ("--max-points", cfg.max_points),
                         ("--stop-at", cfg.stop_at)):

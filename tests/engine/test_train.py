@@ -114,7 +114,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_stores, tmp_path):
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     log = out / "log.jsonl"
     deadline = time.time() + 240
-    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\"event\": \"train\"") >= 2):
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
