@@ -25,7 +25,7 @@ def scalar_column(name: str, values: np.ndarray, n: int, where: str | Path | Non
         info = np.iinfo(np.int32)
         if values.size and values.dtype.kind != "b" and (values.min() < info.min or values.max() > info.max):
             raise BadInput(f"extra field {name!r} holds values outside int32", where)
-        return values.astype(np.int32)
+        return values.astype(np.int32, copy=False)
     if values.dtype.kind == "f":
-        return values.astype(np.float32)
+        return values.astype(np.float32, copy=False)
     raise BadInput(f"extra field {name!r} has dtype {values.dtype}; give integers or floats", where)

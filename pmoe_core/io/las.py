@@ -173,6 +173,9 @@ def finish_colors(color16: np.ndarray) -> np.ndarray:
     return color16.astype(np.uint8)
 
 
+WRITE_CHUNK_POINTS = 1 << 20  # points per piece written (~40 MB of records)
+
+
 def write_las(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = None,
               extra: Mapping[str, np.ndarray] | None = None) -> None:
     """Write a Scene as LAS (or LAZ when the suffix is .laz), millimetre coordinate resolution.
@@ -201,18 +204,22 @@ def write_las(scene: Scene, path: str | Path, fields: tuple[str, ...] | None = N
     header.offsets = np.floor(scene.coord.min(axis=0)) if len(scene) else np.zeros(3)
     for name, values in columns.items():
         header.add_extra_dim(laspy.ExtraBytesParams(name=name, type=values.dtype))
-    las = laspy.LasData(header)
-    las.x, las.y, las.z = (scene.coord[:, i].astype(np.float64) for i in range(3))
-    if color:
-        rgb = scene.color.astype(np.uint16) * 257
-        las.red, las.green, las.blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
-    if "strength" in wanted:
-        las.intensity = intensity_from_strength(scene.strength)
-    if classes is not None:
-        las.classification = classes
-    for name, values in columns.items():
-        las[name] = values
-    las.write(str(path))
+    intensity = intensity_from_strength(scene.strength) if "strength" in wanted else None
+    with laspy.open(str(path), mode="w", header=header) as writer:  # in pieces: memory does not grow with the file
+        for start in range(0, len(scene), WRITE_CHUNK_POINTS):
+            part = slice(start, min(start + WRITE_CHUNK_POINTS, len(scene)))
+            points = laspy.ScaleAwarePointRecord.zeros(part.stop - part.start, header=header)
+            points.x, points.y, points.z = (scene.coord[part, i].astype(np.float64) for i in range(3))
+            if color:
+                rgb = scene.color[part].astype(np.uint16) * 257
+                points.red, points.green, points.blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+            if intensity is not None:
+                points.intensity = intensity[part]
+            if classes is not None:
+                points.classification = classes[part]
+            for name, values in columns.items():
+                points[name] = values[part]
+            writer.write_points(points)
 
 
 def intensity_from_strength(strength: np.ndarray) -> np.ndarray:

@@ -285,14 +285,25 @@ def write_ply_arrays(
                 lines.append(f"property {NUMPY_TO_PLY[code]} {name}")
                 ffields.append((name, "<" + code))
     lines.append("end_header")
-    payload = [("\n".join(lines) + "\n").encode("ascii"), _pack(vertex, vfields, n, binary)]
-    if face is not None:
-        payload.append(_pack(face, ffields, nf, binary))
     if hasattr(path, "write"):
-        path.write(b"".join(payload))
+        _write_body(path, lines, vertex, vfields, n, face, ffields, binary)
         return
     with open(path, "wb") as fh:
-        fh.write(b"".join(payload))
+        _write_body(fh, lines, vertex, vfields, n, face, ffields, binary)
+
+
+WRITE_CHUNK_ROWS = 1 << 20  # rows packed at a time: memory does not grow with the file
+
+
+def _write_body(fh: BinaryIO, lines: list[str], vertex, vfields, n: int, face, ffields, binary: bool) -> None:
+    fh.write(("\n".join(lines) + "\n").encode("ascii"))
+    elements = [(vertex, vfields, n)]
+    if face is not None:
+        elements.append((face, ffields, len(next(iter(face.values())))))
+    for columns, fields, rows in elements:
+        for start in range(0, rows, WRITE_CHUNK_ROWS):
+            part = slice(start, min(start + WRITE_CHUNK_ROWS, rows))
+            fh.write(_pack({k: v[part] for k, v in columns.items()}, fields, part.stop - part.start, binary))
 
 
 def _pack(columns: dict[str, np.ndarray], fields: list[tuple], n: int, binary: bool) -> bytes:
