@@ -66,17 +66,33 @@ def random_point_per_voxel(grid_coord: np.ndarray, rng: np.random.Generator) -> 
     return shuffled[first]
 
 
-def fragment_indices(grid_coord: np.ndarray) -> np.ndarray:
-    """(F, V) point indices: fragment j takes the (j mod count)-th point of every voxel.
+MAX_FRAGMENTS = 64  # test fragments per scene at most: compute and the (F, V) table stay within 64x the points
 
-    F is the largest voxel occupancy, so the F fragments together contain every point, and each fragment holds
-    exactly one point of each of the V occupied voxels.
+
+def fragment_indices(grid_coord: np.ndarray, max_fragments: int = MAX_FRAGMENTS) -> tuple[np.ndarray, np.ndarray | None]:
+    """(F, V) point indices, fragment j taking the (j mod count)-th point of every voxel, and the vote source.
+
+    F is the largest voxel occupancy, at most `max_fragments`. Up to that cap the fragments together contain every
+    point, and each holds exactly one point of each of the V occupied voxels (the references' test fragments).
+    Beyond it (a voxel holding thousands of duplicates: zero returns at a sensor, outliers clamped onto one
+    boundary voxel) F x V would grow with the duplicates, not with the cloud, so the cap holds and a point of rank
+    r >= F in its voxel takes the votes of its voxel-mate of rank r mod F. `source` (N,) names, for every point,
+    the point whose votes it gets; None when the cap was not reached (every point is scored itself).
     """
     keys = voxel_keys(grid_coord)
     order = np.argsort(keys, kind="stable")
     _, start, count = np.unique(keys[order], return_index=True, return_counts=True)
-    j = np.arange(int(count.max()))[:, None]
-    return order[start[None, :] + j % count[None, :]]
+    most = int(count.max())
+    frags = min(most, max_fragments)
+    j = np.arange(frags)[:, None]
+    fragments = order[start[None, :] + j % count[None, :]]
+    if most <= frags:
+        return fragments, None
+    voxel_start = np.repeat(start, count)
+    rank = np.arange(len(order)) - voxel_start
+    source = np.empty(len(order), dtype=np.int64)
+    source[order] = order[voxel_start + rank % frags]
+    return fragments, source
 
 
 @dataclass
@@ -99,7 +115,7 @@ class GridFragments:
 
     def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
         sample.coord, sample.grid_coord = voxelise(sample.coord, self.grid_size)  # clamped coords agree with voxels
-        sample.fragments = fragment_indices(sample.grid_coord)
+        sample.fragments, sample.vote_source = fragment_indices(sample.grid_coord)
         return sample
 
 

@@ -10,6 +10,7 @@ from pmoe_core.scene import IGNORE_INDEX, Scene
 
 # Per-point arrays (first axis = points); `keep` subsets all of them together.
 POINT_FIELDS = ("coord", "color", "normal", "strength", "segment", "instance", "grid_coord", "index")
+FRAGMENT_FIELDS = ("fragments", "vote_source")  # set by test-time fragmenting; not carried into a fragment
 
 
 @dataclass
@@ -19,7 +20,9 @@ class Sample:
     `color` stays in [0, 255] (float32) through the augmentations; features.py scales it once. `segment` is int64
     with -1 = ignore (all -1 when the scene carries no labels). `index` maps every point back to the stored
     scene's points, so test predictions can be summed per original point. `grid_coord` is set by grid sampling;
-    `fragments` (F, V) only by test-time fragmenting: row j holds indices (into this sample's points) of fragment j.
+    `fragments` (F, V) only by test-time fragmenting: row j holds indices (into this sample's points) of fragment j;
+    `vote_source` (N,), set with them where a voxel holds more points than there are fragments: the point whose
+    votes each point takes (grid.fragment_indices).
     `dataset` selects the recipe and the label space; it never reaches the backbone.
     """
 
@@ -34,6 +37,7 @@ class Sample:
     instance: np.ndarray | None = None
     grid_coord: np.ndarray | None = None
     fragments: np.ndarray | None = None
+    vote_source: np.ndarray | None = None
 
     @classmethod
     def from_scene(cls, scene: Scene, dataset: str) -> "Sample":
@@ -71,6 +75,6 @@ class Sample:
         if self.fragments is None:
             raise ValueError(f"sample {self.name!r} has no fragments; run GridFragments first")
         rows = self.fragments[j]
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in POINT_FIELDS + ("fragments",)}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in POINT_FIELDS + FRAGMENT_FIELDS}
         per_point = {name: None if getattr(self, name) is None else getattr(self, name)[rows] for name in POINT_FIELDS}
         return Sample(**values, **per_point)

@@ -66,11 +66,24 @@ def vote_scenes(model: nn.Module, samples: list[Sample], views: list[View], reci
                 del logits
                 targets.fragments.vote(probs, batch.offset, out=voted)
             del batch, targets, probs
-        total.index_add_(0, stored, voted.cpu())
+        total.index_add_(0, stored, _from_vote_sources(voted.cpu(), pieces))
     covered = total.sum(dim=1)
     if not bool((covered > 0.5 * len(views)).all()):
         raise RuntimeError(f"{int((covered <= 0.5 * len(views)).sum())} points of {dataset} got no prediction")
     return total
+
+
+def _from_vote_sources(voted: torch.Tensor, pieces: list[Sample]) -> torch.Tensor:
+    """Give the points that no fragment held (beyond the fragment cap in a crowded voxel) their voxel-mate's votes."""
+    if all(p.vote_source is None for p in pieces):
+        return voted
+    start = 0
+    for piece in pieces:
+        if piece.vote_source is not None:
+            rows = voted[start:start + len(piece)]
+            rows.copy_(rows[torch.from_numpy(piece.vote_source)])
+        start += len(piece)
+    return voted
 
 
 def forward(model: nn.Module, batch, embeddings: torch.Tensor, dataset: str) -> torch.Tensor:

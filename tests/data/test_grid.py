@@ -43,7 +43,8 @@ def test_train_grid_sample_picks_random_point():
 def test_fragments_cover_every_point_one_per_voxel():
     coord = _clustered(20_000)
     g = grid_coordinates(coord, 0.02)
-    frags = fragment_indices(g)
+    frags, source = fragment_indices(g, max_fragments=len(coord))
+    assert source is None  # no cap reached: every point is scored itself
     keys = voxel_keys(g)
     num_voxels = len(np.unique(keys))
     counts = np.unique(keys, return_counts=True)[1]

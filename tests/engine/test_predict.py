@@ -163,3 +163,19 @@ def test_package_level_api_takes_a_checkpoint_path(predictor, room):
                              device="cpu")
     assert isinstance(pred, pmoe_core.Prediction) and pred.classes == ("wall", "floor")
     assert pred.labels.shape == (len(room),) and set(np.unique(pred.labels)) <= {0, 1}
+
+
+def test_a_voxel_crowded_with_duplicates_is_scored_by_capped_fragments(predictor, room):
+    """20,000 copies of one point (zero returns at a sensor) add no fragments beyond the cap: every copy is labelled
+    with its voxel-mates' votes, and the rest of the room keeps the labels it gets without the copies."""
+    from pmoe_core.data.grid import MAX_FRAGMENTS
+
+    copies = 20_000
+    assert copies > MAX_FRAGMENTS
+    coord = np.concatenate([room.coord, np.repeat(room.coord[:1], copies, axis=0)])
+    color = np.concatenate([room.color, np.repeat(room.color[:1], copies, axis=0)])
+    normal = np.concatenate([room.normal, np.repeat(room.normal[:1], copies, axis=0)])
+    pred = predict(predictor, coord, color, normal, label_set="scannet")
+    assert pred.labels.shape == (len(coord),) and (pred.confidence > 0).all()
+    duplicated = pred.labels[len(room.coord):]
+    assert (duplicated == pred.labels[0]).all()
