@@ -25,12 +25,12 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-
 from _scene import synthetic_scene  # bench-local (run as `python bench/gpu_check.py`)
 from moe import interleaved_best, reference_dispatch
 from train_step import PAPER_MS, time_preset
@@ -64,7 +64,7 @@ DRY = Sizes("cpu", (2_000, 5_000), 64, 1, ("ptv3-tiny", "pmoe-tiny"), 3_000, 1, 
 def cuda_tests(sizes: Sizes) -> dict[str, Any]:
     """`pytest -m cuda`; on CPU every test must skip with the stated reason (and the run still passes)."""
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider", "tests"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     lines = proc.stdout.strip().splitlines()
     summary = lines[-1] if lines else proc.stderr.strip()[-300:]
     if proc.returncode != 0:
@@ -74,28 +74,31 @@ def cuda_tests(sizes: Sizes) -> dict[str, Any]:
 
 def moe_layer(sizes: Sizes) -> dict[str, Any]:
     """Forward+backward of one Point-MoE-L-like layer (E=8, top-2, ratio 2), best of `moe_repeat`, interleaved."""
+    rows = [_moe_row(sizes, tokens, name, dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+            for tokens in sizes.moe_tokens]
+    return {"channels": sizes.moe_channels, "experts": 8, "top_k": 2, "ratio": 2.0, "rows": rows}
+
+
+def _moe_row(sizes: Sizes, tokens: int, dtype_name: str, dtype: torch.dtype) -> dict[str, Any]:
+    """One size and dtype; its tensors are freed on return, so the next row's peak memory is its own."""
     from pmoe_core.models.moe import GatedMLP, MoE, MoEConfig
 
-    rows = []
-    for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        for tokens in sizes.moe_tokens:
-            torch.manual_seed(0)
-            c, cfg = sizes.moe_channels, MoEConfig(8, 2, 2.0)
-            moe = MoE(c, cfg).to(sizes.device, dtype)
-            dense = GatedMLP(c, int(cfg.top_k * cfg.ratio * c)).to(sizes.device, dtype)
-            x = torch.randn(tokens, c, device=sizes.device, dtype=dtype, requires_grad=True)
-            if sizes.device == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            best = interleaved_best({"dense": dense, "ours": moe, "reference": lambda t: reference_dispatch(moe, t)},
-                                    x, sizes.moe_repeat)
-            row = {"tokens": tokens, "dtype": dtype_name, **{f"{k}_ms": round(v * 1e3, 2) for k, v in best.items()},
-                   "ours_vs_reference": round(best["reference"] / best["ours"], 2),
-                   "ours_vs_dense": round(best["ours"] / best["dense"], 2)}
-            if sizes.device == "cuda":
-                row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-            rows.append(row)
-            del moe, dense, x
-    return {"channels": sizes.moe_channels, "experts": 8, "top_k": 2, "ratio": 2.0, "rows": rows}
+    torch.manual_seed(0)
+    c, cfg = sizes.moe_channels, MoEConfig(8, 2, 2.0)
+    moe = MoE(c, cfg).to(sizes.device, dtype)
+    dense = GatedMLP(c, int(cfg.top_k * cfg.ratio * c)).to(sizes.device, dtype)
+    x = torch.randn(tokens, c, device=sizes.device, dtype=dtype, requires_grad=True)
+    if sizes.device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    best = interleaved_best({"dense": dense, "ours": moe, "reference": lambda t: reference_dispatch(moe, t)},
+                            x, sizes.moe_repeat)
+    row = {"tokens": tokens, "dtype": dtype_name, **{f"{k}_ms": round(v * 1e3, 2) for k, v in best.items()},
+           "ours_vs_reference": round(best["reference"] / best["ours"], 2),
+           "ours_vs_dense": round(best["ours"] / best["dense"], 2)}
+    if sizes.device == "cuda":
+        row["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return row
 
 
 def train_steps(sizes: Sizes) -> dict[str, Any]:
@@ -154,8 +157,10 @@ SECTIONS: dict[str, Callable[[Sizes], dict[str, Any]]] = {
 def table(results: dict[str, Any]) -> str:
     """The readable side of the JSON."""
     env = results["environment"]
-    out = [f"pmoe GPU check ({'dry run, CPU' if results['dry_run'] else env['device_name']}), torch {env['torch']}, "
-           f"CUDA {env['cuda']}, spconv {env['spconv']}, {results['total_s']:.0f} s", ""]
+    what = "dry run, CPU" if results["dry_run"] else env["device_name"]
+    head = (f"pmoe GPU check ({what}), torch {env['torch']}, CUDA {env['cuda']}, spconv {env['spconv']}, "
+            f"{results['total_s']:.0f} s")
+    out = [head, ""]
     for name, sec in results["sections"].items():
         if "error" in sec:
             out.append(f"[{name}] FAILED after {sec['seconds']:.0f} s: {sec['error'].splitlines()[0]}")

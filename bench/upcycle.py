@@ -8,7 +8,7 @@ All runs use the joint-training bench's data (bench/joint_training.py: the paper
 raw formats and converted), the same seed, batch and crop, and go through the library's train and eval paths.
 mIoU is the mean over the five trained datasets' val splits.
 
-    OMP_NUM_THREADS=1 python bench/upcycle.py --threads 1          # ~12 min on 2 busy CPU cores
+    OMP_NUM_THREADS=1 python bench/upcycle.py --threads 1          # ~30 min on 2 CPU cores shared with ~10 jobs
     python bench/upcycle.py --dense-steps 10 --steps 10 --scenes 3 # quick look
 
 Tiny synthetic data says nothing about the paper's scale; it shows the upcycled model starts where the dense one
@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from joint_training import TRAINED, prepare  # bench-local data (run as `python bench/upcycle.py`)
+# bench-local data, from bench/joint_training.py (run as `python bench/upcycle.py`)
+from joint_training import TRAINED, prepare
+
 from pmoe_core.engine.evaluate import evaluate
 from pmoe_core.engine.model_io import load_segmentation_model
 from pmoe_core.engine.train import TrainConfig, train
@@ -69,18 +71,20 @@ def main() -> None:
     data = prepare(root, args.scenes, args.seed)
     print(f"data ready in {time.perf_counter() - total:.0f} s under {root}", flush=True)
     n, m, seed, pts = args.dense_steps, args.steps, args.seed, args.max_points
-    rows = []
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:  # printed as it comes: a run cut short still leaves its finished rows
+        rows.append(row)
+        print(f"{row['model']}: train {row['train_s']:.0f} s, loss {row['final_loss']}, mIoU {row['avg']}", flush=True)
 
     dense, t_dense, loss = run(data, root / "dense", n, seed, pts, preset="ptv3-tiny")
-    rows.append(score(f"ptv3-tiny, {n} steps (the start)", dense, data, t_dense, loss, n))
+    add(score(f"ptv3-tiny, {n} steps (the start)", dense, data, t_dense, loss, n))
     up, t, loss = run(data, root / "upcycled", m, seed, pts, init=str(dense), upcycle=args.experts)
-    rows.append(score(f"(a) upcycled x{args.experts}, {n}+{m}", up, data, t_dense + t, loss, n + m))
+    add(score(f"(a) upcycled x{args.experts}, {n}+{m}", up, data, t_dense + t, loss, n + m))
     scratch, t, loss = run(data, root / "scratch", n + m, seed, pts, preset="pmoe-tiny")
-    rows.append(score(f"(b) pmoe-tiny scratch, {n + m}", scratch, data, t, loss, n + m))
+    add(score(f"(b) pmoe-tiny scratch, {n + m}", scratch, data, t, loss, n + m))
     cont, t, loss = run(data, root / "dense_more", m, seed, pts, init=str(dense))
-    rows.append(score(f"(c) ptv3-tiny, {n}+{m}", cont, data, t_dense + t, loss, n + m))
-    for r in rows:
-        print(f"{r['model']}: train {r['train_s']:.0f} s, loss {r['final_loss']}, mIoU {r['avg']}", flush=True)
+    add(score(f"(c) ptv3-tiny, {n}+{m}", cont, data, t_dense + t, loss, n + m))
 
     print(f"\nmIoU (%) on the val splits, {args.scenes} scenes per dataset, crop {pts} points, seed {seed}")
     print(f"{'model':<34}{'params':>11}{'active':>11}" + "".join(f"{d[:8]:>9}" for d in TRAINED)

@@ -125,8 +125,8 @@ def test_upcycled_run_trains_and_its_checkpoint_evaluates(tmp_path, monkeypatch)
     monkeypatch.setenv("PMOE_CACHE_DIR", str(tmp_path / "cache"))
     data = tmp_path / "data"
     _store(data)
-    base = dict(data=str(data), datasets=("scannet",), steps=2, batch_size=1, workers=0, max_points=3000,
-                tensorboard=False, device="cpu", backend="torch")
+    base = {"data": str(data), "datasets": ("scannet",), "steps": 2, "batch_size": 1, "workers": 0,
+            "max_points": 3000, "tensorboard": False, "device": "cpu", "backend": "torch"}
     dense = train(TrainConfig(out=str(tmp_path / "dense"), preset="ptv3-tiny", **base), echo=lambda s: None)
     up = train(TrainConfig(out=str(tmp_path / "up"), init=str(dense.checkpoint), upcycle=3, **base),
                echo=lambda s: None)
