@@ -13,6 +13,8 @@ PPT's PDNorm keeps one norm bank per dataset but a point goes through one, so it
 
     OMP_NUM_THREADS=1 python bench/joint_training.py --threads 1   # ~28 min on 2 busy CPU cores
     python bench/joint_training.py --steps 40 --scenes 4             # quick look
+    for s in 0 1 2; do python bench/joint_training.py --steps 30 --scenes 4 --threads 1 --seed $s --json j$s.json; done
+    python bench/joint_training.py --summarise j0.json j1.json j2.json   # mean and spread over the seeds
 
 Numbers on tiny synthetic data say nothing about the paper's; they show the pipeline and the comparison run.
 """
@@ -107,8 +109,28 @@ def run(data: Path, root: Path, preset: str, mix: bool, steps: int, seed: int, a
     }
 
 
+def summarise(paths: list[Path]) -> None:
+    """Mean and spread (min..max) per model and column over runs with different seeds, as a markdown table."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    models = [r["model"] for r in runs[0]["rows"]]
+    columns = [*TRAINED, "avg_trained", *ZERO_SHOT, "avg_zero_shot"]
+    print(f"{len(runs)} runs (seeds {', '.join(str(r['seed']) for r in runs)}), {runs[0]['steps']} steps, "
+          f"{runs[0]['scenes']} scenes per dataset; mean (min..max) mIoU %")
+    print("| model | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for model in models:
+        rows = [next(row for row in run["rows"] if row["model"] == model) for run in runs]
+        cells = []
+        for column in columns:
+            values = [row[column] if column.startswith("avg") else row["miou"][column] for row in rows]
+            cells.append(f"{sum(values) / len(values):.1f} ({min(values):.1f}..{max(values):.1f})")
+        print(f"| {model} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--summarise", type=Path, nargs="+", default=None, help="JSONs of earlier runs: print "
+                        "mean and spread per model instead of running")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--scenes", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
@@ -116,6 +138,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    if args.summarise:
+        summarise(args.summarise)
+        return
     torch.set_num_threads(args.threads)
     os.environ.setdefault("PMOE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "pmoe-bench-cache"))
     root = args.workdir or Path(tempfile.mkdtemp(prefix="pmoe-joint-"))

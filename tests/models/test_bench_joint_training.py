@@ -53,3 +53,20 @@ def test_matched_config_keeps_the_moe_and_runs(bench, make_batch):
     batch = make_batch((300, 200))
     out = model(batch)
     assert out.shape == (batch.coord.shape[0], model.out_channels) and torch.isfinite(out).all()
+
+
+def test_summary_gives_mean_and_spread_over_seeds(bench, tmp_path, capsys):
+    """Three seeds of one model -> one row with the mean and the min..max of every column."""
+    import json
+
+    names = [*bench.TRAINED, *bench.ZERO_SHOT]
+    paths = []
+    for seed, base in enumerate((10.0, 20.0, 30.0)):
+        row = {"model": "m", "miou": {n: base for n in names}, "avg_trained": base, "avg_zero_shot": base + 1}
+        path = tmp_path / f"seed{seed}.json"
+        path.write_text(json.dumps({"steps": 3, "scenes": 2, "seed": seed, "rows": [row]}))
+        paths.append(path)
+    bench.summarise(paths)
+    out = capsys.readouterr().out
+    assert "seeds 0, 1, 2" in out
+    assert "| m | 20.0 (10.0..30.0)" in out and "21.0 (11.0..31.0) |" in out
