@@ -25,7 +25,8 @@ from rich.table import Table
 from pmoe_cli.progress import ProgressBar
 from pmoe_core.errors import BadInput
 from pmoe_core.io import read_point_cloud
-from pmoe_core.jsonio import check_json_target, write_json_atomic
+from pmoe_core.jsonio import write_json_atomic
+from pmoe_core.outputs import check_output_file
 from pmoe_core.planner.oracle import Step
 from pmoe_core.planner.scene_io import save_episode, sidecar_path
 from pmoe_core.planner.tasks import TASKS, make_scene
@@ -94,7 +95,7 @@ def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_o
 
     console = Console()
     if json_out is not None:
-        check_json_target(json_out)
+        check_output_file(json_out, overwrite=True)
     desc = SceneDesc.load(sidecar_path(scene_path)) if simulate else None  # fail before the slow load
     cloud = read_point_cloud(scene_path)
     from pmoe_core.planner.policy import cloud_input, load_planner, plan_cloud, plan_output  # torch: load lazily
@@ -215,7 +216,7 @@ def bench(
 ) -> None:
     """Success rate and mean score per task for a policy executed in MuJoCo."""
     if json_out is not None:
-        check_json_target(json_out)
+        check_output_file(json_out, overwrite=True)
     require_planner_extra()
     from pmoe_core.planner.episodes import bench_report, run_bench
 

@@ -54,11 +54,6 @@ def read_json(path: str | Path, max_bytes: int = 1 << 30) -> Any:
     return loads_json(path.read_bytes(), path)
 
 
-def check_json_target(path: str | Path, overwrite: bool = True) -> Path:
-    """Refuse a JSON output path that cannot be written, before any slow work is done for it."""
-    return check_output_file(path, overwrite=overwrite)
-
-
 def write_json_atomic(path: str | Path, data: Any, indent: int = 2, make_parents: bool = False) -> Path:
     """Temporary file in the same folder + rename; permissions as for any new file."""
     path = Path(path)

@@ -11,6 +11,7 @@ place on success, with the permissions any new file gets (umask), not mkstemp's 
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -114,7 +115,5 @@ def remove_stale_partials(path: str | Path) -> None:
     """Delete temporary files of earlier writes of `path` that a killed process left behind (call only where one
     process owns the folder, e.g. a run folder, once the new file is in place)."""
     path = Path(path)
-    import glob
-
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.partial{glob.escape(path.suffix)}"):
         stale.unlink(missing_ok=True)
