@@ -13,8 +13,10 @@ report `seconds`, which includes writing its --save-pred files); "wall" adds sta
 one tile; with several tiles the context (one point per voxel around a tile) changes the fragments, and the
 near-uniform scores of a barely trained checkpoint flip easily (72.8% at 200k points in 4 tiles of 50k).
 A small --tile-points on a small cloud is costly: every tile scores its 2 m of context too.
+With --format las the cloud is handed to predict as a LAS 1.4 file (point format 2, 16-bit colour), written
+in pieces of 1M points, so predict's own LAS reader and labelled-copy writer are what is measured.
 Run: PYTHONPATH=. python bench/predict.py [--sizes 1000000,30000000] [--threads 2] [--eval-max-points 1000000]
-     [--tile-points 400000] [--checkpoint CKPT]
+     [--tile-points 400000] [--checkpoint CKPT] [--format npy|las]
 """
 
 from __future__ import annotations
@@ -81,6 +83,28 @@ def write_cloud(path: Path, points: int, seed: int = 0) -> Path:
     return truth
 
 
+def npy_to_las(cloud: Path, chunk: int = 1 << 20) -> Path:
+    """The (N, 6) .npy as a LAS file beside it, written in pieces (memory: one piece); the .npy is removed."""
+    import laspy
+
+    array = np.load(cloud, mmap_mode="r")
+    header = laspy.LasHeader(point_format=2, version="1.4")
+    header.scales = np.array([0.001, 0.001, 0.001])
+    header.offsets = np.floor(array[: min(len(array), chunk), :3].min(axis=0))
+    path = cloud.with_suffix(".las")
+    with laspy.open(path, mode="w", header=header) as writer:
+        for start in range(0, len(array), chunk):
+            piece = np.asarray(array[start:start + chunk])
+            points = laspy.ScaleAwarePointRecord.zeros(len(piece), header=header)
+            points.x, points.y, points.z = piece[:, 0], piece[:, 1], piece[:, 2]
+            rgb = piece[:, 3:].astype(np.uint16) * 257
+            points.red, points.green, points.blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+            writer.write_points(points)
+    del array
+    cloud.unlink()
+    return path
+
+
 def write_store(data: Path, cloud: Path, truth: Path) -> None:
     """The same cloud as the only val scene of a ScanNet store (segment = the generating surface's class)."""
     array = np.load(cloud, mmap_mode="r")
@@ -116,6 +140,7 @@ def main() -> None:
     ap.add_argument("--eval-max-points", type=int, default=1_000_000, help="run eval on clouds up to this size")
     ap.add_argument("--tile-points", type=int, default=400_000)
     ap.add_argument("--checkpoint", default=None, help="a checkpoint trained on ScanNet (default: a 2-step tiny one)")
+    ap.add_argument("--format", choices=("npy", "las"), default="npy", help="file handed to predict")
     ap.add_argument("--work", default=None, help="folder for clouds and outputs (default: a temporary one)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
@@ -123,7 +148,7 @@ def main() -> None:
         work = Path(tmp)
         start = time.perf_counter()
         ckpt = args.checkpoint or prepare(work, ["scannet"], 2, args.threads)[1]
-        print(f"{args.threads} thread(s), checkpoint {args.checkpoint or 'pmoe-tiny, 2 steps'}, prepared in "
+        print(f"{args.threads} thread(s), {args.format} input, checkpoint {args.checkpoint or 'pmoe-tiny, 2 steps'}, prepared in "
               f"{time.perf_counter() - start:.1f} s, --tile-points {args.tile_points:,}", flush=True)
         print("| points | predict s (wall) | predict points/s | predict peak RSS | eval s (wall) | eval points/s "
               "| eval peak RSS | predict / eval time | predict / eval memory | labels agree |")
@@ -131,12 +156,15 @@ def main() -> None:
         for n in sizes:
             cloud = work / f"cloud_{n}.npy"
             truth = write_cloud(cloud, n)
+            if n <= args.eval_max_points:
+                write_store(work / f"data_{n}", cloud, truth)
+            if args.format == "las":
+                cloud = npy_to_las(cloud)
             p_s, p_wall, p_rss, labels = run_predict(ckpt, cloud, work / f"predict_{n}", args.threads,
                                                      args.tile_points)
             row = (f"| {n:,} | {p_s:.1f} ({p_wall:.1f}) | {n / p_s:,.0f} | {p_rss / 2**30:.2f} GiB | ")
             if n <= args.eval_max_points:
                 data = work / f"data_{n}"
-                write_store(data, cloud, truth)
                 e_s, e_wall, e_rss, classes = run_eval(ckpt, data, work / f"eval_{n}", args.threads)
                 agree = float((classes.astype(np.int64) == labels).mean())
                 row += (f"{e_s:.1f} ({e_wall:.1f}) | {n / e_s:,.0f} | {e_rss / 2**30:.2f} GiB | {p_s / e_s:.2f}x | "
