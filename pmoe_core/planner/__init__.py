@@ -1,6 +1,4 @@
-"""3D-MoE planner.
+"""The 3D-MoE planner model: point encoder, language model, MoE, Pose-DiT, its training data, training and policy.
 
-The tabletop world: `world` (scene description), `tasks` (task families, instructions, goals), `oracle` (pick/place
-pose sequences), `mjcf` + `sim` (MuJoCo execution with a suction gripper), `observe` (camera point clouds),
-`metric` (benchmark scoring), `episodes` (episode and benchmark loops), `scene_io` (PLY + JSON files).
+The world it acts in (tasks, scenes, simulation, scoring) is `pmoe_core.tabletop`.
 """

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from pmoe_core.outputs import atomic_path
-from pmoe_core.planner.observe import observe
-from pmoe_core.planner.oracle import Step, oracle_steps
+from pmoe_core.tabletop.observe import observe
+from pmoe_core.tabletop.oracle import Step, oracle_steps
 from pmoe_core.planner.pose_tokens import steps_to_tensor
-from pmoe_core.planner.poses import BLOCK_SYMMETRY, Pose
+from pmoe_core.tabletop.poses import BLOCK_SYMMETRY, Pose
 from pmoe_core.planner.scene_encoder import scene_points
-from pmoe_core.planner.tasks import make_scene, task_name
-from pmoe_core.planner.world import SceneDesc, TableObject
+from pmoe_core.tabletop.tasks import make_scene, task_name
+from pmoe_core.tabletop.world import SceneDesc, TableObject
 from pmoe_core.progress import Progress, silent
 
 DEMO_VERSION = 5

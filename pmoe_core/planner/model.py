@@ -20,7 +20,7 @@ from torch import nn
 from pmoe_core.planner.flow import FlowConfig
 from pmoe_core.planner.llm import TinyLlamaSpec, load_llm, tiny_llm
 from pmoe_core.planner.lora import LoraSettings, apply_lora, is_lora_param, is_router_param
-from pmoe_core.planner.oracle import Step
+from pmoe_core.tabletop.oracle import Step
 from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
 from pmoe_core.planner.pose_dit import PoseDiT, PoseDiTConfig
 from pmoe_core.planner.pose_head import pose_losses, sample_poses

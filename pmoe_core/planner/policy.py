@@ -16,10 +16,10 @@ import torch
 from pmoe_core.engine.checkpoint import load_checkpoint
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner
-from pmoe_core.planner.observe import observe
-from pmoe_core.planner.oracle import Step
+from pmoe_core.tabletop.observe import observe
+from pmoe_core.tabletop.oracle import Step
 from pmoe_core.planner.scene_encoder import scene_points
-from pmoe_core.planner.world import SceneDesc
+from pmoe_core.tabletop.world import SceneDesc
 from pmoe_core.scene import Scene
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "planner-default.pt"

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from pmoe_core.planner.oracle import Step
-from pmoe_core.planner.poses import Pose
-from pmoe_core.planner.world import WORKSPACE
+from pmoe_core.tabletop.oracle import Step
+from pmoe_core.tabletop.poses import Pose
+from pmoe_core.tabletop.world import WORKSPACE
 
 POSE_DIM = 7
 TOKEN_DIM = 9

@@ -32,7 +32,7 @@ from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
 from pmoe_core.planner.pose_dit import PoseDiTConfig
 from pmoe_core.planner.scene_encoder import FOREGROUND_Z, SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
-from pmoe_core.planner.tasks import task_name
+from pmoe_core.tabletop.tasks import task_name
 from pmoe_core.planner.upcycle import MoEConfig
 from pmoe_core.progress import Progress, silent
 

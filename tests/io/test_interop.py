@@ -87,7 +87,7 @@ def test_files_written_before_still_read(scene, tmp_path):
     np.testing.assert_array_equal(back.segment, scene.segment)
     np.testing.assert_array_equal(back.instance, scene.instance)
 
-    from pmoe_core.planner.scene_io import read_scene_ply, write_scene_ply
+    from pmoe_core.tabletop.scene_io import read_scene_ply, write_scene_ply
 
     plan = tmp_path / "plan.ply"
     write_ply_arrays(plan, {"x": scene.coord[:, 0], "y": scene.coord[:, 1], "z": scene.coord[:, 2],

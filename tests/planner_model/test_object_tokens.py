@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from pmoe_core.planner.objects import ObjectTokenConfig, ObjectTokens, segment, with_object_ids
-from pmoe_core.planner.observe import observe
+from pmoe_core.tabletop.observe import observe
 from pmoe_core.planner.pose_dit import PoseDiT, PoseDiTConfig
 from pmoe_core.planner.scene_encoder import FOREGROUND_Z, SceneEncoder, SceneEncoderConfig, scene_points
-from pmoe_core.planner.tasks import make_scene
+from pmoe_core.tabletop.tasks import make_scene
 
 CFG = ObjectTokenConfig(max_objects=10)
 
@@ -232,7 +232,7 @@ def test_targets_fold_by_quarter_turns_to_the_nearest_object_yaw():
     from pmoe_core.planner.pose_tokens import yaw_of_tokens
     from pmoe_core.planner.pose_head import fold_yaws_to_anchors, nearest_candidate
     from pmoe_core.planner.pose_tokens import poses_to_tokens
-    from pmoe_core.planner.poses import yaw_to_quat
+    from pmoe_core.tabletop.poses import yaw_to_quat
 
     def token(x, y, yaw_deg):
         return poses_to_tokens(torch.tensor([x, y, 0.02, *yaw_to_quat(math.radians(yaw_deg))]))

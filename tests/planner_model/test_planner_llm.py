@@ -64,7 +64,7 @@ def test_word_tokenizer_gives_every_planner_word_one_token_and_round_trips():
 
     from pmoe_core.planner.demos import caption
     from pmoe_core.planner.llm import PLANNER_WORDS, word_tokenizer
-    from pmoe_core.planner.tasks import TASKS, make_scene
+    from pmoe_core.tabletop.tasks import TASKS, make_scene
 
     tok = word_tokenizer()
     used = set()

@@ -10,9 +10,9 @@ import torch
 
 from pmoe_core.planner.llm import tiny_llm
 from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner
-from pmoe_core.planner.oracle import Step
+from pmoe_core.tabletop.oracle import Step
 from pmoe_core.planner.pose_tokens import steps_to_tensor
-from pmoe_core.planner.poses import Pose
+from pmoe_core.tabletop.poses import Pose
 
 INSTRUCTIONS = ["stack all the blocks on the green zone", "put the red block in the blue bowl"]
 

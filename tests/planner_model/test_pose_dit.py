@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pmoe_core.planner.flow import FlowConfig
-from pmoe_core.planner.oracle import Step
+from pmoe_core.tabletop.oracle import Step
 from pmoe_core.planner.pose_dit import PoseDiT, PoseDiTConfig, step_mask
 from pmoe_core.planner.pose_head import pose_losses, sample_poses
 from pmoe_core.planner.pose_tokens import (
@@ -17,7 +17,7 @@ from pmoe_core.planner.pose_tokens import (
     tensor_to_steps,
     tokens_to_poses,
 )
-from pmoe_core.planner.poses import Pose, quat_to_matrix as np_quat_to_matrix
+from pmoe_core.tabletop.poses import Pose, quat_to_matrix as np_quat_to_matrix
 
 
 def test_pose_tokens_round_trip_and_match_numpy_rotation():

@@ -10,8 +10,8 @@ import pytest
 
 from pmoe_core.planner import demos
 from pmoe_core.planner.demos import DemoSpec, canonical_steps, caption, generate_demos, load_demos
-from pmoe_core.planner.episodes import run_episode
-from pmoe_core.planner.tasks import TASKS, make_scene
+from pmoe_core.tabletop.episodes import run_episode
+from pmoe_core.tabletop.tasks import TASKS, make_scene
 
 
 def test_caption_names_every_object_with_colour_size_and_place():

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from pmoe_core.planner.metric import score
-from pmoe_core.planner.oracle import Step, oracle_steps
-from pmoe_core.planner.poses import Pose
-from pmoe_core.planner.sim import Simulator, execute
-from pmoe_core.planner.tasks import make_scene
+from pmoe_core.tabletop.metric import score
+from pmoe_core.tabletop.oracle import Step, oracle_steps
+from pmoe_core.tabletop.poses import Pose
+from pmoe_core.tabletop.sim import Simulator, execute
+from pmoe_core.tabletop.tasks import make_scene
 
 
 def _top(obj, du=0.0, dv=0.0):

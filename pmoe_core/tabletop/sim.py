@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 
-from pmoe_core.planner.mjcf import scene_mjcf
-from pmoe_core.planner.oracle import Step
-from pmoe_core.planner.poses import Pose, from_mj_quat, matrix_to_quat, quat_to_matrix, to_mj_quat
-from pmoe_core.planner.world import SceneDesc
+from pmoe_core.tabletop.mjcf import scene_mjcf
+from pmoe_core.tabletop.oracle import Step
+from pmoe_core.tabletop.poses import Pose, from_mj_quat, matrix_to_quat, quat_to_matrix, to_mj_quat
+from pmoe_core.tabletop.world import SceneDesc
 
 RAY_TOP = 1.0  # rays start this high (m): above anything on the table
 RELEASE_GAP = 0.001

@@ -9,11 +9,11 @@ from typing import Callable
 import numpy as np
 
 from pmoe_core.errors import BadInput
-from pmoe_core.planner.metric import Score, score
-from pmoe_core.planner.oracle import Step, oracle_steps, random_steps
-from pmoe_core.planner.sim import execute
-from pmoe_core.planner.tasks import TASKS, make_scene, task_name
-from pmoe_core.planner.world import SceneDesc
+from pmoe_core.tabletop.metric import Score, score
+from pmoe_core.tabletop.oracle import Step, oracle_steps, random_steps
+from pmoe_core.tabletop.sim import execute
+from pmoe_core.tabletop.tasks import TASKS, make_scene, task_name
+from pmoe_core.tabletop.world import SceneDesc
 from pmoe_core.progress import Progress, silent
 
 Policy = Callable[[SceneDesc], list[Step]]

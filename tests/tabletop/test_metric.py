@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from pmoe_core.planner.metric import score
-from pmoe_core.planner.poses import Pose, matrix_to_quat, quat_to_matrix, yaw_to_quat
-from pmoe_core.planner.world import Goal, SceneDesc, TableObject
+from pmoe_core.tabletop.metric import score
+from pmoe_core.tabletop.poses import Pose, matrix_to_quat, quat_to_matrix, yaw_to_quat
+from pmoe_core.tabletop.world import Goal, SceneDesc, TableObject
 
 Z_TOL = 0.01
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from pmoe_core.errors import FormatError, MissingFile
 from pmoe_core.jsonio import read_json
-from pmoe_core.planner.poses import Pose
+from pmoe_core.tabletop.poses import Pose
 from pmoe_core.schemas import validate
 
 FORMAT = "pmoe-planner-scene"

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from pmoe_core.errors import BadInput
-from pmoe_core.planner.world import (
+from pmoe_core.tabletop.world import (
     BLOCK_SIZES,
     BOWL_FLOOR,
     BOWL_INNER_RADIUS,

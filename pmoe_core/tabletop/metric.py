@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from pmoe_core.planner.poses import BLOCK_SYMMETRY, Pose, angle_diff, up_axis_yaw_and_tilt
-from pmoe_core.planner.world import Goal, SceneDesc, TableObject
+from pmoe_core.tabletop.poses import BLOCK_SYMMETRY, Pose, angle_diff, up_axis_yaw_and_tilt
+from pmoe_core.tabletop.world import Goal, SceneDesc, TableObject
 
 
 @dataclass

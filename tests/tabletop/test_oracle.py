@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from pmoe_core.errors import FormatError
-from pmoe_core.planner.episodes import POLICIES, run_bench, run_episode
-from pmoe_core.planner.oracle import oracle_steps, random_steps, steps_from_json, steps_to_json
-from pmoe_core.planner.tasks import TASKS, make_scene
+from pmoe_core.tabletop.episodes import POLICIES, run_bench, run_episode
+from pmoe_core.tabletop.oracle import oracle_steps, random_steps, steps_from_json, steps_to_json
+from pmoe_core.tabletop.tasks import TASKS, make_scene
 from pmoe_core.schemas import validate
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from pmoe_core.errors import FormatError
-from pmoe_core.planner.poses import Pose
-from pmoe_core.planner.world import WORKSPACE, SceneDesc, r6
+from pmoe_core.tabletop.poses import Pose
+from pmoe_core.tabletop.world import WORKSPACE, SceneDesc, r6
 from pmoe_core.schemas import validate
 
 FORMAT = "pmoe-planner-poses"

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from pmoe_core.planner.mjcf import scene_mjcf
-from pmoe_core.planner.poses import Pose, to_mj_quat
-from pmoe_core.planner.world import COLORS, TABLE_COLOR, WORKSPACE, SceneDesc
+from pmoe_core.tabletop.mjcf import scene_mjcf
+from pmoe_core.tabletop.poses import Pose, to_mj_quat
+from pmoe_core.tabletop.world import COLORS, TABLE_COLOR, WORKSPACE, SceneDesc
 from pmoe_core.scene import Scene
 
 TABLE_ID = -1

@@ -7,13 +7,13 @@ import pytest
 
 from pmoe_core.errors import BadInput
 
-from pmoe_core.planner.observe import CAMERAS, observe
-from pmoe_core.planner.oracle import oracle_steps
-from pmoe_core.planner.poses import quat_to_matrix
-from pmoe_core.planner.scene_io import read_scene_ply, save_episode
-from pmoe_core.planner.sim import execute
-from pmoe_core.planner.tasks import make_scene
-from pmoe_core.planner.world import BOWL_HEIGHT, COLORS, TABLE_COLOR, SceneDesc
+from pmoe_core.tabletop.observe import CAMERAS, observe
+from pmoe_core.tabletop.oracle import oracle_steps
+from pmoe_core.tabletop.poses import quat_to_matrix
+from pmoe_core.tabletop.scene_io import read_scene_ply, save_episode
+from pmoe_core.tabletop.sim import execute
+from pmoe_core.tabletop.tasks import make_scene
+from pmoe_core.tabletop.world import BOWL_HEIGHT, COLORS, TABLE_COLOR, SceneDesc
 
 SCENES = [("put-block-into-matching-bowl", 3), ("stack-block-pyramid", 1), ("stack-blocks-of-same-color", 2)]
 

@@ -16,7 +16,7 @@ import numpy as np
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.io.ply import read_ply_file, require_properties
 from pmoe_core.io.ply_scene import write_ply
-from pmoe_core.planner.world import SceneDesc
+from pmoe_core.tabletop.world import SceneDesc
 from pmoe_core.scene import Scene
 
 OBJECT_ID_NAMES = ("scalar_object_id", "object_id")

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pmoe_cli.plan import BENCH_POLICIES, plan_app
-from pmoe_core.planner.tasks import make_scene
+from pmoe_core.tabletop.tasks import make_scene
 from pmoe_core.schemas import validate
 
 runner = CliRunner()
@@ -52,7 +52,7 @@ def test_registered_on_the_main_app_and_errors_are_one_line(capsys):
 def test_json_into_a_missing_folder_is_refused_before_any_work(command, tmp_path, capsys, monkeypatch):
     from pmoe_cli.app import main
 
-    from pmoe_core.planner import episodes
+    from pmoe_core.tabletop import episodes
 
     monkeypatch.setattr(episodes, "run_bench", lambda *a, **k: pytest.fail("ran episodes before checking --json"))
     target = tmp_path / "missing" / "out.json"
@@ -64,7 +64,7 @@ def test_json_into_a_missing_folder_is_refused_before_any_work(command, tmp_path
 
 
 def test_bench_policies_in_the_help_are_the_known_ones():
-    from pmoe_core.planner.episodes import POLICIES
+    from pmoe_core.tabletop.episodes import POLICIES
 
     assert BENCH_POLICIES == (*POLICIES, "model")
 

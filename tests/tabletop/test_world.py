@@ -10,8 +10,8 @@ import re
 import pytest
 
 from pmoe_core.errors import BadInput, FormatError
-from pmoe_core.planner.tasks import POSITIONS, TASKS, make_scene
-from pmoe_core.planner.world import COLORS, SPLITS, WORKSPACE, SceneDesc
+from pmoe_core.tabletop.tasks import POSITIONS, TASKS, make_scene
+from pmoe_core.tabletop.world import COLORS, SPLITS, WORKSPACE, SceneDesc
 from pmoe_core.schemas import validate
 
 

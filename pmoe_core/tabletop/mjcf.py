@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from pmoe_core.planner.world import BOWL_FLOOR, BOWL_HEIGHT, BOWL_INNER_RADIUS, TABLE_COLOR, SceneDesc, TableObject
+from pmoe_core.tabletop.world import BOWL_FLOOR, BOWL_HEIGHT, BOWL_INNER_RADIUS, TABLE_COLOR, SceneDesc, TableObject
 
 TIMESTEP = 0.002
 BLOCK_DENSITY = 600.0
