@@ -3,13 +3,12 @@ their types, typed class names, and the output rules (never over an input, never
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support_loader import inspect_support
 
 from pmoe_cli.app import main
 from pmoe_core.io import write_las, write_ply
@@ -17,19 +16,7 @@ from pmoe_core.io.ply import read_ply_file
 from pmoe_core.schemas import validate
 from pmoe_core.store import StoreReader
 
-
-def _support():
-    name = "pmoe_tests_inspect_support"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "inspect" / "support.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
+support = inspect_support()
 tiny_stores = support.tiny_stores
 engine_cache = support.engine_cache
 pytestmark = pytest.mark.slow  # shares the session's trained checkpoint (about 30 s to train when run alone)

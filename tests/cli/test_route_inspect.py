@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import h5py
 import pytest
+from support_loader import inspect_support
 
 from pmoe_cli.app import main
 from pmoe_core.schemas import validate
 
-
-def _support():
-    name = "pmoe_tests_inspect_support"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "inspect" / "support.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
+support = inspect_support()
 tiny_stores = support.tiny_stores
 engine_cache = support.engine_cache
 pytestmark = pytest.mark.slow  # shares the session's trained checkpoint (about 30 s to train when run alone)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support_loader import inspect_support
 
 from pmoe_core.data.recipes import RecipeConfig
 from pmoe_core.data.sample import Sample
@@ -32,20 +31,9 @@ pytestmark = pytest.mark.slow  # shares the session's trained checkpoint (about 
 KITTI_SCAN = Path("semantickitti") / "sequences" / "00" / "velodyne" / "000000.bin"
 
 
-def _support():
-    name = "pmoe_tests_inspect_support"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "inspect" / "support.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture(scope="module")
 def predictor(tiny_stores, tmp_path_factory):
-    ckpt = _support().checkpoints(tiny_stores, tmp_path_factory.mktemp("predict-ckpts")).pmoe
+    ckpt = inspect_support().checkpoints(tiny_stores, tmp_path_factory.mktemp("predict-ckpts")).pmoe
     return load_predictor(ckpt, device="cpu")
 
 

@@ -3,25 +3,13 @@ route-inspect run over several scenes (store split, a single store scene of anot
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support_loader import inspect_support
 
-
-def _support():
-    name = "pmoe_tests_inspect_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("support.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _support()
+support = inspect_support()
 tiny_stores = support.tiny_stores
 engine_cache = support.engine_cache
 

@@ -1,30 +1,20 @@
 """Shared by tests/inspect and tests/cli/test_route_inspect.py: the engine's tiny stores and ONE trained checkpoint.
 
-Loaded by file path (tests/ is not a package) under the fixed module name pmoe_tests_inspect_support, so both
-test files share the memo below and the 20-step training runs once per session.
+Loaded through tests/support_loader.py under one fixed module name, so every test file shares the memo below and
+the 20-step training runs once per session.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from support_loader import engine_conftest
 
 TESTS = Path(__file__).resolve().parent.parent
 
 
-def _engine_conftest():
-    name = "pmoe_tests_engine_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TESTS / "engine" / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-engine = _engine_conftest()
+engine = engine_conftest()
 tiny_stores = engine.tiny_stores
 engine_cache = engine.engine_cache
 room = engine.room
