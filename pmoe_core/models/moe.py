@@ -120,11 +120,7 @@ class MoE(nn.Module):
         return 3 * self.channels * self.hidden
 
     def route(self, x: torch.Tensor) -> Routing:
-        logits = self.router(x)
-        probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # fp32 under AMP
-        weights, ids = probs.topk(self.cfg.top_k, dim=-1)
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-        return Routing(ids, weights, probs)
+        return top_k_routing(self.router(x), self.cfg.top_k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         routing = self.route(x)
@@ -149,9 +145,26 @@ class MoE(nn.Module):
 
     def _aux_loss(self, routing: Routing) -> torch.Tensor:
         """Switch balance loss alpha * E * sum_i(mean router prob_i * fraction of assignments to i)."""
-        e = self.cfg.num_experts
-        frac = torch.bincount(routing.expert_ids.reshape(-1), minlength=e).float() / routing.expert_ids.numel()
-        return self.cfg.aux_loss_alpha * e * (routing.probs.mean(0) * frac).sum()
+        return self.cfg.aux_loss_alpha * balance_loss(routing)
+
+
+def top_k_routing(logits: torch.Tensor, k: int) -> Routing:
+    """Router logits (N, E) -> the top-k experts per token with their softmax weights renormalised to sum to 1.
+
+    Renormalised, k copies of one expert give exactly that expert's output whatever the router says: what makes
+    sparse upcycling exact at the switch. Shared by this layer and the planner's upcycled LLM (planner/upcycle.py).
+    """
+    probs = torch.softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # fp32 under AMP
+    weights, ids = probs.topk(k, dim=-1)
+    weights = weights / weights.sum(dim=-1, keepdim=True)
+    return Routing(ids, weights, probs)
+
+
+def balance_loss(routing: Routing) -> torch.Tensor:
+    """Switch balance term E * sum_i(mean router prob_i * fraction of assignments to i): 1 when balanced."""
+    e = routing.probs.shape[-1]
+    frac = torch.bincount(routing.expert_ids.reshape(-1), minlength=e).float() / routing.expert_ids.numel()
+    return e * (routing.probs.mean(0) * frac).sum()
 
 
 def grouped_linear(x: torch.Tensor, token_idx: torch.Tensor, counts: list[int], weights: torch.Tensor,

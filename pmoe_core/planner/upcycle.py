@@ -4,6 +4,11 @@ Experts are copies of the original MLP module, so their linears keep the names g
 peft's LoraConfig(target_modules=[...]) finds every expert. Top-k weights are renormalised to sum to one, so with
 identical experts the MoE layer returns exactly the dense output at step 0 (whatever the router says). Dispatch is
 dropless: token copies are sorted by expert and each expert runs once on its contiguous slice.
+
+Routing (softmax, top-k, renormalisation) and the balance loss are `pmoe_core.models.moe`'s, shared with the
+point-cloud MoE layer. The experts are not: here each is a copied HF LLaMA MLP module, so that peft finds its
+gate_proj/up_proj/down_proj linears by name and wraps them with LoRA; models/moe.MoE stores experts as stacked
+(E, in, out) tensors for its grouped dispatch, which peft cannot wrap.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from pmoe_core.models.moe import balance_loss, top_k_routing
 
 
 @dataclass
@@ -40,9 +46,8 @@ class MoEMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
-        probs = F.softmax(self.router(flat).float(), dim=-1)  # (T, E)
-        weights, experts = probs.topk(self.top_k, dim=-1)
-        weights = (weights / weights.sum(-1, keepdim=True)).to(x.dtype)
+        routing = top_k_routing(self.router(flat), self.top_k)
+        weights, experts = routing.weights.to(x.dtype), routing.expert_ids
 
         expert_of = experts.reshape(-1)  # (T*k,) token copy -> expert
         order = torch.argsort(expert_of, stable=True)
@@ -57,8 +62,7 @@ class MoEMLP(nn.Module):
                 out = out.index_add(0, rows, y)
             start += count
 
-        fraction = torch.bincount(expert_of, minlength=self.num_experts).float() / expert_of.numel()
-        self.aux_loss = self.num_experts * (fraction * probs.mean(0)).sum()
+        self.aux_loss = balance_loss(routing)
         return out.reshape(shape)
 
 
