@@ -1,4 +1,5 @@
-"""Task families in the LoHoRavens spirit: each builds objects, an instruction and the goals from a random generator.
+"""Task families in the LoHoRavens spirit: each builds objects, the goals and the words its instruction names (a
+colour, a position) from a random generator; `phrasing.py` turns those words into the instruction.
 
 Towers are built on a base the instruction names (a block or a zone), so every goal is an absolute pose that the
 instruction determines; goals that several blocks could fill list them all as candidates (any order scores).
@@ -13,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from pmoe_core.errors import BadInput
+from pmoe_core.tabletop.phrasing import PHRASINGS, check_phrasing, render
 from pmoe_core.tabletop.world import (
     BLOCK_SIZES,
     BOWL_FLOOR,
@@ -31,12 +33,8 @@ Z_TOL = 0.01
 # A block is "in" a bowl when its footprint disc lies inside the bowl's inner wall.
 BOWL_XY_TOL = round(BOWL_INNER_RADIUS - SMALL * math.sqrt(2) / 2, 3)
 
-Built = tuple[list[TableObject], list[Goal], str]
+Built = tuple[list[TableObject], list[Goal], dict[str, str]]  # objects, goals, named words ({"color": ...})
 TaskFn = Callable[[np.random.Generator, tuple[str, ...]], Built]
-
-
-def _phrase(rng: np.random.Generator, templates: tuple[str, ...], **words: str) -> str:
-    return templates[int(rng.integers(len(templates)))].format(**words)
 
 
 def _colors(rng: np.random.Generator, palette: tuple[str, ...], n: int) -> list[str]:
@@ -63,16 +61,8 @@ def stack_blocks(rng: np.random.Generator, palette: tuple[str, ...]) -> Built:
     placer, objects = Placer(rng), []
     blocks = [new_object(placer, objects, "block", c, SMALL) for c in _colors(rng, palette, int(rng.integers(3, 5)))]
     base, rest = blocks[0], tuple(b.id for b in blocks[1:])
-    text = _phrase(
-        rng,
-        (
-            "stack all the blocks on the {c} block",
-            "build one tower on top of the {c} block with all the other blocks",
-            "put every block in a single stack on the {c} block",
-        ),
-        c=base.color,
-    )
-    return objects, _tower(base, [(rest, SMALL)] * len(rest)), text
+    words = {"color": base.color}
+    return objects, _tower(base, [(rest, SMALL)] * len(rest)), words
 
 
 def stack_blocks_of_same_color(rng: np.random.Generator, palette: tuple[str, ...]) -> Built:
@@ -83,15 +73,8 @@ def stack_blocks_of_same_color(rng: np.random.Generator, palette: tuple[str, ...
         small = tuple(new_object(placer, objects, "block", color, SMALL).id for _ in range(int(rng.integers(1, 3))))
         goals += _tower(base, [(small, SMALL)] * len(small))
     new_object(placer, objects, "block", colors[2], SMALL)  # a distractor that stays where it is
-    text = _phrase(
-        rng,
-        (
-            "stack the blocks of the same color, each color on its big block",
-            "put the small blocks on the big block of the same color",
-            "make one stack per color with the big block at the bottom",
-        ),
-    )
-    return objects, goals, text
+    words: dict[str, str] = {}
+    return objects, goals, words
 
 
 def stack_blocks_in_size_order(rng: np.random.Generator, palette: tuple[str, ...]) -> Built:
@@ -100,16 +83,8 @@ def stack_blocks_in_size_order(rng: np.random.Generator, palette: tuple[str, ...
     colors = _colors(rng, palette, 2 + n_small)
     base, other = (new_object(placer, objects, "block", c, BIG) for c in colors[:2])
     small = tuple(new_object(placer, objects, "block", c, SMALL).id for c in colors[2:])
-    text = _phrase(
-        rng,
-        (
-            "stack all blocks on the {c} block in size order, bigger blocks below smaller ones",
-            "build a tower on the {c} block from the biggest blocks up to the smallest",
-            "stack the blocks on the {c} block so that their size decreases towards the top",
-        ),
-        c=base.color,
-    )
-    return objects, _tower(base, [((other.id,), BIG)] + [(small, SMALL)] * len(small)), text
+    words = {"color": base.color}
+    return objects, _tower(base, [((other.id,), BIG)] + [(small, SMALL)] * len(small)), words
 
 
 PYRAMID = ((-0.05, 0.02), (0.0, 0.02), (0.05, 0.02), (-0.025, 0.06), (0.025, 0.06), (0.0, 0.10))  # (zone-frame x, z)
@@ -125,16 +100,8 @@ def stack_block_pyramid(rng: np.random.Generator, palette: tuple[str, ...]) -> B
         Goal(blocks, (r6(x0 + u * cos), r6(y0 + u * sin), z), zone.yaw, z_tol=Z_TOL)
         for u, z in PYRAMID
     ]
-    text = _phrase(
-        rng,
-        (
-            "stack the blocks into a pyramid on the {c} zone",
-            "build a three-two-one pyramid of blocks on the {c} zone",
-            "make a pyramid with all six blocks on the {c} zone",
-        ),
-        c=zone.color,
-    )
-    return objects, goals, text
+    words = {"color": zone.color}
+    return objects, goals, words
 
 
 def put_block_into_matching_bowl(rng: np.random.Generator, palette: tuple[str, ...]) -> Built:
@@ -148,31 +115,16 @@ def put_block_into_matching_bowl(rng: np.random.Generator, palette: tuple[str, .
         goals.append(Goal((block.id,), (bowl.position[0], bowl.position[1], z), None, BOWL_XY_TOL, Z_TOL))
     for color in colors[n_bowls:]:
         new_object(placer, objects, "block", color, SMALL)  # no bowl of its colour: it stays
-    text = _phrase(
-        rng,
-        (
-            "put the blocks in the bowls of the same color",
-            "place each block into the bowl that matches its color",
-            "put every block in the matching colored bowl",
-        ),
-    )
-    return objects, goals, text
+    words: dict[str, str] = {}
+    return objects, goals, words
 
 
 def stack_all_blocks_on_a_zone(rng: np.random.Generator, palette: tuple[str, ...]) -> Built:
     placer, objects = Placer(rng), []
     zone = new_object(placer, objects, "zone", _colors(rng, palette, 1)[0], 0.12)
     blocks = tuple(new_object(placer, objects, "block", c, SMALL).id for c in _colors(rng, palette, 3))
-    text = _phrase(
-        rng,
-        (
-            "stack all the blocks on the {c} zone",
-            "put all blocks in one stack inside the {c} zone",
-            "build a tower of all the blocks on the {c} zone",
-        ),
-        c=zone.color,
-    )
-    return objects, _tower(zone, [(blocks, SMALL)] * len(blocks)), text
+    words = {"color": zone.color}
+    return objects, _tower(zone, [(blocks, SMALL)] * len(blocks)), words
 
 
 # Named table positions: "top" is far from the robot (+x), "left" is +y.
@@ -198,17 +150,8 @@ def move_block_to_absolute_position(rng: np.random.Generator, palette: tuple[str
     target = new_object(placer, objects, "block", colors[0], SMALL)
     for color in colors[1:]:
         new_object(placer, objects, "block", color, SMALL)
-    text = _phrase(
-        rng,
-        (
-            "move the {c} block to the {p} of the table",
-            "put the {c} block at the {p}",
-            "place the {c} block in the {p} of the table",
-        ),
-        c=target.color,
-        p=name,
-    )
-    return objects, [Goal((target.id,), (x, y, SMALL / 2), None, z_tol=Z_TOL)], text
+    words = {"color": target.color, "position": name}
+    return objects, [Goal((target.id,), (x, y, SMALL / 2), None, z_tol=Z_TOL)], words
 
 
 TASKS: dict[str, TaskFn] = {
@@ -231,14 +174,25 @@ def task_name(name: str) -> str:
     return name
 
 
-def make_scene(task: str, seed: int, split: str = "seen") -> SceneDesc:
-    """The scene of episode (`task`, `seed`, `split`): the same arguments always give the identical description."""
+def make_scene(task: str, seed: int, split: str = "seen", phrasing: str = "template") -> SceneDesc:
+    """The scene of episode (`task`, `seed`, `split`) with its instruction worded from `phrasing` (see phrasing.py):
+    the same arguments always give the identical description.
+
+    Objects and goals do not depend on `phrasing` (a phrasing is drawn last, and "train"/"heldout" from their own
+    generator), so the three phrasings of one episode are the same scene told in other words.
+    """
     task = task_name(task)
     if split not in SPLITS:
         raise BadInput(f"unknown colour split {split!r}; known: {', '.join(SPLITS)}")
+    check_phrasing(phrasing)
     if seed < 0:
         raise BadInput(f"seed must be >= 0, got {seed}")
-    rng = np.random.default_rng([int(seed), zlib.crc32(task.encode()), list(SPLITS).index(split)])
-    objects, goals, instruction = TASKS[task](rng, SPLITS[split])
+    key = [int(seed), zlib.crc32(task.encode()), list(SPLITS).index(split)]
+    rng = np.random.default_rng(key)
+    objects, goals, words = TASKS[task](rng, SPLITS[split])
+    if phrasing != "template":
+        rng = np.random.default_rng([*key, PHRASINGS.index(phrasing)])
+    instruction = render(task, words, phrasing, rng)
     n_blocks = sum(o.kind == "block" for o in objects)
-    return SceneDesc(task, int(seed), split, instruction, objects, goals, max_steps=n_blocks + 2)
+    return SceneDesc(task, int(seed), split, instruction, objects, goals, max_steps=n_blocks + 2, words=words,
+                     phrasing=phrasing)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -103,7 +103,12 @@ class Goal:
 
 @dataclass
 class SceneDesc:
-    """Everything needed to build, observe, execute and score one episode."""
+    """Everything needed to build, observe, execute and score one episode.
+
+    `words` are what the instruction names, canonical and lower case ({"color": "gray", "position": "center"}; the
+    text may say "GREY" or "centre"); `phrasing` the set it was worded from (tabletop/phrasing.py). Files written
+    before either existed load with {} and "template", the only phrasing there was.
+    """
 
     task: str
     seed: int
@@ -112,6 +117,8 @@ class SceneDesc:
     objects: list[TableObject]
     goals: list[Goal]
     max_steps: int
+    words: dict[str, str] = field(default_factory=dict)
+    phrasing: str = "template"
 
     def object(self, object_id: int) -> TableObject:
         return self.objects[object_id]
@@ -128,6 +135,8 @@ class SceneDesc:
             "seed": self.seed,
             "split": self.split,
             "instruction": self.instruction,
+            "words": dict(self.words),
+            "phrasing": self.phrasing,
             "max_steps": self.max_steps,
             "workspace": [list(r) for r in WORKSPACE],
             "objects": [
@@ -172,7 +181,8 @@ class SceneDesc:
         if any(c >= len(objects) for g in goals for c in g.candidates):
             raise FormatError("a goal names an object id that does not exist", source)
         return cls(
-            data["task"], data["seed"], data["split"], data["instruction"], objects, goals, data["max_steps"]
+            data["task"], data["seed"], data["split"], data["instruction"], objects, goals, data["max_steps"],
+            dict(data.get("words", {})), data.get("phrasing", "template"),
         )
 
     def dumps(self) -> str:

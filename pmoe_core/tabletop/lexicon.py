@@ -1,0 +1,122 @@
+"""Named colours as language-side data: what a colour word looks like, from matplotlib's CSS4 and XKCD tables.
+
+The planner learns colour words from this lexicon (Stage I), never from a table of the scene palette, and the input
+checks use it to tell whether a colour an instruction names is on the table. Names are normalised so that a user's
+words find them: lower case, the "xkcd:" prefix dropped, CSS4's run-together names split into the XKCD words they are
+made of ("darkslateblue" -> "dark slate blue"; names that do not split stay whole: "papayawhip"), punctuation between
+words dropped ("green/yellow" -> "green yellow"), and every "grey"
+name has its "gray" twin (XKCD spells grey). A name both tables hold is one entry with the XKCD value: XKCD's
+values come from a survey of what people call a colour, CSS4's from web conventions (CSS "green" is #008000, darker
+than what most people mean).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from matplotlib import colors as mcolors
+
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+# sRGB primaries -> CIE XYZ, and the D65 white point (IEC 61966-2-1).
+SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+@dataclass(frozen=True)
+class NamedColour:
+    """One colour name with its sRGB value (0-255) and where it came from ("xkcd", "css4" or "xkcd+css4")."""
+
+    name: str
+    rgb: tuple[int, int, int]
+    source: str
+
+
+def words_of(text: str) -> tuple[str, ...]:
+    """Lower-case words of `text` (apostrophes inside a word kept: "robin's egg"); how names and texts are matched."""
+    return tuple(WORD.findall(text.lower()))
+
+
+def _rgb(hex_value: str) -> tuple[int, int, int]:
+    r, g, b = mcolors.to_rgb(hex_value)
+    return round(255 * r), round(255 * g), round(255 * b)
+
+
+def _split(name: str, vocabulary: set[str]) -> str:
+    """A run-together CSS4 name as the fewest vocabulary words (each >= 3 letters), or the name itself."""
+    best: dict[int, list[str]] = {0: []}
+    for end in range(1, len(name) + 1):
+        for start in range(end - 2):
+            piece = name[start:end]
+            if start in best and piece in vocabulary and (end not in best or len(best[start]) + 1 < len(best[end])):
+                best[end] = best[start] + [piece]
+    return " ".join(best[len(name)]) if len(name) in best else name
+
+
+def _spellings(name: str) -> list[str]:
+    return [name, re.sub(r"\bgrey\b", "gray", name)] if re.search(r"\bgrey\b", name) else [name]
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> tuple[NamedColour, ...]:
+    xkcd = {k.removeprefix("xkcd:"): v for k, v in mcolors.XKCD_COLORS.items()}
+    vocabulary = {w for name in xkcd for spelled in _spellings(name) for w in words_of(spelled)}
+    entries: dict[str, NamedColour] = {}
+    for raw, value in xkcd.items():
+        for name in _spellings(" ".join(words_of(raw))):
+            entries.setdefault(name, NamedColour(name, _rgb(value), "xkcd"))
+    for raw, value in mcolors.CSS4_COLORS.items():
+        name = _split(raw, vocabulary)
+        known = entries.get(name)
+        if known is None:
+            entries[name] = NamedColour(name, _rgb(value), "css4")
+        elif "css4" not in known.source:
+            entries[name] = NamedColour(name, known.rgb, known.source + "+css4")
+    return tuple(sorted(entries.values(), key=lambda c: c.name))
+
+
+def colour_lexicon() -> list[NamedColour]:
+    """Every named colour once, sorted by name (about 1,050 names)."""
+    return list(_lexicon())
+
+
+@lru_cache(maxsize=1)
+def _by_words() -> tuple[dict[tuple[str, ...], NamedColour], int]:
+    table = {words_of(c.name): c for c in _lexicon()}
+    return table, max(len(k) for k in table)
+
+
+def colour_words_in(text: str) -> list[NamedColour]:
+    """The colours `text` names, in order: at each word the longest colour phrase that starts there ("dark sea
+    green" is one colour, not "dark" and "sea green")."""
+    table, longest = _by_words()
+    words = words_of(text)
+    found, i = [], 0
+    while i < len(words):
+        for n in range(min(longest, len(words) - i), 0, -1):
+            colour = table.get(words[i : i + n])
+            if colour is not None:
+                found.append(colour)
+                i += n
+                break
+        else:
+            i += 1
+    return found
+
+
+def lexicon_colour(name: str) -> NamedColour:
+    """The entry named `name` (normalised as the lexicon's names are); KeyError when there is none."""
+    table, _ = _by_words()
+    return table[words_of(name)]
+
+
+def to_lab(rgb: np.ndarray | tuple[int, int, int]) -> np.ndarray:
+    """sRGB (0-255, (..., 3)) -> CIELAB under D65 (..., 3): Euclidean distance there (CIE76 delta E) follows how
+    different two colours look far better than distance in RGB does."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ SRGB_TO_XYZ.T / D65_WHITE
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
