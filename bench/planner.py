@@ -22,13 +22,13 @@ import numpy as np
 import torch
 
 from pmoe_core.planner.demos import HELD_OUT_SEED, canonical_steps
-from pmoe_core.planner.episodes import run_bench
-from pmoe_core.planner.observe import observe
+from pmoe_core.tabletop.episodes import run_bench
+from pmoe_core.tabletop.observe import observe
 from pmoe_core.planner.policy import ModelPolicy, cloud_input, load_planner, plan_cloud
 from pmoe_core.planner.pose_tokens import steps_to_tensor
-from pmoe_core.planner.scene_io import save_episode
-from pmoe_core.planner.sim import execute
-from pmoe_core.planner.tasks import make_scene
+from pmoe_core.tabletop.scene_io import save_episode
+from pmoe_core.tabletop.sim import execute
+from pmoe_core.tabletop.tasks import make_scene
 from pmoe_core.planner.train import DEFAULT_TASKS, PlannerTrainConfig, train_planner
 
 

@@ -18,13 +18,13 @@ import time
 import mujoco
 import numpy as np
 
-from pmoe_core.planner.episodes import run_bench
-from pmoe_core.planner.metric import score
-from pmoe_core.planner.mjcf import scene_mjcf
-from pmoe_core.planner.observe import CAMERAS, observe
-from pmoe_core.planner.oracle import oracle_steps
-from pmoe_core.planner.sim import SETTLE_BUDGET, VEL_TOL, Simulator
-from pmoe_core.planner.tasks import TASKS, make_scene
+from pmoe_core.tabletop.episodes import run_bench
+from pmoe_core.tabletop.metric import score
+from pmoe_core.tabletop.mjcf import scene_mjcf
+from pmoe_core.tabletop.observe import CAMERAS, observe
+from pmoe_core.tabletop.oracle import oracle_steps
+from pmoe_core.tabletop.sim import SETTLE_BUDGET, VEL_TOL, Simulator
+from pmoe_core.tabletop.tasks import TASKS, make_scene
 
 
 class FixedSettle(Simulator):

@@ -13,8 +13,6 @@ the extra stops with one line naming it.
 from __future__ import annotations
 
 import importlib
-import shlex
-import sys
 from pathlib import Path
 
 import typer
@@ -22,20 +20,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pmoe_cli.progress import ProgressBar
+from pmoe_cli import plan_train
 from pmoe_core.errors import BadInput
 from pmoe_core.io import read_point_cloud
 from pmoe_core.jsonio import write_json_atomic
 from pmoe_core.outputs import check_output_file
-from pmoe_core.planner.oracle import Step
-from pmoe_core.planner.scene_io import save_episode, sidecar_path
-from pmoe_core.planner.tasks import TASKS, make_scene
-from pmoe_core.planner.world import SceneDesc
+from pmoe_core.tabletop.oracle import Step
+from pmoe_core.tabletop.scene_io import save_episode, sidecar_path
+from pmoe_core.tabletop.tasks import TASKS, make_scene
+from pmoe_core.tabletop.world import SceneDesc
 
 # The planner model pulls in torch and transformers, the world MuJoCo: imported inside the commands that need them.
-DEFAULT_TASKS = ("stack-blocks", "put-block-into-matching-bowl")  # = pmoe_core.planner.train.DEFAULT_TASKS
-PRESETS = ("default", "tiny")  # = pmoe_core.planner.train.PRESETS
-BENCH_POLICIES = ("oracle", "random", "model")  # = pmoe_core.planner.episodes.POLICIES + the model
+BENCH_POLICIES = ("oracle", "random", "model")  # = pmoe_core.tabletop.episodes.POLICIES + the model
 PLANNER_EXTRA = ("mujoco", "peft", "gguf")  # = pyproject.toml [project.optional-dependencies] planner
 
 
@@ -59,6 +55,7 @@ plan_app = typer.Typer(
 )
 
 TASK_HELP = "task family: " + ", ".join(TASKS)
+plan_app.command("train")(plan_train.train)
 
 
 @plan_app.callback(invoke_without_command=True)
@@ -90,8 +87,8 @@ def _plan(
 def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_out: Path | None, simulate: bool,
              euler_steps: int | None, seed: int) -> None:
     require_planner_extra()
-    from pmoe_core.planner.metric import score
-    from pmoe_core.planner.sim import execute
+    from pmoe_core.tabletop.metric import score
+    from pmoe_core.tabletop.sim import execute
 
     console = Console()
     if json_out is not None:
@@ -140,49 +137,6 @@ def _deg(radians: float) -> float:
     return radians * 180.0 / 3.141592653589793
 
 
-@plan_app.command("train")
-def train(
-    tasks: str = typer.Option(",".join(DEFAULT_TASKS), "--tasks", help="comma-separated task families, or all"),
-    episodes: int = typer.Option(1000, "--episodes", help="demos per task (train seeds 0..N-1, seen colours)"),
-    steps_stage1: int = typer.Option(100, "--steps-stage1", help="Stage I (caption alignment) steps"),
-    steps: int = typer.Option(5000, "--steps", help="Stage II (MoE + LoRA + Pose-DiT) steps"),
-    batch_size: int = typer.Option(16, "--batch-size", help="demonstrations per step"),
-    lr: float = typer.Option(1e-3, "--lr", help="peak learning rate (warmup, cosine to 10%)"),
-    llm: str = typer.Option("tiny", "--llm", help="tiny (seeded random LLaMA), smollm2 (packaged), or a local HF dir"),
-    experts: int = typer.Option(4, "--experts", help="experts per upcycled FFN: 2, 4 (1 = dense)"),
-    preset: str = typer.Option("default", "--preset", help="model sizes: " + ", ".join(PRESETS)),
-    seed: int = typer.Option(0, "--seed", help="training seed"),
-    out: Path = typer.Option(Path("runs/planner"), "--out", help="run folder: planner.pt, log.jsonl, tb/"),
-    resume: bool = typer.Option(False, "--resume", help="continue from OUT/planner.pt"),
-    stop_at: int = typer.Option(None, "--stop-at", help="save and stop at this global step (--resume continues)"),
-    ckpt_every: int = typer.Option(250, "--ckpt-every", help="checkpoint every N steps"),
-    export: Path = typer.Option(None, "--export", help="also write a slim fp16 weights-only copy here"),
-) -> None:
-    """Train a 3D-MoE planner on oracle demonstrations (demos rendered once and cached)."""
-    names = tuple(TASKS) if tasks.strip() == "all" else tuple(t.strip() for t in tasks.split(",") if t.strip())
-    if not names:
-        raise BadInput("--tasks is empty")
-    require_planner_extra()
-    from pmoe_core.planner.train import PlannerTrainConfig, export_checkpoint, train_planner
-
-    cfg = PlannerTrainConfig(
-        out=str(out), tasks=names, episodes=episodes, steps_stage1=steps_stage1, steps=steps, batch_size=batch_size,
-        lr=lr, preset=preset, llm=llm, experts=experts, seed=seed, ckpt_every=ckpt_every, stop_at=stop_at,
-        resume=resume, command="pmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    )
-    demo_bar, bar = ProgressBar("demos", "episodes", every=50), ProgressBar("train", "steps", every=25)
-    try:
-        result = train_planner(cfg, bar, demo_bar)
-    finally:
-        demo_bar.stop()
-        bar.stop()
-    final = result.losses[-1] if result.losses else float("nan")
-    state = "stopped early" if result.interrupted else "done"
-    typer.echo(f"{state}: step {result.steps}, last loss {final:.4f}, {result.seconds:.0f} s; wrote {result.checkpoint}")
-    if export is not None:
-        typer.echo(f"exported {export_checkpoint(result.checkpoint, export)}")
-
-
 @plan_app.command("scene")
 def scene(
     task: str = typer.Option(..., "--task", help=TASK_HELP),
@@ -192,7 +146,7 @@ def scene(
 ) -> None:
     """Generate a task scene and write what three cameras see (PLY + JSON sidecar)."""
     require_planner_extra()
-    from pmoe_core.planner.observe import observe
+    from pmoe_core.tabletop.observe import observe
 
     desc = make_scene(task, seed, split)
     cloud = observe(desc)
@@ -218,7 +172,7 @@ def bench(
     if json_out is not None:
         check_output_file(json_out, overwrite=True)
     require_planner_extra()
-    from pmoe_core.planner.episodes import bench_report, run_bench
+    from pmoe_core.tabletop.episodes import bench_report, run_bench
 
     policy_fn = None
     if policy == "model":
