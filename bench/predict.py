@@ -13,6 +13,9 @@ report `seconds`, which includes writing its --save-pred files); "wall" adds sta
 one tile; with several tiles the context (one point per voxel around a tile) changes the fragments, and the
 near-uniform scores of a barely trained checkpoint flip easily (72.8% at 200k points in 4 tiles of 50k).
 A small --tile-points on a small cloud is costly: every tile scores its 2 m of context too.
+With --scene terrain the cloud is airborne-LiDAR-like instead: 100 x 100 m tiles of rolling ground with box
+buildings and round trees (~12 points/m^2, no colour, intensity by surface), scored with the SemanticKITTI classes
+by the outdoor recipe (what predict picks for a cloud with intensity and no colour); it is always handed over as LAS.
 With --format las the cloud is handed to predict as a LAS 1.4 file (point format 2, 16-bit colour), written
 in pieces of 1M points, so predict's own LAS reader and labelled-copy writer are what is measured.
 Run: PYTHONPATH=. python bench/predict.py [--sizes 1000000,30000000] [--threads 2] [--eval-max-points 1000000]
@@ -62,6 +65,63 @@ def room_points(rng: np.random.Generator, n: int, origin: np.ndarray) -> tuple[n
     color = np.clip(palette[kind] + rng.normal(0, 12, (n, 3)), 0, 255).astype(np.uint8)
     segment = np.array([s for s, _ in KINDS], np.int16)[kind]
     return (xyz + origin).astype(np.float32), color, segment
+
+
+TERRAIN_TILE = 100.0  # m
+TERRAIN_POINTS = 120_000  # per tile: ~12 points/m^2
+# surface kind -> (SemanticKITTI class, intensity 0-1): ground, building, vegetation
+TERRAIN_KINDS = ((9, 0.35), (13, 0.6), (15, 0.2))
+
+
+def terrain_points(rng: np.random.Generator, n: int, origin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coord float64, intensity float32, SemanticKITTI class int16) of one 100 m tile at `origin`."""
+    kind = rng.choice(3, size=n, p=[0.6, 0.25, 0.15])
+    xy = rng.random((n, 2)) * TERRAIN_TILE
+    z = 2.0 * np.sin(xy[:, 0] / 17.0) * np.cos(xy[:, 1] / 23.0)
+    buildings = np.flatnonzero(kind == 1)
+    centre = rng.random((6, 2)) * (TERRAIN_TILE - 20) + 10
+    size = rng.uniform(6, 15, (6, 2))
+    height = rng.uniform(4, 20, 6)
+    which = rng.integers(0, 6, buildings.size)
+    xy[buildings] = centre[which] + (rng.random((buildings.size, 2)) - 0.5) * size[which]
+    z[buildings] = height[which] * np.where(rng.random(buildings.size) < 0.7, 1.0, rng.random(buildings.size))
+    trees = np.flatnonzero(kind == 2)
+    crown = rng.random((20, 2)) * TERRAIN_TILE
+    t = rng.integers(0, 20, trees.size)
+    offset = rng.normal(0, 1.5, (trees.size, 3))
+    xy[trees] = crown[t] + offset[:, :2]
+    z[trees] = 6.0 + offset[:, 2]
+    intensity = np.clip(np.array([v for _, v in TERRAIN_KINDS])[kind] + rng.normal(0, 0.05, n), 0, 1)
+    segment = np.array([c for c, _ in TERRAIN_KINDS], np.int16)[kind]
+    coord = np.c_[xy + origin[:2], z + origin[2]]
+    return coord, intensity.astype(np.float32), segment
+
+
+def write_terrain_las(path: Path, points: int, seed: int = 0) -> Path:
+    """A LAS (point format 1: xyz + intensity) of `points` terrain points, written tile by tile (memory: one tile);
+    returns the path of the ground-truth classes (.npy, int16) beside it."""
+    import laspy
+
+    tiles = -(-points // TERRAIN_POINTS)
+    side = int(np.ceil(np.sqrt(tiles)))
+    header = laspy.LasHeader(point_format=1, version="1.4")
+    header.scales, header.offsets = np.array([0.01, 0.01, 0.01]), np.zeros(3)
+    truth = path.with_suffix(".segment.npy")
+    segment = np.lib.format.open_memmap(truth, mode="w+", dtype=np.int16, shape=(points,))
+    rng = np.random.default_rng(seed)
+    with laspy.open(path, mode="w", header=header) as writer:
+        for tile in range(tiles):
+            start, stop = tile * TERRAIN_POINTS, min(points, (tile + 1) * TERRAIN_POINTS)
+            origin = np.array([tile % side, tile // side, 0]) * TERRAIN_TILE
+            coord, intensity, seg = terrain_points(rng, stop - start, origin)
+            record = laspy.ScaleAwarePointRecord.zeros(len(coord), header=header)
+            record.x, record.y, record.z = coord[:, 0], coord[:, 1], coord[:, 2]
+            record.intensity = np.rint(intensity * 65535).astype(np.uint16)
+            writer.write_points(record)
+            segment[start:stop] = seg
+    segment.flush()
+    del segment
+    return truth
 
 
 def write_cloud(path: Path, points: int, seed: int = 0) -> Path:
@@ -114,9 +174,10 @@ def write_store(data: Path, cloud: Path, truth: Path) -> None:
         writer.append("val", scene)
 
 
-def run_predict(ckpt: str, cloud: Path, out: Path, threads: int, tile_points: int) -> tuple[float, float, int, np.ndarray]:
+def run_predict(ckpt: str, cloud: Path, out: Path, threads: int, tile_points: int,
+                label_set: str = "scannet") -> tuple[float, float, int, np.ndarray]:
     """(scoring s, wall s, peak RSS bytes, labels) of `pmoe predict` on the cloud."""
-    wall, rss = pmoe(["predict", ckpt, str(cloud), "--out", str(out), "--label-set", "scannet", "--device", "cpu",
+    wall, rss = pmoe(["predict", ckpt, str(cloud), "--out", str(out), "--label-set", label_set, "--device", "cpu",
                       "--threads", str(threads), "--tile-points", str(tile_points)], out.with_suffix(".log"), threads)
     report = json.loads(next(out.glob("*.report.json")).read_text())
     labels = np.load(next(out.glob("*.labels.npy")))
@@ -140,30 +201,37 @@ def main() -> None:
     ap.add_argument("--eval-max-points", type=int, default=1_000_000, help="run eval on clouds up to this size")
     ap.add_argument("--tile-points", type=int, default=400_000)
     ap.add_argument("--checkpoint", default=None, help="a checkpoint trained on ScanNet (default: a 2-step tiny one)")
-    ap.add_argument("--format", choices=("npy", "las"), default="npy", help="file handed to predict")
+    ap.add_argument("--format", choices=("npy", "las"), default="npy", help="file handed to predict (rooms)")
+    ap.add_argument("--scene", choices=("rooms", "terrain"), default="rooms", help="indoor rooms or airborne terrain")
     ap.add_argument("--work", default=None, help="folder for clouds and outputs (default: a temporary one)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         work = Path(tmp)
         start = time.perf_counter()
-        ckpt = args.checkpoint or prepare(work, ["scannet"], 2, args.threads)[1]
-        print(f"{args.threads} thread(s), {args.format} input, checkpoint {args.checkpoint or 'pmoe-tiny, 2 steps'}, prepared in "
+        terrain = args.scene == "terrain"
+        datasets = ["semantickitti"] if terrain else ["scannet"]
+        ckpt = args.checkpoint or prepare(work, datasets, 2, args.threads)[1]
+        print(f"{args.threads} thread(s), {args.scene}, {'las' if terrain else args.format} input, checkpoint {args.checkpoint or 'pmoe-tiny, 2 steps'}, prepared in "
               f"{time.perf_counter() - start:.1f} s, --tile-points {args.tile_points:,}", flush=True)
         print("| points | predict s (wall) | predict points/s | predict peak RSS | eval s (wall) | eval points/s "
               "| eval peak RSS | predict / eval time | predict / eval memory | labels agree |")
         print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         for n in sizes:
-            cloud = work / f"cloud_{n}.npy"
-            truth = write_cloud(cloud, n)
-            if n <= args.eval_max_points:
-                write_store(work / f"data_{n}", cloud, truth)
-            if args.format == "las":
-                cloud = npy_to_las(cloud)
+            if terrain:
+                cloud = work / f"terrain_{n}.las"
+                truth = write_terrain_las(cloud, n)
+            else:
+                cloud = work / f"cloud_{n}.npy"
+                truth = write_cloud(cloud, n)
+                if n <= args.eval_max_points:
+                    write_store(work / f"data_{n}", cloud, truth)
+                if args.format == "las":
+                    cloud = npy_to_las(cloud)
             p_s, p_wall, p_rss, labels = run_predict(ckpt, cloud, work / f"predict_{n}", args.threads,
-                                                     args.tile_points)
+                                                     args.tile_points, datasets[0])
             row = (f"| {n:,} | {p_s:.1f} ({p_wall:.1f}) | {n / p_s:,.0f} | {p_rss / 2**30:.2f} GiB | ")
-            if n <= args.eval_max_points:
+            if n <= args.eval_max_points and not terrain:
                 data = work / f"data_{n}"
                 e_s, e_wall, e_rss, classes = run_eval(ckpt, data, work / f"eval_{n}", args.threads)
                 agree = float((classes.astype(np.int64) == labels).mean())
