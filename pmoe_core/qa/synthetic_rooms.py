@@ -6,9 +6,10 @@ the ScanQA object id, its `label` the object name), with the group's vertices af
 giving its box and mean colour. Walls, floor and ceiling are not objects. Families (QAItem.question_type): count,
 exist, color, next_to ("what is next to the X?"), and situated (SQA3D style: a standing agent at `position` facing
 an object, `rotation` the quaternion (x, y, z, w) of its heading about z; facing direction = that rotation applied
-to +x; "left" is 90 degrees counter-clockwise seen from above). Colour names are the nearest of `COLOR_NAMES` to
-the mean vertex colour; in the synthetic rooms each kind has one base colour, so there colour answers follow from
-the object's kind (the questions then test recognition, not colour perception). Answers are recomputed from the
+to +x; "left" is 90 degrees counter-clockwise seen from above). Colour names are the nearest of `COLOR_WORDS`
+(CIELAB; values from the planner's colour lexicon) to the mean vertex colour; in the synthetic rooms each kind has
+one base colour, so there colour answers follow from the object's kind (they test recognition, not colour
+perception). Answers are recomputed from the
 geometry only where they are unambiguous (margins below); other candidate questions are dropped.
 
 Scene refs are the ScanNet scene ids; `pmoe_core.qa.scenes.load_scene_cloud(scene_id, root)` reads the cloud from
@@ -37,11 +38,8 @@ NOUNS = {"office chair": "chair", "couch": "sofa", "kitchen cabinets": "cabinet"
 VOCABULARY = ("bathtub", "bed", "bookshelf", "box", "cabinet", "chair", "counter", "curtain", "desk", "door",
               "dresser", "lamp", "mirror", "nightstand", "picture", "refrigerator", "shelves", "sink", "sofa",
               "table", "television", "toilet", "trash can", "whiteboard", "window")
-COLOR_NAMES = {
-    "black": (25, 25, 30), "white": (238, 238, 240), "gray": (128, 128, 128), "red": (185, 50, 50),
-    "green": (45, 125, 60), "blue": (60, 90, 180), "light blue": (170, 200, 230), "brown": (135, 95, 60),
-    "beige": (190, 165, 130), "yellow": (235, 215, 150), "purple": (95, 60, 130),
-}
+# Colour words answers may use; their values come from the planner's colour lexicon (XKCD survey colours).
+COLOR_WORDS = ("black", "white", "gray", "red", "green", "blue", "light blue", "brown", "beige", "yellow", "purple")
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
 MARGIN_M = 0.3  # the nearest answer must beat the next different one by this much
@@ -56,8 +54,8 @@ TEMPLATES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     },
     "exist": {
         "train": (("exist_is_there", "is there {a_noun} in the room?"), ("exist_any", "does the room have {a_noun}?")),
-        "heldout": (("exist_can_see", "can you see {a_noun} in here?"), ("exist_contain", "does this room contain "
-                                                                                          "{a_noun}?")),
+        "heldout": (("exist_can_see", "can you see {a_noun} in here?"),
+                    ("exist_contain", "does this room contain {a_noun}?")),
     },
     "color": {
         "train": (("color_what", "what color is the {noun}?"), ("color_which", "which color does the {noun} have?")),
@@ -65,8 +63,8 @@ TEMPLATES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     },
     "next_to": {
         "train": (("next_what", "what is next to the {noun}?"), ("next_closest", "what is closest to the {noun}?")),
-        "heldout": (("next_beside", "what stands beside the {noun}?"), ("next_near", "name the object nearest to the "
-                                                                                     "{noun}.")),
+        "heldout": (("next_beside", "what stands beside the {noun}?"),
+                    ("next_near", "name the object nearest to the {noun}.")),
     },
     "situated_what": {
         "train": (("sit_what", "what is {where}?"), ("sit_which", "which object is {where}?")),
@@ -254,8 +252,12 @@ def _exist(objects, rng) -> list[Question]:
 
 
 def color_name(rgb) -> str | None:
-    """Nearest named colour, or None when the second nearest is almost as near."""
-    dist = sorted((float(np.linalg.norm(np.subtract(rgb, ref))), name) for name, ref in COLOR_NAMES.items())
+    """Nearest colour word in CIELAB, or None when the second nearest is almost as near (COLOR_MARGIN)."""
+    from pmoe_core.tabletop.lexicon import lexicon_colour, to_lab
+
+    lab = to_lab(np.asarray(rgb, dtype=np.float64))
+    dist = sorted((float(np.linalg.norm(lab - to_lab(np.asarray(lexicon_colour(w).rgb, dtype=np.float64)))), w)
+                  for w in COLOR_WORDS)
     return dist[0][1] if dist[1][0] > COLOR_MARGIN * dist[0][0] else None
 
 

@@ -18,8 +18,9 @@ import numpy as np
 
 from pmoe_core.errors import BadInput
 from pmoe_core.qa.items import QAItem
-from pmoe_core.tabletop.tasks import TASKS as TASK_FNS, make_scene
 from pmoe_core.tabletop.oracle import oracle_steps
+from pmoe_core.tabletop.tasks import TASKS as TASK_FNS
+from pmoe_core.tabletop.tasks import make_scene
 from pmoe_core.tabletop.world import SPLITS, SceneDesc, TableObject, r6
 
 PREFIX = "tabletop"
@@ -41,8 +42,8 @@ TEMPLATES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
         "heldout": (("count_count", "count the {kinds} on the table."), ("count_see", "how many {kinds} do you see?")),
     },
     "exist": {
-        "train": (("exist_is_there", "is there a {thing}?"), ("exist_any", "is there any {thing} on the table?")),
-        "heldout": (("exist_can_see", "can you see a {thing}?"), ("exist_does", "does the table have a {thing}?")),
+        "train": (("exist_is_there", "is there {a_thing}?"), ("exist_any", "is there any {thing} on the table?")),
+        "heldout": (("exist_can_see", "can you see {a_thing}?"), ("exist_does", "does the table have {a_thing}?")),
     },
     "support_on": {
         "train": (("on_what", "what is on the {ref}?"), ("on_top", "what is on top of the {ref}?")),
@@ -153,6 +154,10 @@ def describe(obj: TableObject, objects: list[TableObject]) -> str | None:
     return None
 
 
+def _article(words: str) -> str:
+    return ("an " if words[0] in "aeiou" else "a ") + words
+
+
 def _size_word(obj: TableObject) -> str:
     return "big" if obj.kind == "block" and obj.size > 0.05 else "small"
 
@@ -235,7 +240,7 @@ def _exist(objects: list[TableObject], palette: tuple[str, ...], rng) -> list[Qu
     for pairs, answer in ((present, "yes"), (absent, "no")):
         if pairs:
             color, kind = pairs[int(rng.integers(len(pairs)))]
-            qs.append(Question("exist", {"thing": f"{color} {kind}"}, answer))
+            qs.append(Question("exist", {"thing": f"{color} {kind}", "a_thing": _article(f"{color} {kind}")}, answer))
     return qs
 
 
