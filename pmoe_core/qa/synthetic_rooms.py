@@ -39,6 +39,7 @@ VOCABULARY = ("bathtub", "bed", "bookshelf", "box", "cabinet", "chair", "counter
               "dresser", "lamp", "mirror", "nightstand", "picture", "refrigerator", "shelves", "sink", "sofa",
               "table", "television", "toilet", "trash can", "whiteboard", "window")
 # Colour words answers may use; their values come from the planner's colour lexicon (XKCD survey colours).
+ALWAYS_THERE = ("door", "window")
 COLOR_WORDS = ("black", "white", "gray", "red", "green", "blue", "light blue", "brown", "beige", "yellow", "purple")
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
@@ -241,8 +242,11 @@ def _count(objects, rng) -> list[Question]:
 
 
 def _exist(objects, rng) -> list[Question]:
-    present = sorted(_by_noun(objects))
-    absent = [n for n in VOCABULARY if n not in present]
+    """One noun the room holds and one it does not, both from VOCABULARY less ALWAYS_THERE (every synthetic room
+    has a door and a window: asking about them would teach "door -> yes", not looking)."""
+    nouns = [n for n in VOCABULARY if n not in ALWAYS_THERE]
+    present = [n for n in nouns if n in _by_noun(objects)]
+    absent = [n for n in nouns if n not in present]
     qs = []
     for pool, answer in ((present, "yes"), (absent, "no")):
         if pool:

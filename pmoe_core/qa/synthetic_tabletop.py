@@ -232,15 +232,17 @@ def _count(objects: list[TableObject], palette: tuple[str, ...], rng) -> list[Qu
 
 
 def _exist(objects: list[TableObject], palette: tuple[str, ...], rng) -> list[Question]:
-    """One present and one absent colour-kind pair, so yes and no are equally likely."""
-    present = sorted({(o.color, o.kind) for o in objects})
-    colors = sorted(palette)
-    absent = [(c, k) for c in colors for k in ("block", "bowl") if (c, k) not in present]
+    """One present and one absent colour of the same kind (a kind the scene holds), so that neither the answer nor
+    the kind named gives the answer away (bowls appear in one task only: "bowl -> no" would be learnable)."""
+    kinds = sorted({o.kind for o in objects})
+    kind = kinds[int(rng.integers(len(kinds)))]
+    present = sorted({o.color for o in objects if o.kind == kind})
+    absent = [c for c in sorted(palette) if c not in present]
     qs = []
-    for pairs, answer in ((present, "yes"), (absent, "no")):
-        if pairs:
-            color, kind = pairs[int(rng.integers(len(pairs)))]
-            qs.append(Question("exist", {"thing": f"{color} {kind}", "a_thing": _article(f"{color} {kind}")}, answer))
+    for colors, answer in ((present, "yes"), (absent, "no")):
+        if colors:
+            thing = f"{colors[int(rng.integers(len(colors)))]} {kind}"
+            qs.append(Question("exist", {"thing": thing, "a_thing": _article(thing)}, answer))
     return qs
 
 

@@ -76,7 +76,7 @@ def test_count_and_exist_answers_match_the_scene(train_items):
             assert item.answers == (NUMBERS[len(_blocks(desc, color))],), item
             checked += 1
         if item.question_type == "exist":
-            color, kind = re.search(r"(?:an?|any) (\w+) (block|bowl)", item.question).groups()
+            color, kind = re.search(r"(?:an?|any) (\w+) (block|bowl|zone)", item.question).groups()
             present = any(o.color == color and o.kind == kind for o in desc.objects)
             assert item.answers == ("yes" if present else "no",), item
             checked += 1
@@ -159,3 +159,13 @@ def test_bad_arguments():
         tabletop_qa([0], templates="test")
     with pytest.raises(BadInput, match="colour split"):
         tabletop_qa([0], split="mauve")
+
+
+def test_exist_questions_do_not_give_the_answer_away_by_kind():
+    """Per kind named, yes and no are equally frequent (bowls exist in one task only)."""
+    from collections import Counter
+
+    counts = Counter((re.search(r"(block|bowl|zone)", i.question).group(1), i.answers[0])
+                     for i in tabletop_qa(range(70)) if i.question_type == "exist")
+    for kind in ("block", "bowl", "zone"):
+        assert counts[(kind, "yes")] == counts[(kind, "no")] > 0
