@@ -144,7 +144,11 @@ def scanqa_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Seque
     elif java_path() is None:
         notes.append("METEOR not computed: java not found on PATH (pycocoevalcap's METEOR 1.5 is a Java program)")
     else:
-        meteor_score = 100.0 * _meteor(gts, res)
+        meteor_score, why = _meteor(gts, res)
+        if meteor_score is None:
+            notes.append(why)
+        else:
+            meteor_score *= 100.0
     return ScanQAScores(
         count=len(items), em1=em1, em10=em10 if has_beams else None,
         bleu=tuple(100.0 * float(b) for b in bleu), rouge_l=100.0 * float(rouge), meteor=meteor_score,
@@ -152,14 +156,17 @@ def scanqa_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Seque
     )
 
 
-def _meteor(gts: dict, res: dict) -> float:
+def _meteor(gts: dict, res: dict) -> tuple[float | None, str]:
+    """METEOR 1.5 through pycocoevalcap's Java wrapper; (None, why) when the Java program fails (e.g. no memory for
+    its -Xmx2G heap): reported as not computed, never as 0."""
     from pycocoevalcap.meteor.meteor import Meteor
 
     scorer = Meteor()
     try:
         score, _ = scorer.compute_score(gts, res)
+        return float(score), ""
+    except (ValueError, OSError) as err:  # the Java process died: empty or broken output
+        return None, f"METEOR not computed: the METEOR Java process failed ({type(err).__name__}: {err})"
     finally:
-        scorer.meteor_p.stdin.close()
-        scorer.meteor_p.kill()
-        scorer.meteor_p.wait()
-    return float(score)
+        if scorer.lock.locked():  # compute_score holds it when it fails; its __del__ would wait for it forever
+            scorer.lock.release()

@@ -120,3 +120,13 @@ def test_bad_predictions_are_one_line_errors():
         sqa3d_scores(items, {"0": []})
     with pytest.raises(BadInput, match="no reference answer"):
         sqa3d_scores([QAItem("t", "s", "q?", ())], {"t": "a"})
+
+
+@needs_java
+def test_a_failing_meteor_process_is_reported_not_zero(monkeypatch):
+    from pycocoevalcap.meteor import meteor as meteor_module
+
+    monkeypatch.setattr(meteor_module, "METEOR_JAR", "no-such.jar")  # java starts, finds no jar, prints nothing
+    scores = scanqa_scores(_items(["red chair"]), {"0": "red chair"})
+    assert scores.meteor is None and any("METEOR Java process failed" in n for n in scores.notes)
+    assert scores.bleu[0] == pytest.approx(100.0, abs=1e-6)
