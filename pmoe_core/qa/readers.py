@@ -14,9 +14,11 @@ Checked against the public releases (2026-12, with the code search tool):
   "question", "question_id" (int)}]}` and an annotations file `{"info", ..., "annotations": [{"scene_id",
   "question_type" ("N/A" throughout the release), "answer_type", "question_id", "answers": [{"answer",
   "answer_confidence", "answer_id"}], "rotation": {"_x", "_y", "_z", "_w"}, "position": {"x", "y", "z"}}]}`, joined
-  by question_id. As the file carries no type, the type comes from the question's first word, the rule of the
-  SQA3D-derived evaluation code (`get_sqa_question_type`: what / is / how / can / which / others, prefix match
-  after stripping leading spaces, case-insensitive); `sqa3d_question_type` implements it.
+  by question_id. As the file carries no type, the type comes from the question's first word: the SQA3D
+  repository itself scores overall accuracy only (ScanQA/scripts/test.py, LLM/eval_sqa3d_llm.py); the paper's
+  per-type table groups by first word, and the function later SQA3D evaluators share (`get_sqa_question_type`,
+  in several public 3D-LLM code bases) does it as a case-insensitive prefix test after leading spaces: what / is /
+  how / can / which, else others. `sqa3d_question_type` implements that.
 
 pmoe's writers produce the same structures. Two optional keys carry what synthetic sets need and the formats have
 no place for: `question_type` in a ScanQA entry (written only when it differs from the substring rule) and
