@@ -13,6 +13,7 @@ the extra stops with one line naming it.
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import typer
@@ -70,6 +71,7 @@ def _plan(
     simulate: bool = typer.Option(False, "--simulate", help="execute the plan in MuJoCo on the scene's .json sidecar"),
     euler_steps: int = typer.Option(None, "--euler-steps", help="rectified-flow Euler steps (default: the model's, 4)"),
     seed: int = typer.Option(0, "--seed", help="seed of the point subsample and the flow noise"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:
     """3D-language tabletop planning: `pmoe plan --scene S.ply --instruction "..."` plans pick/place poses."""
     if ctx.invoked_subcommand is not None:
@@ -81,21 +83,31 @@ def _plan(
         raise typer.Exit()
     if scene_path is None or instruction is None:
         raise BadInput("planning needs both --scene and --instruction")
-    run_plan(scene_path, instruction, checkpoint, json_out, simulate, euler_steps, seed)
+    run_plan(scene_path, instruction, checkpoint, json_out, simulate, euler_steps, seed, overwrite)
 
 
 def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_out: Path | None, simulate: bool,
-             euler_steps: int | None, seed: int) -> None:
+             euler_steps: int | None, seed: int, overwrite: bool = False) -> None:
+    """Check the inputs, plan, print; refusals (pmoe_core/planner/checks.py) stop before the planner loads."""
     require_planner_extra()
     from pmoe_core.tabletop.metric import score
     from pmoe_core.tabletop.sim import execute
 
     console = Console()
     if json_out is not None:
-        check_output_file(json_out, overwrite=True)
+        check_output_file(json_out, reads=[scene_path], overwrite=overwrite)
     desc = SceneDesc.load(sidecar_path(scene_path)) if simulate else None  # fail before the slow load
     cloud = read_point_cloud(scene_path)
-    from pmoe_core.planner.policy import cloud_input, load_planner, plan_cloud, plan_output  # torch: load lazily
+    from pmoe_core.planner.checks import check_input  # torch: load lazily
+
+    checked = check_input(cloud, instruction, seed)
+    checked.raise_refusal(scene_path)
+    for problem in checked.warnings:
+        _warn(f"{scene_path}: {problem.message}")
+    goal_note = simulated_goal_note(desc, instruction, checked) if desc is not None else None
+    if goal_note is not None:
+        _warn(goal_note)
+    from pmoe_core.planner.policy import cloud_input, load_planner, plan_cloud, plan_output
 
     planner = load_planner(checkpoint)
     points = cloud_input(cloud, planner.model.config, seed, scene_path)
@@ -108,15 +120,49 @@ def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_o
         rollout = execute(desc, steps)
         result = score(desc, rollout.poses, rollout.stable)
         simulation = {"reward": result.reward, "success": result.success, "stable": result.stable,
-                      "matched": result.matched}
+                      "matched": result.matched, "goal_instruction": desc.instruction,
+                      "instruction_differs": goal_note is not None}
         console.print(f"simulated: reward {result.reward:.2f}, success {'yes' if result.success else 'no'}, "
                       f"stable {'yes' if result.stable else 'no'} (task {desc.task}, seed {desc.seed})",
                       highlight=False)
     if json_out is not None:
         used = euler_steps or planner.model.config.flow.euler_steps
         report = plan_output(scene_path, instruction, planner.path, used, seed, steps, timings, simulation)
+        report["checks"] = {
+            "task": checked.task.task, "similarity": round(checked.task.similarity, 4), "words": checked.words,
+            "object_colors": [list(c) for c in checked.object_colors],
+            "warnings": [{"check": p.check, "message": p.message} for p in checked.warnings],
+        }
         write_json_atomic(json_out, report, indent=1)
         console.print(f"wrote {json_out}")
+
+
+def _warn(line: str) -> None:
+    print(f"pmoe: warning: {line}", file=sys.stderr, flush=True)
+
+
+def simulated_goal_note(desc: SceneDesc, instruction: str, checked) -> str | None:
+    """One line when `--simulate` will score a goal other than the one the instruction asks for, else None.
+
+    `--simulate` always scores the scene file's goals (they are the only goals there are). Instructions that differ
+    only in case, punctuation or spacing are the same; otherwise the instruction is compared with the scene file's by
+    the task the input check matched and the words it names (colour, position): a paraphrase asking the same thing
+    gets no note, one asking something else is told which goal is scored.
+    """
+    from pmoe_core.planner.checks import match_task, named_words
+    from pmoe_core.tabletop.phrasing import normalise
+
+    if normalise(instruction) == normalise(desc.instruction):
+        return None
+    scene_task = match_task(desc.instruction).task
+    scene_words = desc.words or named_words(desc.instruction)
+    same_task = checked.task.task in (desc.task, scene_task)
+    if same_task and checked.words == scene_words:
+        return None
+    asked = ", ".join([checked.task.task, *checked.words.values()])
+    goal = ", ".join([desc.task, *scene_words.values()])
+    return (f"--simulate scores the scene file's goal ({desc.instruction!r}: {goal}), not this instruction's "
+            f"(matched {asked})")
 
 
 def _steps_table(steps: list[Step], title: str) -> Table:
@@ -167,10 +213,11 @@ def bench(
     seed: int = typer.Option(0, "--seed", help="first episode seed"),
     split: str = typer.Option("seen", "--split", help="colour split: seen or unseen"),
     json_out: Path = typer.Option(None, "--json", help="also write the results as JSON here"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:
     """Success rate and mean score per task for a policy executed in MuJoCo."""
     if json_out is not None:
-        check_output_file(json_out, overwrite=True)
+        check_output_file(json_out, overwrite=overwrite)
     require_planner_extra()
     from pmoe_core.tabletop.episodes import bench_report, run_bench
 

@@ -20,6 +20,8 @@ import numpy as np
 from matplotlib import colors as mcolors
 
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+# Berlin & Kay's eleven basic colour terms of English: the words speakers use for a colour before any finer name.
+BASIC_TERMS = ("black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange", "gray")
 # sRGB primaries -> CIE XYZ, and the D65 white point (IEC 61966-2-1).
 SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
@@ -104,6 +106,35 @@ def colour_words_in(text: str) -> list[NamedColour]:
         else:
             i += 1
     return found
+
+
+def colour_family(colour: NamedColour) -> list[NamedColour]:
+    """`colour` and the lexicon's names of kinds of it, the names that end in its words ("dusky blue", "light blue"
+    for blue): what a speaker may call by that name. Scene colours are muted where the XKCD prototypes are vivid, so
+    the input checks compare measured colours with the family, not with the prototype alone."""
+    tail = words_of(colour.name)
+    return [c for c in _lexicon() if words_of(c.name)[-len(tail):] == tail]
+
+
+@lru_cache(maxsize=None)
+def _family_lab(name: str) -> np.ndarray:
+    return to_lab(np.array([c.rgb for c in colour_family(lexicon_colour(name))], dtype=np.float64))
+
+
+def family_distance(colour: NamedColour, rgb: np.ndarray | tuple[int, int, int]) -> np.ndarray:
+    """CIE76 delta E from each sRGB colour (0-255, (..., 3)) to the nearest member of `colour`'s family."""
+    lab = to_lab(rgb)
+    return np.linalg.norm(lab[..., None, :] - _family_lab(colour.name), axis=-1).min(-1)
+
+
+def basic_term(rgb: np.ndarray | tuple[int, int, int]) -> str:
+    """The basic colour term (`BASIC_TERMS`) whose family comes nearest to one sRGB colour (0-255)."""
+    return min(BASIC_TERMS, key=lambda term: float(family_distance(lexicon_colour(term), rgb)))
+
+
+def basic_term_of(colour: NamedColour) -> str:
+    """A name's basic colour term: itself when it is one ("red"), else that of its value ("navy" -> "blue")."""
+    return colour.name if colour.name in BASIC_TERMS else basic_term(colour.rgb)
 
 
 def lexicon_colour(name: str) -> NamedColour:

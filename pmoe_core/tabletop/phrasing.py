@@ -250,8 +250,9 @@ def render(task: str, words: dict[str, str], phrasing: str, rng: np.random.Gener
     return _case(text, CASES[int(rng.choice(len(CASES), p=CASE_WEIGHTS))])
 
 
-def frames(task: str, phrasing: str) -> set[str]:
-    """Every normalised frame `phrasing` can produce for `task` (slots left as `{color}`, `{position}`)."""
+def frames(task: str, phrasing: str, courtesy: bool = True) -> set[str]:
+    """Every normalised frame `phrasing` can produce for `task` (slots left as `{color}`, `{position}`);
+    `courtesy=False`: without politeness and British spellings (the frames and synonyms alone)."""
     check_phrasing(phrasing)
     wording = WORDINGS[task]
     if phrasing == "template":
@@ -261,6 +262,9 @@ def frames(task: str, phrasing: str) -> set[str]:
         groups = _word_choices(frame, phrasing)
         for picks in itertools.product(*groups):
             body = _substitute(frame, groups, picks)
+            if not courtesy:
+                out.add(normalise(body))
+                continue
             for prefix, suffix in _politeness(body, phrasing):
                 text = prefix + body + suffix
                 out |= {normalise(text), normalise(british(text))}

@@ -130,7 +130,7 @@ def test_errors_are_one_line_naming_the_file(tiny_ckpt, scene_ply, tmp_path, cap
 
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    assert str(junk) in _error(capsys, ["plan", "--scene", str(scene_ply), "--instruction", "x",
+    assert str(junk) in _error(capsys, ["plan", "--scene", str(scene_ply), "--instruction", "stack the blocks",
                                         "--checkpoint", str(junk)])
 
     err = _error(capsys, ["plan", "train", "--tasks", "juggle-blocks", "--out", str(tmp_path / "r")])

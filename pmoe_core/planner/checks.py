@@ -1,0 +1,267 @@
+"""Input checks of `pmoe plan`: is this a tabletop cloud in metres with objects on it, and an instruction the planner
+knows, naming colours the scene has? Without them the planner answers anything with a confident plan.
+
+`check_input` returns an `InputCheck`: what it measured, `problems` that make planning meaningless (`refusals`:
+the CLI stops with the first, one line) and `warnings` (printed; the plan goes ahead). Refused: an empty cloud or one
+too small to hold an object, a cloud in centimetres or millimetres, a cloud with no point in the workspace, a table
+with no object on it, and an instruction that matches no task. Warned: points outside the workspace (a room-scale
+cloud: the planner was trained on the table alone) and a colour named that no object has (the check is approximate:
+it compares colour words with measured colours, so it warns rather than refuses).
+
+Thresholds (measured with `OMP_NUM_THREADS=1 python bench/planner.py --part checks`, held-out seeds 100000.., seen
+and unseen colours; the figures are in docs/commands/plan.md):
+- `ABSENT_COLOUR_DE` = 12: a named colour is on the table when some object's measured mean colour lies within
+  CIE76 delta E 12 of a lexicon colour of that name's family (the name itself and the names of kinds of it: "dusky
+  blue" is a blue). Named colours present in the scenes came within 10.4 (orange) at most; families are needed
+  because the XKCD prototypes are vivid where the scene palette is muted: XKCD "blue" is delta E 72 from the scene's
+  blue and 75 from its purple, so a single prototype separates nothing.
+- `TASK_SIMILARITY` = 0.5: an instruction matches a task when its MiniLM embedding has cosine >= 0.5 with a
+  training phrasing (tabletop/phrasing.py "train" frames); held-out phrasings scored >= 0.62 and chit-chat
+  ("hello there", "what time is it", "make me a sandwich", ...) <= 0.33.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from pmoe_core.errors import BadInput
+from pmoe_core.planner.objects import ObjectTokenConfig, segment
+from pmoe_core.scene import Scene
+from pmoe_core.tabletop.lexicon import (
+    NamedColour,
+    basic_term,
+    basic_term_of,
+    colour_words_in,
+    family_distance,
+    words_of,
+)
+from pmoe_core.tabletop.phrasing import BRITISH, british, fill, frames
+from pmoe_core.tabletop.tasks import POSITIONS, TASKS
+from pmoe_core.tabletop.world import WORKSPACE
+
+ABSENT_COLOUR_DE = 12.0
+TASK_SIMILARITY = 0.45
+WORKSPACE_MARGIN = 0.05  # m around the workspace box that still counts as inside (objects at its edge, noise)
+OUTSIDE_WARN = 0.2  # warn when more than this share of the points lies outside the workspace
+SEGMENT_SAMPLE = 8192  # points of the cloud segmented into objects (a 4 cm block keeps ~200 of them)
+UNIT_SCALES = {"centimetres": 0.01, "millimetres": 0.001}
+REFERENCE_WORDS = {"color": "red", "position": "center"}  # fill the training frames' slots for the embedding
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: which check (`workspace`, `units`, `points`, `objects`, `colour`, `instruction`), what it says,
+    and whether it makes planning meaningless (`refuse`)."""
+
+    check: str
+    message: str
+    refuse: bool = False
+
+
+@dataclass(frozen=True)
+class TaskMatch:
+    """The training phrasing nearest to the instruction (MiniLM cosine) and its task."""
+
+    task: str
+    phrasing: str
+    similarity: float
+
+    @property
+    def matched(self) -> bool:
+        return self.similarity >= TASK_SIMILARITY
+
+
+@dataclass(frozen=True)
+class ColourFinding:
+    """A colour the instruction names, how far (CIE76 delta E) the nearest object's measured colour is from its
+    family (None: no object to compare with), and whether some object has it (`colour_present`)."""
+
+    name: str
+    nearest_delta_e: float | None
+    present: bool
+
+
+@dataclass
+class InputCheck:
+    """What the checks measured and found; `problems` in the order they were found."""
+
+    points: int
+    span_m: tuple[float, float, float]
+    inside_workspace: float  # share of the points inside the workspace (with its margin)
+    object_colors: list[tuple[int, int, int]]  # measured mean colour of each object proposal
+    task: TaskMatch
+    words: dict[str, str]  # what the instruction names (`named_words`)
+    colours: list[ColourFinding]
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def refusals(self) -> list[Problem]:
+        return [p for p in self.problems if p.refuse]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if not p.refuse]
+
+    def raise_refusal(self, source: object = None) -> None:
+        """BadInput with the first refusal (one line naming `source`), if there is one."""
+        if self.refusals:
+            raise BadInput(self.refusals[0].message, source)
+
+
+def _inside(coord: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    xyz = coord * scale
+    keep = np.ones(len(xyz), dtype=bool)
+    for axis, (lo, hi) in enumerate(WORKSPACE):
+        keep &= (xyz[:, axis] >= lo - WORKSPACE_MARGIN) & (xyz[:, axis] <= hi + WORKSPACE_MARGIN)
+    return keep
+
+
+def _workspace_text() -> str:
+    (x0, x1), (y0, y1), (z0, z1) = WORKSPACE
+    return f"x {x0}..{x1}, y {y0}..{y1}, z {z0}..{z1} m"
+
+
+def check_cloud(coord: np.ndarray, problems: list[Problem]) -> tuple[np.ndarray, float]:
+    """Units and workspace: (mask of the points inside the workspace, their share); appends what it finds."""
+    inside = _inside(coord)
+    share = float(inside.mean())
+    span = np.ptp(coord, axis=0)
+    if share >= 1 - OUTSIDE_WARN:
+        return inside, share
+    for unit, scale in UNIT_SCALES.items():
+        if _inside(coord, scale).mean() >= 1 - OUTSIDE_WARN:
+            problems.append(Problem("units", f"the cloud looks like {unit} (span {span[0]:.0f} x {span[1]:.0f} x "
+                                    f"{span[2]:.0f}); the planner's world is in metres: scale it by {scale}", True))
+            return inside, share
+    where = f"{100 * (1 - share):.0f}% of the points lie outside the tabletop workspace ({_workspace_text()}; " \
+            f"the cloud spans {span[0]:.2f} x {span[1]:.2f} x {span[2]:.2f} m)"
+    if not inside.any():
+        problems.append(Problem("workspace", f"{where}: nothing to plan on", True))
+    else:
+        problems.append(Problem("workspace", f"{where}; the planner was trained on the table alone: crop the cloud "
+                                "to the table"))
+    return inside, share
+
+
+def object_colours(coord: np.ndarray, color: np.ndarray, seed: int = 0) -> list[tuple[int, int, int]]:
+    """Mean colour (0-255) of each object proposal (`objects.segment`) in a uniform sample of the cloud.
+
+    The sample keeps the table's points: `segment` tells a zone (a coloured patch on the table) from the table by
+    the table's colour, measured from the points at table height.
+    """
+    rgb = np.asarray(color, dtype=np.float64)
+    rgb = rgb / 255.0 if np.asarray(color).dtype == np.uint8 or rgb.max() > 1.0 else rgb
+    idx = np.random.default_rng(seed).permutation(len(coord))[:SEGMENT_SAMPLE]
+    ids = segment(coord[idx], rgb[idx], ObjectTokenConfig())
+    return [tuple(int(round(255 * v)) for v in rgb[idx][ids == k].mean(0)) for k in range(int(ids.max()) + 1)]
+
+
+def colour_present(colour: NamedColour, measured: list[tuple[int, int, int]]) -> ColourFinding:
+    """Is `colour` one of the measured object colours? Yes when an object lies within `ABSENT_COLOUR_DE` of the
+    name's family, or when object and name fall to the same basic colour term (lexicon.basic_term)."""
+    if not measured:
+        return ColourFinding(colour.name, None, False)
+    rgb = np.array(measured, dtype=np.float64)
+    nearest = float(family_distance(colour, rgb).min())
+    term = basic_term_of(colour)
+    same_term = any(basic_term(c) == term for c in rgb)
+    return ColourFinding(colour.name, nearest, nearest <= ABSENT_COLOUR_DE or same_term)
+
+
+@lru_cache(maxsize=1)
+def _references() -> tuple[tuple[str, ...], tuple[str, ...], np.ndarray]:
+    from pmoe_core.vocab.embeddings import embed_texts
+
+    tasks, texts = [], []
+    for task in TASKS:
+        for frame in sorted(frames(task, "train")):
+            tasks.append(task)
+            texts.append(fill(frame, REFERENCE_WORDS))
+    return tuple(tasks), tuple(texts), embed_texts(texts)
+
+
+def _with_reference_words(instruction: str) -> str:
+    """The instruction, normalised, naming the reference words: which colour or place it names is the colour
+    check's business, not the task match's (and "the pink block" should match "the red block" as well as any)."""
+    text = f" {' '.join(words_of(instruction))} "
+    for colour in colour_words_in(instruction):
+        text = text.replace(f" {colour.name} ", f" {REFERENCE_WORDS['color']} ", 1)
+    for place in sorted(POSITIONS, key=len, reverse=True):
+        for spelled in (place, british(place)):
+            text = text.replace(f" {spelled} ", f" {REFERENCE_WORDS['position']} ")
+    return text.strip()
+
+
+def named_words(instruction: str) -> dict[str, str]:
+    """What an instruction names, as a scene description records it (SceneDesc.words): the first colour and the
+    table position, American spellings ({"color": "gray", "position": "center"})."""
+    american = {v: k for k, v in BRITISH.items()}
+    words: dict[str, str] = {}
+    colours = colour_words_in(instruction)
+    if colours:
+        words["color"] = " ".join(american.get(w, w) for w in colours[0].name.split())
+    text = f" {' '.join(words_of(instruction))} "
+    for place in sorted(POSITIONS, key=len, reverse=True):
+        if f" {place} " in text or f" {british(place)} " in text:
+            words["position"] = place
+            break
+    return words
+
+
+def match_task(instruction: str) -> TaskMatch:
+    """The task of the training phrasing nearest to `instruction` (cosine of MiniLM sentence embeddings)."""
+    from pmoe_core.vocab.embeddings import embed_texts
+
+    tasks, texts, vectors = _references()
+    sims = vectors @ embed_texts([_with_reference_words(instruction)])[0]
+    best = int(np.argmax(sims))
+    return TaskMatch(tasks[best], texts[best], float(sims[best]))
+
+
+def check_instruction(instruction: str, measured: list[tuple[int, int, int]] | None,
+                      problems: list[Problem]) -> tuple[TaskMatch, list[ColourFinding]]:
+    """Task match and colour presence (`measured` None: no cloud to compare with); appends what it finds."""
+    match = match_task(instruction)
+    if not match.matched:
+        problems.append(Problem(
+            "instruction", f"the instruction {instruction!r} matches no task the planner knows (nearest: "
+            f"{match.phrasing!r}, similarity {match.similarity:.2f} < {TASK_SIMILARITY}); say what to stack or move, "
+            "e.g. 'stack all the blocks on the red block'", True))
+    findings = []
+    for colour in colour_words_in(instruction):
+        finding = colour_present(colour, measured or [])
+        findings.append(finding)
+        if measured and not finding.present:
+            seen = ", ".join(f"rgb{c}" for c in measured)
+            problems.append(Problem("colour", f"the instruction names {colour.name!r} but no object on the table "
+                                    f"has that colour (nearest delta E {finding.nearest_delta_e:.0f} > "
+                                    f"{ABSENT_COLOUR_DE:.0f}; objects: {seen})"))
+    return match, findings
+
+
+def check_input(cloud: Scene, instruction: str, seed: int = 0) -> InputCheck:
+    """Run every check on a cloud (metres expected) and an instruction; `seed` seeds the point sample."""
+    problems: list[Problem] = []
+    coord = np.asarray(cloud.coord, dtype=np.float64)
+    min_points = ObjectTokenConfig().min_points
+    span = tuple(float(v) for v in np.ptp(coord, axis=0)) if len(coord) else (0.0, 0.0, 0.0)
+    measured: list[tuple[int, int, int]] | None = None
+    share = 0.0
+    if cloud.color is None:
+        problems.append(Problem("points", "the point cloud has no colours (red, green, blue); the planner needs them",
+                                True))
+    elif len(coord) < min_points:
+        problems.append(Problem("points", f"the point cloud has {len(coord)} point(s); an object needs at least "
+                                f"{min_points}", True))
+    else:
+        inside, share = check_cloud(coord, problems)
+        if not any(p.refuse for p in problems):
+            measured = object_colours(coord[inside], np.asarray(cloud.color)[inside], seed)
+            if not measured:
+                problems.append(Problem("objects", "no objects found on the table (nothing above it or coloured "
+                                        f"unlike it in a cluster of >= {min_points} points); nothing to pick", True))
+    match, colours = check_instruction(instruction, measured, problems)
+    return InputCheck(len(coord), span, share, measured or [], match, named_words(instruction), colours, problems)
