@@ -238,11 +238,12 @@ def _exist(objects: list[TableObject], palette: tuple[str, ...], rng) -> list[Qu
     kind = kinds[int(rng.integers(len(kinds)))]
     present = sorted({o.color for o in objects if o.kind == kind})
     absent = [c for c in sorted(palette) if c not in present]
+    if not absent:  # every colour of the split is there (unseen split, 4 colours): a lone "yes" would skew the set
+        return []
     qs = []
     for colors, answer in ((present, "yes"), (absent, "no")):
-        if colors:
-            thing = f"{colors[int(rng.integers(len(colors)))]} {kind}"
-            qs.append(Question("exist", {"thing": thing, "a_thing": _article(thing)}, answer))
+        thing = f"{colors[int(rng.integers(len(colors)))]} {kind}"
+        qs.append(Question("exist", {"thing": thing, "a_thing": _article(thing)}, answer))
     return qs
 
 

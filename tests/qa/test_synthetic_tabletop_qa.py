@@ -169,3 +169,8 @@ def test_exist_questions_do_not_give_the_answer_away_by_kind():
                      for i in tabletop_qa(range(70)) if i.question_type == "exist")
     for kind in ("block", "bowl", "zone"):
         assert counts[(kind, "yes")] == counts[(kind, "no")] > 0
+
+
+def test_exist_stays_balanced_in_the_four_colour_unseen_split():
+    answers = [i.answers[0] for i in tabletop_qa(range(100), split="unseen") if i.question_type == "exist"]
+    assert answers and answers.count("yes") == answers.count("no")
