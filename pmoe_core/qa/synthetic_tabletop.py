@@ -21,7 +21,7 @@ from pmoe_core.qa.items import QAItem
 from pmoe_core.tabletop.oracle import oracle_steps
 from pmoe_core.tabletop.tasks import TASKS as TASK_FNS
 from pmoe_core.tabletop.tasks import make_scene
-from pmoe_core.tabletop.world import SPLITS, SceneDesc, TableObject, r6
+from pmoe_core.tabletop.world import BOWL_FLOOR, BOWL_INNER_RADIUS, SPLITS, SceneDesc, TableObject, r6
 
 PREFIX = "tabletop"
 FINAL = "final"
@@ -162,17 +162,20 @@ def _size_word(obj: TableObject) -> str:
     return "big" if obj.kind == "block" and obj.size > 0.05 else "small"
 
 
+def _support_top(obj: TableObject) -> float:
+    """Height a resting object's bottom has on `obj`: a block's top face, a bowl's floor, a zone's (the table's)."""
+    return {"block": obj.position[2] + obj.height / 2, "bowl": BOWL_FLOOR, "zone": 0.0}[obj.kind]
+
+
 def supporter(obj: TableObject, objects: list[TableObject]) -> TableObject | None | str:
-    """What `obj` rests on: another object, None for the table, "several" when it rests on more than one."""
+    """What `obj` rests on: another object, None for the table, "several" when it rests on more than one (pyramids).
+    Resting = its bottom within ON_TOL of the other's support height and its centre over the other's top face
+    (inside a bowl's inner wall)."""
     bottom = obj.position[2] - obj.height / 2
     under = []
     for other in objects:
-        if other.id == obj.id or other.kind == "bowl" and obj.kind != "block":
-            continue
-        top = other.position[2] + other.height / 2 if other.kind == "block" else (
-            0.0 if other.kind == "zone" else 0.005)
-        reach = other.size / 2 if other.kind != "bowl" else 0.054
-        if abs(bottom - top) < ON_TOL and _xy_dist(obj, other) < reach:
+        reach = BOWL_INNER_RADIUS if other.kind == "bowl" else other.size / 2
+        if other.id != obj.id and abs(bottom - _support_top(other)) < ON_TOL and _xy_dist(obj, other) < reach:
             under.append(other)
     if len(under) > 1:
         return "several"
