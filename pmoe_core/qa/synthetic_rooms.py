@@ -105,11 +105,13 @@ class RoomObject:
 
 @dataclass(frozen=True)
 class Question:
+    """A question before wording: family (a TEMPLATES key), template words, answer, the objects it is about."""
+
     family: str
     words: dict
     answer: str
     objects: tuple[RoomObject, ...] = ()
-    situation: dict | None = None  # {"noun", "position", "yaw"}
+    situation: dict | None = None  # {"noun", "position", "yaw", "phrase"}
 
 
 def room_objects(root: str | Path, scene_id: str) -> list[RoomObject]:
@@ -141,7 +143,11 @@ def _floats(values: np.ndarray, digits: int) -> tuple[float, ...]:
 
 
 def _agg_path(root: Path, scene_id: str) -> Path:
-    return root / "scans" / scene_id / f"{scene_id}.aggregation.json"
+    """The scene's aggregation file (early ScanNet releases name it `<scene>_vh_clean.aggregation.json`)."""
+    folder = root / "scans" / scene_id
+    path = folder / f"{scene_id}.aggregation.json"
+    early = folder / f"{scene_id}_vh_clean.aggregation.json"
+    return early if not path.is_file() and early.is_file() else path
 
 
 def _aggregation(root: Path, scene_id: str) -> list:
