@@ -11,10 +11,15 @@ point than ptv3-tiny, because a routed gated-MLP projection costs 2 x 3 C^2 wher
 therefore trains `pmoe-tiny-matched`, a bench-local config: pmoe-tiny with its 64-wide levels at 60 (same MoE).
 PPT's PDNorm keeps one norm bank per dataset but a point goes through one, so its per-point count is PTv3's.
 
+Each model trains with its reference's recipe, as the library's train() applies it (engine/train.py
+preset_recipe): PPT with Pointcept's (lr 0.005 / block 0.0005, clip 3.0, Mix3D 0.8, one dataset per batch), the
+others with the Point-MoE release's (0.002 / 0.0006, clip 1.0, no Mix3D); each row's JSON records the values used.
+
     OMP_NUM_THREADS=1 python bench/joint_training.py --threads 1   # ~28 min on 2 busy CPU cores
     python bench/joint_training.py --steps 40 --scenes 4             # quick look
     for s in 0 1 2; do python bench/joint_training.py --steps 30 --scenes 4 --threads 1 --seed $s --json j$s.json; done
     python bench/joint_training.py --summarise j0.json j1.json j2.json   # mean and spread over the seeds
+    python bench/joint_training.py --steps 30 --scenes 4 --models ppt-tiny   # one model's rows only
 
 Numbers on tiny synthetic data say nothing about the paper's; they show the pipeline and the comparison run.
 """
@@ -33,7 +38,7 @@ import torch
 
 from pmoe_core.convert import convert
 from pmoe_core.engine.evaluate import evaluate
-from pmoe_core.engine.train import TrainConfig, train
+from pmoe_core.engine.train import TrainConfig, resolve_recipe, train
 from pmoe_core.models import PRESETS, build_model, count_parameters
 from pmoe_core.models.ppt import PDNorm
 from pmoe_core.models.presets import ModelConfig, pmoe_tiny
@@ -94,16 +99,18 @@ def run(data: Path, root: Path, preset: str, mix: bool, steps: int, seed: int, a
     label = f"{preset}{'' if mix else ' (no mixing)'}"
     out = root / "runs" / label.replace(" ", "_").replace("(", "").replace(")", "")
     start = time.perf_counter()
-    result = train(TrainConfig(data=str(data), datasets=TRAINED, out=str(out), preset=preset, steps=steps,
-                               batch_size=2, mix=mix, max_points=12000, workers=2, seed=seed,
-                               log_every=max(steps // 5, 1), ckpt_every=steps + 1, precise_bn=10,
-                               tensorboard=False), echo=lambda s: None)
+    cfg = resolve_recipe(TrainConfig(data=str(data), datasets=TRAINED, out=str(out), preset=preset, steps=steps,
+                                     batch_size=2, mix=mix, max_points=12000, workers=2, seed=seed,
+                                     log_every=max(steps // 5, 1), ckpt_every=steps + 1, precise_bn=10,
+                                     tensorboard=False))
+    result = train(cfg, echo=lambda s: None)
     trained = time.perf_counter() - start
     report = evaluate(str(result.checkpoint), str(data), datasets=TRAINED + ZERO_SHOT)
     miou = {r.dataset: r.miou for r in report.results}
     return {
         "model": label, "active_params": active, "train_s": round(trained, 1), "eval_s": round(report.seconds, 1),
         "final_loss": round(result.final_loss, 4), "miou": {k: round(v * 100, 1) for k, v in miou.items()},
+        "recipe": {"lr": cfg.optim.lr, "block_lr": cfg.optim.block_lr, "grad_clip": cfg.grad_clip, "mix3d": cfg.mix3d},
         "avg_trained": round(100 * sum(miou[d] for d in TRAINED) / len(TRAINED), 1),
         "avg_zero_shot": round(100 * sum(miou[d] for d in ZERO_SHOT) / len(ZERO_SHOT), 1),
     }
@@ -137,7 +144,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of "
+                        f"{', '.join(MODELS)} to train and evaluate ({MATCHED}: with and without mixing)")
     args = parser.parse_args()
+    chosen = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not chosen or set(chosen) - set(MODELS):
+        parser.error(f"--models takes names from {', '.join(MODELS)}, got {args.models!r}")
     if args.summarise:
         summarise(args.summarise)
         return
@@ -152,7 +164,7 @@ def main() -> None:
     data = prepare(root, args.scenes, args.seed)
     print(f"data ready in {time.perf_counter() - total:.0f} s under {root}", flush=True)
     rows = []
-    for preset, mix in RUNS:
+    for preset, mix in [(p, m) for p, m in RUNS if p in chosen]:
         rows.append(run(data, root, preset, mix, args.steps, args.seed, counts[preset]))
         r = rows[-1]
         print(f"{r['model']}: train {r['train_s']:.0f} s, eval {r['eval_s']:.0f} s, loss {r['final_loss']}", flush=True)

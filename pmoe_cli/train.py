@@ -124,6 +124,9 @@ def train(
     weight_decay: float = typer.Option(0.05, "--weight-decay"),
     weights: str | None = typer.Option(None, "--weights", help="Per-dataset sampling weights naming every dataset, e.g. scannet=2,kitti=1 (default: by scene count)."),
     mix: bool = typer.Option(True, "--mix/--no-mix", help="Mixed-dataset batches (--no-mix: one dataset per batch)."),
+    mix3d: float | None = typer.Option(None, "--mix3d", min=0.0, max=1.0, metavar="P",
+                                       help="Mix3D: probability that a batch's pairs of scenes (same dataset) are "
+                                            "overlaid into one (default: the preset's recipe: PPT 0.8, others 0)."),
     samples_per_epoch: int | None = typer.Option(None, "--samples-per-epoch", min=1,
                                                  help="Draws per epoch over all processes "
                                                       "(default: all scenes, at least one batch per process)."),
@@ -162,9 +165,8 @@ def train(
 ) -> None:
     import torch  # heavy imports stay inside the command, so `pmoe --help` and other commands start fast
 
-    from pmoe_core.engine.config_file import build_config, parse_set, read_config_file
-    from pmoe_core.engine.train import TrainConfig, resolve_preset, train as run_train
-    from pmoe_core.models.presets import recipe_defaults
+    from pmoe_core.engine.config_file import parse_set, read_config_file
+    from pmoe_core.engine.train import config_from_layers, train as run_train
 
     if threads:
         torch.set_num_threads(threads)
@@ -173,12 +175,7 @@ def train(
     if config:
         layers.append((config, read_config_file(config)))
     layers += [("the command line", flags), ("--set", parse_set(set_ or []))]
-
-    def preset_recipe(name: str) -> dict:
-        recipe = recipe_defaults(resolve_preset(name))  # PPT keeps its own lr and clipping (docs/recipes.md)
-        return {"optim": {"lr": recipe.lr, "block_lr": recipe.block_lr}, "grad_clip": recipe.grad_clip}
-
-    cfg = build_config(TrainConfig, layers, preset_recipe)
+    cfg = config_from_layers(layers)  # over the preset's recipe: PPT's own lr, clipping and Mix3D (docs/recipes.md)
     if cfg.upcycle is not None and not cfg.init:
         raise BadInput("--upcycle needs --init DENSE: the dense PTv3 checkpoint whose projections become the experts")
     bar = ProgressBar("training", unit="steps", every=cfg.log_every)

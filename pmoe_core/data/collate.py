@@ -3,7 +3,8 @@
 The PointBatch carries nothing dataset-specific. SegTargets says, per sample, which dataset's label space its
 `segment` indexes (name, class count, and the offset of that space in a fixed concatenation of label spaces), so
 the loss and the head can score each sample against its own classes. Test batches also carry FragmentMaps to sum
-predictions of all fragments back onto every original point.
+predictions of all fragments back onto every original point. `mix3d` overlays pairs of a training batch's samples
+(the loader decides which batches).
 """
 
 from __future__ import annotations
@@ -155,3 +156,35 @@ def fragment_pieces(scenes: Sequence[Sample], max_points: int) -> list[list[tupl
     if current:
         groups.append(current)
     return groups
+
+
+def mix3d(batch: PointBatch, targets: SegTargets) -> tuple[PointBatch, SegTargets]:
+    """Mix3D (Nekrasov et al., 2021) on a collated training batch, as Pointcept's training collate applies it with
+    probability `mix_prob`: samples (0, 1), (2, 3), ... become one scene each, their points overlaid where their
+    recipes left them (each centred); an odd last sample stays alone. Nothing moves: the points are already in
+    pair order, so only the boundary inside each pair goes.
+
+    A pair from two datasets stays two samples: one sample is scored against one label space (and PPT picks one
+    norm for it), so the merged scene keeps the dataset, label space and class offset its two halves share. In
+    single-dataset batches (PPT's) that is every pair.
+    """
+    if targets.fragments is not None:
+        raise ValueError("Mix3D merges training samples; a test batch keeps its fragments apart")
+    count = batch.num_samples
+    groups: list[list[int]] = []
+    for first in range(0, count, 2):
+        if first + 1 < count and targets.datasets[first] == targets.datasets[first + 1]:
+            groups.append([first, first + 1])
+        else:
+            groups += [[b] for b in range(first, min(first + 2, count))]
+    ends = torch.tensor([g[-1] for g in groups], dtype=torch.int64)
+    starts = torch.tensor([g[0] for g in groups], dtype=torch.int64)
+    merged = PointBatch(coord=batch.coord, feat=batch.feat, grid_coord=batch.grid_coord, offset=batch.offset[ends])
+    merged_targets = SegTargets(
+        segment=targets.segment,
+        datasets=tuple(targets.datasets[g[0]] for g in groups),
+        names=tuple("+".join(targets.names[b] for b in g) for g in groups),
+        num_classes=targets.num_classes[starts],
+        class_offset=targets.class_offset[starts],
+    )
+    return merged, merged_targets

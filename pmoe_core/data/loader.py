@@ -3,6 +3,9 @@
 Workers read, transform and collate whole batches (the sampler runs in the main process). Because workers
 prefetch, the sampler's own position runs ahead of training; the Loader counts the batches actually handed to
 the caller, and that count is what its state_dict saves.
+
+Mix3D (collate.mix3d) is decided here, in the main process, per batch handed out: the coin is a pure function of
+(seed, rank, epoch, batch index), so it needs no state of its own and a resumed run draws the same coins.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pmoe_core.data.collate import Collate, SegTargets
+from pmoe_core.data.collate import Collate, SegTargets, mix3d
 from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.data.sampler import MixedBatchSampler
+from pmoe_core.errors import BadInput
 from pmoe_core.models.batch import PointBatch
 
 
@@ -29,7 +33,8 @@ class Throughput:
     part of it the consumer spent blocked on the loader (near 0 when loading keeps up with training)."""
 
     batches: int = 0
-    scenes: int = 0
+    scenes: int = 0  # scenes drawn (a Mix3D pair counts two)
+    mixed: int = 0  # batches whose pairs Mix3D merged
     points: int = 0
     seconds: float = 0.0
     waiting: float = 0.0
@@ -43,7 +48,8 @@ class Throughput:
         return self.points / self.seconds if self.seconds > 0 else 0.0
 
     def __str__(self) -> str:
-        return (f"{self.batches} batches, {self.scenes} scenes, {self.points} points in {self.seconds:.2f} s "
+        mixed = f" ({self.mixed} mixed by Mix3D)" if self.mixed else ""
+        return (f"{self.batches} batches{mixed}, {self.scenes} scenes, {self.points} points in {self.seconds:.2f} s "
                 f"({self.waiting:.2f} s waiting): {self.scenes_per_s:.2f} scenes/s, {self.points_per_s:,.0f} points/s")
 
 
@@ -55,11 +61,24 @@ def seed_worker(base_seed: int, worker_id: int) -> None:
     torch.manual_seed(seed)
 
 
+MIX3D_STREAM = 0x4D3D  # keeps the Mix3D coins' seed sequence apart from the sampler's (seed, epoch) stream
+
+
+def mix3d_coin(prob: float, seed: int, rank: int, epoch: int, index: int) -> bool:
+    """Whether Mix3D merges batch `index` of `epoch` on `rank`: true with probability `prob`, the same on every
+    call with the same arguments (Pointcept draws one coin per batch from the worker's global RNG)."""
+    if prob <= 0:
+        return False
+    return bool(np.random.default_rng([MIX3D_STREAM, seed, rank, epoch, index]).random() < prob)
+
+
 class Loader:
     """Iterates (PointBatch, SegTargets) for the sampler's current epoch; see `make_loader`."""
 
-    def __init__(self, loader: DataLoader, sampler: MixedBatchSampler):
-        self.loader, self.sampler = loader, sampler
+    def __init__(self, loader: DataLoader, sampler: MixedBatchSampler, mix3d: float = 0.0):
+        if not 0 <= mix3d <= 1:
+            raise BadInput(f"the Mix3D probability must be from 0 to 1, got {mix3d}")
+        self.loader, self.sampler, self.mix3d = loader, sampler, mix3d
         self.epoch, self.position = sampler.epoch, sampler.position
         self.stats = Throughput()
 
@@ -72,12 +91,16 @@ class Loader:
         start = asked = time.perf_counter()
         for batch, targets in self.loader:
             now = time.perf_counter()
-            self.position += 1
+            index, self.position = self.position, self.position + 1
             self.stats.batches += 1
             self.stats.scenes += batch.num_samples
             self.stats.points += int(batch.coord.shape[0])
             self.stats.waiting += now - asked
             self.stats.seconds = before + now - start
+            if mix3d_coin(self.mix3d, self.sampler.seed, self.sampler.rank, self.epoch, index):
+                count = batch.num_samples
+                batch, targets = mix3d(batch, targets)
+                self.stats.mixed += int(batch.num_samples < count)
             yield batch, targets
             asked = time.perf_counter()
         self.epoch, self.position = self.epoch + 1, 0
@@ -107,7 +130,10 @@ def make_loader(
     persistent_workers: bool = True,
     seed: int = 0,
     collate: Collate | None = None,
+    mix3d: float = 0.0,
 ) -> Loader:
+    """`mix3d`: the probability that a batch's pairs of samples are merged into one scene each (collate.mix3d),
+    training only (Pointcept's `mix_prob`)."""
     workers = num_workers > 0
     loader = DataLoader(
         dataset,
@@ -121,7 +147,7 @@ def make_loader(
         # resume), which would otherwise advance the global torch RNG and make resumed runs drift.
         generator=torch.Generator().manual_seed(seed),
     )
-    return Loader(loader, sampler)
+    return Loader(loader, sampler, mix3d)
 
 
 def make_test_loader(dataset: SceneDataset, scenes_per_batch: int = 1, num_workers: int = 2,

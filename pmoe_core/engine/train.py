@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from pmoe_core.data.recipes import (RELEASE_MAX_POINTS, RELEASE_POINT_CLIP, RELE
                                     RecipeConfig, domain_of)
 from pmoe_core.data.sampler import MixedBatchSampler
 from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from pmoe_core.engine.config_file import CONFIG_NAME, config_data, write_config
+from pmoe_core.engine.config_file import CONFIG_NAME, build_config, config_data, write_config
 from pmoe_core.engine.distributed import DistInfo, init_distributed, params_in_sync, shutdown
 from pmoe_core.engine.init_from import apply_init, load_init
 from pmoe_core.engine.loss import label_space_loss
@@ -40,7 +40,7 @@ from pmoe_core.errors import BadInput, FormatError, StoreError
 from pmoe_core.models.batch import PointBatch
 from pmoe_core.models.moe import MoE, moe_aux_loss
 from pmoe_core.models.ppt import PPTConfig
-from pmoe_core.models.presets import backbone_config, build_model, get_config
+from pmoe_core.models.presets import backbone_config, build_model, get_config, recipe_defaults
 from pmoe_core.models.sparse_conv import resolve_backend
 from pmoe_core.outputs import atomic_path, check_output_dir
 from pmoe_core.progress import Progress, silent
@@ -77,8 +77,10 @@ class TrainConfig:
     samples_per_epoch: int | None = None
     weights: dict[str, float] | None = None
     mix: bool = True
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    grad_clip: float = 1.0
+    # These three, None: the preset's recipe (preset_recipe: PPT's own for ppt-*, the Point-MoE release's else).
+    optim: OptimConfig | None = None  # None: OptimConfig with the recipe's lr and block lr
+    grad_clip: float | None = None
+    mix3d: float | None = None  # probability that a batch's pairs of scenes are overlaid into one (Mix3D)
     amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
     aux_alpha: float | None = None  # override the preset's MoE balance-loss weight
     drop_path: float | None = None  # override the preset's drop path
@@ -130,9 +132,37 @@ def pick_device(name: str, info: DistInfo) -> torch.device:
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
+def preset_recipe(preset: str) -> dict[str, Any]:
+    """The training settings a preset brings (models/presets.py recipe_defaults: Pointcept's PPT recipe for ppt-*,
+    the Point-MoE release's for the others), as a config layer. The one place they enter a run: below every file,
+    flag and --set (config_from_layers), and wherever a TrainConfig built in code leaves them None (resolve_recipe).
+    """
+    recipe = recipe_defaults(resolve_preset(preset))
+    return {"optim": {"lr": recipe.lr, "block_lr": recipe.block_lr}, "grad_clip": recipe.grad_clip,
+            "mix3d": recipe.mix3d}
+
+
+def resolve_recipe(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with the settings it leaves None taken from its preset's recipe: what train() runs and records."""
+    recipe = preset_recipe(cfg.preset)
+    return dataclasses.replace(
+        cfg,
+        optim=cfg.optim if cfg.optim is not None else OptimConfig(**recipe["optim"]),
+        grad_clip=cfg.grad_clip if cfg.grad_clip is not None else recipe["grad_clip"],
+        mix3d=cfg.mix3d if cfg.mix3d is not None else recipe["mix3d"],
+    )
+
+
+def config_from_layers(layers: Sequence[tuple[str, Mapping[str, Any]]]) -> TrainConfig:
+    """A TrainConfig from settings layers (source name, mapping), lowest precedence first, over the preset's
+    recipe (config_file.build_config): what `pmoe train` builds from its defaults, --config, flags and --set."""
+    return build_config(TrainConfig, layers, preset_recipe)
+
+
 def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
     """Every option that can be wrong without reading data, checked before anything is opened or written; returns
     the canonical dataset names."""
+    cfg = resolve_recipe(cfg)
     register_custom_stores(cfg.data, cfg.datasets)  # a custom dataset is known from its store's attributes
     datasets = unique_datasets(cfg.datasets)
     if not datasets:
@@ -143,7 +173,8 @@ def check_train_options(cfg: TrainConfig) -> tuple[str, ...]:
         ("pct_start", cfg.optim.pct_start, Rule.FRACTION), ("div_factor", cfg.optim.div_factor, Rule.POSITIVE),
         ("final_div_factor", cfg.optim.final_div_factor, Rule.POSITIVE),
         ("--aux-alpha", cfg.aux_alpha, Rule.NON_NEGATIVE), ("--drop-path", cfg.drop_path, Rule.FRACTION),
-        ("grad_clip", cfg.grad_clip, Rule.POSITIVE), ("grid_indoor", cfg.grid_indoor, Rule.POSITIVE),
+        ("grad_clip", cfg.grad_clip, Rule.POSITIVE), ("mix3d", cfg.mix3d, Rule.FRACTION),
+        ("grid_indoor", cfg.grid_indoor, Rule.POSITIVE),
         ("grid_outdoor", cfg.grid_outdoor, Rule.POSITIVE),
         *((f"--weights {name}", w, Rule.NON_NEGATIVE) for name, w in (cfg.weights or {}).items()),
     ])
@@ -424,6 +455,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, echo: Callable[[str], N
 
 def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[[str], None],
            command: list[str] | None) -> TrainResult:
+    cfg = resolve_recipe(cfg)
     datasets = check_train_options(cfg)
     device = pick_device(cfg.device, info)
     run_dir = Path(cfg.out)
@@ -473,7 +505,7 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
         config = init.config
     layout = backbone_config(config if config is not None else get_config(resolve_preset(cfg.preset))).in_features
     loader = make_loader(dataset, sampler, num_workers=cfg.workers, seed=cfg.seed,
-                         collate=Collate(dataset.label_spaces, in_features=layout))
+                         collate=Collate(dataset.label_spaces, in_features=layout), mix3d=cfg.mix3d)
     model, model_cfg = build_segmentation_model(cfg.preset, datasets, classes.shape[1], cfg, config=config)
     if init is not None:
         apply_init(model, init, cfg.init)
@@ -545,7 +577,8 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
              f"{', '.join(datasets)}: "
              f"{len(dataset)} train scenes, {info.world_size} process(es) on {device}, steps {step}->{total}"
              + ("" if cfg.steps is not None else f" ({cfg.epochs or RELEASE_EPOCHS} epochs of "
-                f"{math.ceil(len(sampler) / cfg.accum)} steps)"))
+                f"{math.ceil(len(sampler) / cfg.accum)} steps)")
+             + (f", Mix3D {cfg.mix3d:g}" if cfg.mix3d else ""))
     progress(total=total, advance=step, message="training")
     model.train()
     stream = _batches(loader)
@@ -618,8 +651,9 @@ def _train(cfg: TrainConfig, info: DistInfo, progress: Progress, echo: Callable[
     if not interrupted:
         save(complete=step >= total)
         if log is not None:
+            throughput = loader.throughput()
             log.log(step, event="end", seconds=round(elapsed, 3), in_sync=in_sync, world_size=info.world_size,
-                    loader=str(loader.throughput()))
+                    loader=str(throughput), mix3d_batches=throughput.mixed)
     if log is not None:
         log.close()
     return TrainResult(run_dir=run_dir, checkpoint=ckpt_path, steps=step, final_loss=losses[-1] if losses else math.nan,

@@ -131,18 +131,19 @@ PRESETS: dict[str, Callable[[], ModelConfig]] = {
 @dataclass(frozen=True)
 class RecipeDefaults:
     """The training-recipe defaults a preset comes with: those of the reference config it reproduces
-    (docs/recipes.md). `pmoe train` uses them where --lr / --block-lr are not given."""
+    (docs/recipes.md). Training (engine/train.py preset_recipe) uses them wherever a run does not set its own."""
 
     lr: float = 0.002  # Point-MoE release: OneCycle max_lr [0.002, 0.0006] (configs/point_moe/indoor.py)
     block_lr: float = 0.0006
     grad_clip: float = 1.0
     mix: bool = True  # mixed-dataset batches
+    mix3d: float = 0.0  # Mix3D probability per training batch (the release: mix_prob = 0)
 
 
 POINT_MOE_RECIPE = RecipeDefaults()
 # Pointcept's PPT + PTv3 ("PPT-extreme", configs/scannet/semseg-pt-v3m1-1-ppt-extreme.py): lr 0.005, block lr 0.0005,
-# clip_grad 3.0, batches of one dataset (its MultiDatasetTrainer); PDNorm needs the last one anyway.
-PPT_RECIPE = RecipeDefaults(lr=0.005, block_lr=0.0005, grad_clip=3.0, mix=False)
+# clip_grad 3.0, mix_prob 0.8, batches of one dataset (its MultiDatasetTrainer); PDNorm needs the last one anyway.
+PPT_RECIPE = RecipeDefaults(lr=0.005, block_lr=0.0005, grad_clip=3.0, mix=False, mix3d=0.8)
 
 
 def recipe_defaults(preset: str) -> RecipeDefaults:
