@@ -174,3 +174,19 @@ def test_exist_questions_do_not_give_the_answer_away_by_kind():
 def test_exist_stays_balanced_in_the_four_colour_unseen_split():
     answers = [i.answers[0] for i in tabletop_qa(range(100), split="unseen") if i.question_type == "exist"]
     assert answers and answers.count("yes") == answers.count("no")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_final_state_is_where_the_simulated_oracle_leaves_the_blocks(task):
+    """The final-state scenes are not only the goals: MuJoCo executing the oracle's steps ends within 3 mm of them."""
+    from pmoe_core.tabletop.oracle import oracle_steps
+    from pmoe_core.tabletop.sim import execute
+
+    for seed in (1, 2):
+        desc = make_scene(task, seed)
+        rollout = execute(desc, oracle_steps(desc))
+        final = final_state(desc)
+        assert rollout.stable
+        for block in desc.blocks:
+            moved = np.subtract(rollout.poses[block.id].position, final.objects[block.id].position)
+            assert np.linalg.norm(moved) < 0.003, (task, seed, block)
