@@ -49,37 +49,44 @@ COLOR_MARGIN = 1.2  # the nearest colour name must be this many times closer tha
 TEMPLATES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     "count": {
         "train": (("count_how_many", "how many {plural} are in the room?"),
-                  ("count_number", "what is the number of {plural} in the room?")),
+                  ("count_number", "what is the number of {plural} in the room?"),
+                  ("count_there", "how many {plural} are there in the room?")),
         "heldout": (("count_count", "count the {plural} in this room."),
                     ("count_see", "how many {plural} can you see here?")),
     },
     "exist": {
-        "train": (("exist_is_there", "is there {a_noun} in the room?"), ("exist_any", "does the room have {a_noun}?")),
+        "train": (("exist_is_there", "is there {a_noun} in the room?"), ("exist_any", "does the room have {a_noun}?"),
+                  ("exist_here", "is there {a_noun} here?")),
         "heldout": (("exist_can_see", "can you see {a_noun} in here?"),
                     ("exist_contain", "does this room contain {a_noun}?")),
     },
     "color": {
-        "train": (("color_what", "what color is the {noun}?"), ("color_which", "which color does the {noun} have?")),
+        "train": (("color_what", "what color is the {noun}?"), ("color_which", "which color does the {noun} have?"),
+                  ("color_of", "what is the color of the {noun}?")),
         "heldout": (("color_tell", "tell me the color of the {noun}."), ("color_is", "the {noun} is which color?")),
     },
     "next_to": {
-        "train": (("next_what", "what is next to the {noun}?"), ("next_closest", "what is closest to the {noun}?")),
+        "train": (("next_what", "what is next to the {noun}?"), ("next_closest", "what is closest to the {noun}?"),
+                  ("next_by", "what is by the {noun}?")),
         "heldout": (("next_beside", "what stands beside the {noun}?"),
                     ("next_near", "name the object nearest to the {noun}.")),
     },
     "situated_what": {
-        "train": (("sit_what", "what is {where}?"), ("sit_which", "which object is {where}?")),
+        "train": (("sit_what", "what is {where}?"), ("sit_which", "which object is {where}?"),
+                  ("sit_there", "what is there {where}?")),
         "heldout": (("sit_name", "name the object {where}."), ("sit_find", "what do I find {where}?")),
     },
     "situated_side": {
         "train": (("side_is", "is the {noun} on my left or on my right?"),
-                  ("side_which", "on which side is the {noun}, left or right?")),
+                  ("side_which", "on which side is the {noun}, left or right?"),
+                  ("side_lr", "is the {noun} to my left or to my right?")),
         "heldout": (("side_where", "where is the {noun}, to my left or to my right?"),
                     ("side_turn", "should I turn left or right to face the {noun}?")),
     },
 }
 SITUATIONS = {
-    "train": (("situation_facing", "I am facing the {noun}."), ("situation_looking", "I am looking at the {noun}.")),
+    "train": (("situation_facing", "I am facing the {noun}."), ("situation_looking", "I am looking at the {noun}."),
+              ("situation_toward", "I am turned toward the {noun}.")),
     "heldout": (("situation_front", "The {noun} is in front of me."),
                 ("situation_standing", "I am standing with the {noun} ahead of me.")),
 }

@@ -4,7 +4,7 @@ Each seed picks a task family (cycling through `TASKS`) and a state: even seeds 
 blocks in bowls, a block moved), odd seeds the start state. The scene ref is `tabletop/<task>/<split>/<seed>` for
 the start and `.../<seed>/final` for the final state; `pmoe_core.qa.scenes.load_scene_cloud` turns either back into
 the same point cloud. Families (QAItem.question_type): color, count, exist, support (what is on / under / in what),
-relation (left/right/in front/behind, as seen by the robot: left = +y, front = +x). Every family has TRAIN and
+relation (left/right/in front/behind, as seen by the robot: left = +y, front = +x). Every family has three TRAIN and two
 HELD-OUT phrasings (QAItem.template names one); a question's content (referent, answer) does not depend on which
 set is asked for, only its wording does, so held-out templates test phrasing, held-out seeds test scenes.
 """
@@ -33,37 +33,45 @@ ON_TOL = 0.012  # m: a resting object's bottom is this close to its support's to
 # family -> (train phrasings, held-out phrasings). {ref}/{color}/{kind}/{a}/{b} are filled per question.
 TEMPLATES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
     "color": {
-        "train": (("color_what", "what color is the {ref}?"), ("color_which", "which color does the {ref} have?")),
+        "train": (("color_what", "what color is the {ref}?"), ("color_which", "which color does the {ref} have?"),
+                  ("color_of", "what is the color of the {ref}?")),
         "heldout": (("color_tell", "tell me the color of the {ref}."), ("color_is", "the {ref} is which color?")),
     },
     "count": {
         "train": (("count_how_many", "how many {kinds} are there?"),
-                  ("count_number", "what is the number of {kinds} on the table?")),
+                  ("count_number", "what is the number of {kinds} on the table?"),
+                  ("count_on", "how many {kinds} are on the table?")),
         "heldout": (("count_count", "count the {kinds} on the table."), ("count_see", "how many {kinds} do you see?")),
     },
     "exist": {
-        "train": (("exist_is_there", "is there {a_thing}?"), ("exist_any", "is there any {thing} on the table?")),
+        "train": (("exist_is_there", "is there {a_thing}?"), ("exist_any", "is there any {thing} on the table?"),
+                  ("exist_on", "is there {a_thing} on the table?")),
         "heldout": (("exist_can_see", "can you see {a_thing}?"), ("exist_does", "does the table have {a_thing}?")),
     },
     "support_on": {
-        "train": (("on_what", "what is on the {ref}?"), ("on_top", "what is on top of the {ref}?")),
+        "train": (("on_what", "what is on the {ref}?"), ("on_top", "what is on top of the {ref}?"),
+                  ("on_placed", "what is placed on the {ref}?")),
         "heldout": (("on_rests", "what rests on the {ref}?"), ("on_sits", "what sits on top of the {ref}?")),
     },
     "support_under": {
-        "train": (("under_what", "what is the {ref} on?"), ("under_below", "what is below the {ref}?")),
+        "train": (("under_what", "what is the {ref} on?"), ("under_below", "what is below the {ref}?"),
+                  ("under_beneath", "what is beneath the {ref}?")),
         "heldout": (("under_holds", "what holds up the {ref}?"), ("under_stands", "what does the {ref} stand on?")),
     },
     "support_in": {
-        "train": (("in_what", "what is in the {ref}?"), ("in_inside", "what is inside the {ref}?")),
+        "train": (("in_what", "what is in the {ref}?"), ("in_inside", "what is inside the {ref}?"),
+                  ("in_placed", "what is placed in the {ref}?")),
         "heldout": (("in_holds", "what does the {ref} hold?"), ("in_contains", "what does the {ref} contain?")),
     },
     "relation_what": {
-        "train": (("rel_what", "what is {side} the {ref}?"), ("rel_which", "which object is {side} the {ref}?")),
+        "train": (("rel_what", "what is {side} the {ref}?"), ("rel_which", "which object is {side} the {ref}?"),
+                  ("rel_located", "what is located {side} the {ref}?")),
         "heldout": (("rel_name", "name the object {side} the {ref}."), ("rel_find", "what do you find {side} the {ref}?")),
     },
     "relation_side": {
         "train": (("side_is", "is the {a} to the left or to the right of the {b}?"),
-                  ("side_which", "which side of the {b} is the {a} on, left or right?")),
+                  ("side_which", "which side of the {b} is the {a} on, left or right?"),
+                  ("side_short", "is the {a} left or right of the {b}?")),
         "heldout": (("side_where", "where is the {a} relative to the {b}, left or right?"),
                     ("side_lies", "does the {a} lie left or right of the {b}?")),
     },

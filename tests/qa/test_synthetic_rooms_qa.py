@@ -70,7 +70,7 @@ def test_count_and_exist_answers_match_the_annotation(rooms, items):
             assert len(item.object_ids) == expected
             checked += 1
         if item.question_type == "exist":
-            noun = re.search(r"(?:is there|have|see|contain) an? (.+?)(?: in the room| in here)?\?", item.question)
+            noun = re.search(r"(?:is there|have|see|contain) an? (.+?)(?: in the room| in here| here)?\?", item.question)
             assert item.answers == ("yes" if noun.group(1) in nouns else "no",), item
             checked += 1
     assert checked >= 16
@@ -94,7 +94,7 @@ def test_situated_left_right_agrees_with_the_written_pose(rooms, items):
         assert x == y == 0 and math.isclose(z * z + w * w, 1.0, abs_tol=1e-5)
         yaw = 2 * math.atan2(z, w)
         facing = np.array([math.cos(yaw), math.sin(yaw)])
-        noun = re.search(r"(?:is the|face the) (.+?)(?: on my|,|\?)", item.question).group(1)
+        noun = re.search(r"(?:is the|face the) (.+?)(?: on my| to my|,|\?)", item.question).group(1)
         (target,) = [o for o in room_objects(rooms, item.scene) if o.noun == noun]
         d = target.center[:2] - np.asarray(item.position[:2])
         cross = facing[0] * d[1] - facing[1] * d[0]
