@@ -40,6 +40,7 @@ from pmoe_cli.import_cmd import import_cmd as _import  # noqa: E402
 from pmoe_cli.models import models as _models  # noqa: E402
 from pmoe_cli.plan import plan_app  # noqa: E402
 from pmoe_cli.predict import predict as _predict  # noqa: E402
+from pmoe_cli.qa import qa_app  # noqa: E402
 from pmoe_cli.route_inspect import route_inspect as _route_inspect  # noqa: E402
 from pmoe_cli.store_cmds import check as _check, info as _info  # noqa: E402
 from pmoe_cli.synth import synth as _synth  # noqa: E402
@@ -60,6 +61,7 @@ app.command("eval")(_eval)
 app.command("predict")(_predict)
 app.command("route-inspect")(_route_inspect)
 app.add_typer(plan_app, name="plan")
+app.add_typer(qa_app, name="qa")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,198 @@
+"""`pmoe qa`: 3D question answering with the 3D-MoE answering model.
+
+- `pmoe qa --scene SCENE --question "..." [--situation "..."]`: answer in text (the packaged default unless
+  --checkpoint); greedy, or --beams N ranked answers; --json writes them.
+- `pmoe qa train`: train an answering model on synthetic QA sets (the packaged default's recipe by default).
+- `pmoe qa bench`: EM@1 and CIDEr per question type on held-out synthetic questions, with the majority baseline.
+
+Like `pmoe plan`, every command needs the planner extra (the model is built from the planner's parts, the tabletop
+scenes need MuJoCo); its modules are imported when a command runs, never when the app is built.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pmoe_cli.plan import require_planner_extra
+from pmoe_cli.progress import ProgressBar
+from pmoe_core.errors import BadInput
+from pmoe_core.jsonio import write_json_atomic
+from pmoe_core.outputs import check_output_file
+
+PRESETS = ("default", "tiny")  # = pmoe_core.qa.train.PRESETS
+CONDITIONS = ("heldout-scenes", "heldout-templates")  # = pmoe_core.qa.evaluate.CONDITIONS
+
+qa_app = typer.Typer(
+    name="qa",
+    help="3D question answering: answer questions about a scene in text, train the answering model, benchmark it.",
+    invoke_without_command=True,
+    add_completion=False,
+)
+
+
+@qa_app.callback(invoke_without_command=True)
+def _qa(
+    ctx: typer.Context,
+    scene: str = typer.Option(None, "--scene", help="a coloured point cloud (PLY/LAS/NPY...), STORE::split::scene, "
+                              "or a tabletop ref such as tabletop/stack-blocks/seen/100000"),
+    question: str = typer.Option(None, "--question", help='e.g. "how many blocks are there?"'),
+    situation: str = typer.Option(None, "--situation", help='where you are, e.g. "I am facing the door."'),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="QA checkpoint (default: the packaged one)"),
+    beams: int = typer.Option(1, "--beams", help="1: greedy; N > 1: beam search, N ranked answers"),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="answer length limit in LM tokens (default: the "
+                                   "model's, 8)"),
+    json_out: Path = typer.Option(None, "--json", help="also write the answers as JSON here"),
+    seed: int = typer.Option(0, "--seed", help="seed of the point subsample"),
+) -> None:
+    """3D question answering: `pmoe qa --scene S --question "..."` prints the answer."""
+    if ctx.invoked_subcommand is not None:
+        if scene is not None or question is not None:
+            raise BadInput("--scene/--question answer on their own; do not combine them with a subcommand")
+        return
+    if scene is None and question is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+    if scene is None or question is None:
+        raise BadInput("answering needs both --scene and --question")
+    run_qa(scene, question, situation, checkpoint, beams, max_tokens, json_out, seed)
+
+
+def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Path | None, beams: int,
+           max_tokens: int | None, json_out: Path | None, seed: int) -> None:
+    if not question.strip():
+        raise BadInput("--question is empty")
+    if situation is not None and not situation.strip():
+        raise BadInput("--situation is empty (leave it out for an unsituated question)")
+    if beams < 1:
+        raise BadInput(f"--beams must be >= 1, got {beams}")
+    if max_tokens is not None and not 1 <= max_tokens <= 15:
+        raise BadInput(f"--max-tokens must be 1..15, got {max_tokens}")
+    if json_out is not None:
+        check_output_file(json_out, overwrite=True)
+    require_planner_extra()
+    from pmoe_core.qa.answer import answer_question
+    from pmoe_core.qa.scene_input import require_colour
+    from pmoe_core.qa.scenes import load_scene_cloud
+    from pmoe_core.qa.train import load_qa_model
+
+    started = time.perf_counter()
+    cloud = load_scene_cloud(scene_ref)  # fail on a bad scene before the slow model load
+    require_colour(cloud, scene_ref)
+    loaded = load_qa_model(checkpoint)
+    load_s = time.perf_counter() - started
+    result = answer_question(loaded.model, cloud, question, situation, beams, max_tokens, seed, scene_ref)
+    console = Console()
+    if beams == 1:
+        console.print(result.answers[0].text or "(empty answer)", highlight=False)
+    else:
+        table = Table(title=f"{question!r} ({scene_ref})")
+        for column in ("rank", "answer", "log-prob", "ended"):
+            table.add_column(column, justify="left" if column == "answer" else "right")
+        for rank, a in enumerate(result.answers, 1):
+            table.add_row(str(rank), a.text, f"{a.logprob:.3f}", "yes" if a.finished else "cut")
+        console.print(table)
+    console.print(f"scene: {result.kind}, {result.objects} object proposals, scale {result.scale:.2f} m; "
+                  f"load {load_s:.2f} s, answer {result.seconds:.3f} s", highlight=False, style="dim")
+    if json_out is not None:
+        report = {"scene": scene_ref, "question": question, "situation": situation, "checkpoint": str(loaded.path),
+                  "beams": beams, "max_tokens": result.max_tokens, "seed": seed,
+                  "answers": [{"text": a.text, "logprob": a.logprob, "finished": a.finished} for a in result.answers],
+                  "scene_kind": result.kind, "object_proposals": result.objects,
+                  "timings": {"load_s": load_s, "answer_s": result.seconds}}
+        write_json_atomic(json_out, report, indent=1)
+        console.print(f"wrote {json_out}")
+
+
+@qa_app.command("train")
+def train(
+    tabletop_scenes: int = typer.Option(2000, "--tabletop-scenes", help="tabletop training scenes (seeds 0..N-1)"),
+    rooms: int = typer.Option(900, "--rooms", help="synthetic ScanNet rooms written; a third (train split) are used"),
+    steps: int = typer.Option(1500, "--steps", help="training steps"),
+    dense_steps: int = typer.Option(300, "--dense-steps", help="steps with a dense trunk before it is upcycled"),
+    batch_size: int = typer.Option(32, "--batch-size", help="questions per step"),
+    lr: float = typer.Option(1e-3, "--lr", help="peak learning rate (warmup, cosine to 10%)"),
+    preset: str = typer.Option("default", "--preset", help="model sizes: " + ", ".join(PRESETS)),
+    text_only: bool = typer.Option(False, "--text-only", help="the text-only baseline (no scene tokens), for bench"),
+    seed: int = typer.Option(0, "--seed", help="training seed"),
+    out: Path = typer.Option(Path("runs/qa"), "--out", help="run folder: qa.pt, log.jsonl, tb/"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/qa.pt"),
+    stop_at: int = typer.Option(None, "--stop-at", help="save and stop at this step (--resume continues)"),
+    ckpt_every: int = typer.Option(250, "--ckpt-every", help="checkpoint every N steps"),
+    export: Path = typer.Option(None, "--export", help="also write a slim fp16 weights-only copy here"),
+) -> None:
+    """Train an answering model on synthetic tabletop and room questions (scene inputs rendered once and cached)."""
+    if export is not None:
+        check_output_file(export, overwrite=True)
+    require_planner_extra()
+    from pmoe_core.qa.train import QATrainConfig, export_checkpoint, train_qa
+
+    cfg = QATrainConfig(
+        out=str(out), tabletop_scenes=tabletop_scenes, rooms=rooms, steps=steps, dense_steps=dense_steps,
+        batch_size=batch_size, lr=lr, preset=preset, text_only=text_only, seed=seed, ckpt_every=ckpt_every,
+        stop_at=stop_at, resume=resume, command="pmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    data_bar, bar = ProgressBar("scenes", "scenes", every=100), ProgressBar("train", "steps", every=25)
+    try:
+        result = train_qa(cfg, bar, data_bar)
+    finally:
+        data_bar.stop()
+        bar.stop()
+    final = result.losses[-1] if result.losses else float("nan")
+    state = "stopped early" if result.interrupted else "done"
+    typer.echo(f"{state}: step {result.steps}, last loss {final:.4f}, {result.seconds:.0f} s; wrote {result.checkpoint}")
+    if export is not None:
+        typer.echo(f"exported {export_checkpoint(result.checkpoint, export)}")
+
+
+@qa_app.command("bench")
+def bench(
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="QA checkpoint (default: the packaged one)"),
+    tabletop_scenes: int = typer.Option(200, "--tabletop-scenes", help="held-out tabletop scenes (seeds 100000..)"),
+    rooms: int = typer.Option(100, "--rooms", help="held-out rooms (the val split of the training rooms)"),
+    conditions: str = typer.Option(",".join(CONDITIONS), "--conditions",
+                                   help="held-out scenes in training wording, and/or in held-out wording"),
+    json_out: Path = typer.Option(None, "--json", help="also write the scores as JSON here"),
+) -> None:
+    """EM@1 and CIDEr per question type on held-out synthetic questions, beside the majority-answer baseline."""
+    names = tuple(c.strip() for c in conditions.split(",") if c.strip())
+    unknown = [c for c in names if c not in CONDITIONS]
+    if not names or unknown:
+        raise BadInput(f"--conditions: unknown {unknown or '(empty)'}; known: {', '.join(CONDITIONS)}")
+    if tabletop_scenes < 0 or rooms < 0 or tabletop_scenes + rooms == 0:
+        raise BadInput("--tabletop-scenes and --rooms must be >= 0, and not both 0")
+    if json_out is not None:
+        check_output_file(json_out, overwrite=True)
+    require_planner_extra()
+    from pmoe_core.qa.evaluate import BenchSpec, run_bench
+    from pmoe_core.qa.train import load_qa_model
+
+    started = time.perf_counter()
+    loaded = load_qa_model(checkpoint)
+    bar = ProgressBar("questions", "questions", every=500)
+    try:
+        report = run_bench(loaded, BenchSpec(tabletop_scenes, rooms), names, progress=bar)
+    finally:
+        bar.stop()
+    console = Console()
+    for condition in names:
+        rows = report["conditions"][condition]
+        table = Table(title=f"pmoe qa bench: {condition} ({loaded.path.name})")
+        for column in ("question type", "questions", "EM@1", "CIDEr", "majority EM@1", "majority CIDEr"):
+            table.add_column(column, justify="left" if column == "question type" else "right")
+        for qtype, row in rows.items():
+            model, majority = row["model"], row["majority"]
+            table.add_row(qtype, str(model["count"]), f"{model['em1']:.1f}", f"{model['cider']:.1f}",
+                          f"{majority['em1']:.1f}", f"{majority['cider']:.1f}")
+        console.print(table)
+    report["seconds"] = time.perf_counter() - started
+    console.print(f"{report['seconds']:.0f} s", style="dim")
+    if json_out is not None:
+        write_json_atomic(json_out, report, indent=1)
+        console.print(f"wrote {json_out}")

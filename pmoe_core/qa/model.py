@@ -1,0 +1,217 @@
+"""The answering model: scene cloud + question [+ situation] -> an answer generated in text (3D-MoE's QA task).
+
+It is the planner's model family with a language head instead of the Pose-DiT, built from the same parts:
+
+  cloud -> scene_input (scale-normalised, object proposals) -> planner SceneEncoder (PointNet++ + spatial
+  transformer tokens, one token per object proposal) + a scale token [+ an agent token (SQA3D position/heading)]
+  question -> TextFeatures (frozen pretrained SmolLM2-135M states, cached per text)
+  [text; scene] -> planner Trunk (bidirectional blocks, relation bias between scene tokens, FFNs upcycled to MoE)
+  -> AnswerDecoder (small causal decoder over SmolLM2's vocabulary, tied to its frozen embeddings): greedy or beam.
+
+Plan and QA share parts and code but not weights: separate checkpoints (`kind` "qa"), because the planner's default
+must train alone in an hour on one CPU thread, and a joint model would make each wait for the other.
+`scene_tokens=False` is the text-only baseline (the same model with no scene tokens), for `pmoe qa bench`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from pmoe_core.planner.colour import rgb_to_lab
+from pmoe_core.planner.model import _build
+from pmoe_core.planner.objects import ObjectTokenConfig
+from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
+from pmoe_core.planner.relations import RELATION_DIM, attributes, pairwise
+from pmoe_core.planner.scene_encoder import SceneEncoder, SceneEncoderConfig
+from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
+from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
+from pmoe_core.planner.trunk import Trunk, TrunkConfig
+from pmoe_core.qa.decoder import AnswerDecoder, DecoderConfig, Hypothesis
+from pmoe_core.qa.scene_input import QAScene
+
+
+@dataclass
+class QAModelConfig:
+    text: TextFeatureSpec = field(default_factory=lambda: TextFeatureSpec(max_tokens=96))
+    encoder: SceneEncoderConfig = field(default_factory=lambda: SceneEncoderConfig(
+        pointnet=PointNet2Config(layers=[SALayer(128, 0.1, 16, [32, 64]), SALayer(32, 0.3, 16, [64, 128])]),
+        spatial=SpatialTransformerConfig(dim=128, heads=4, layers=1, fourier_bands=6, max_wavelength=4.0),
+        objects=ObjectTokenConfig(max_objects=16, hidden=64, dim=128, fourier_bands=6),
+    ))
+    scene_dim: int = 128  # width of the encoder's tokens (its projector's output)
+    trunk: TrunkConfig = field(default_factory=lambda: TrunkConfig(dim=128, depth=2, heads=4, experts=4,
+                                                                    relation_dim=RELATION_DIM))
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    num_points: int = 1024  # encoder input points per scene (scene_input)
+    scene_tokens: bool = True  # False: the text-only baseline (no scene tokens at all)
+    max_answer_tokens: int = 8  # the default length limit of a generated answer
+
+    @property
+    def max_objects(self) -> int:
+        return self.encoder.objects.max_objects
+
+    @classmethod
+    def tiny(cls) -> QAModelConfig:
+        """Seconds-fast sizes for tests: the same design, smaller."""
+        return cls(
+            encoder=SceneEncoderConfig(
+                pointnet=PointNet2Config(layers=[SALayer(32, 0.15, 8, [16, 32]), SALayer(8, 0.4, 8, [32, 32])]),
+                spatial=SpatialTransformerConfig(dim=32, heads=2, layers=1, fourier_bands=4, max_wavelength=4.0),
+                objects=ObjectTokenConfig(max_objects=8, hidden=16, dim=32, fourier_bands=4),
+            ),
+            scene_dim=32,
+            trunk=TrunkConfig(dim=32, depth=1, heads=2, experts=2, relation_dim=RELATION_DIM),
+            decoder=DecoderConfig(dim=32, layers=1, heads=2),
+            num_points=256,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QAModelConfig:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True)
+class QAInput:
+    """One question as the model reads it: the scene (already through scene_input), the question text (situation
+    first when there is one), and the situated agent's position (model frame) and heading when known."""
+
+    scene: QAScene
+    text: str
+    agent: tuple[float, float, float, float, float] | None = None  # x, y, z, cos(yaw), sin(yaw)
+
+
+def question_text(question: str, situation: str | None = None) -> str:
+    """What the LM reads: the situation, then the question (SQA3D's order)."""
+    question = " ".join(question.split())
+    return f"{' '.join(situation.split())} {question}" if situation and situation.strip() else question
+
+
+def agent_features(scene: QAScene, position, rotation) -> tuple[float, float, float, float, float] | None:
+    """SQA3D's agent (position xyz in the cloud's frame, rotation quaternion xyzw) -> model-frame position and the
+    heading's yaw as (cos, sin). None when the item has no agent."""
+    if position is None or rotation is None:
+        return None
+    x, y, z, w = (float(v) for v in rotation)
+    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    p = scene.to_model_frame(np.asarray(position, np.float32))
+    return (float(p[0]), float(p[1]), float(p[2]), math.cos(yaw), math.sin(yaw))
+
+
+class QAModel(nn.Module):
+    """The answering model. `features` holds the frozen LM (its states for the question; its token embeddings are
+    the decoder's vocabulary) and is shared, not owned: it is not a submodule and nothing of it is saved."""
+
+    def __init__(self, config: QAModelConfig, features: TextFeatures | None = None):
+        super().__init__()
+        self.config = config
+        self.features = features or TextFeatures(config.text)
+        tokenizer = self.features.tokenizer
+        embeddings = self.features.llm.get_input_embeddings().weight
+        self.encoder = SceneEncoder(config.encoder, config.scene_dim)
+        self.scale_token = nn.Linear(1, config.scene_dim)
+        self.agent_token = nn.Linear(5, config.scene_dim)
+        self.trunk = Trunk(config.trunk, self.features.dim, config.scene_dim)
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self.decoder = AnswerDecoder(config.decoder, embeddings, config.trunk.dim, bos, tokenizer.eos_token_id)
+
+    @property
+    def tokenizer(self):
+        return self.features.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return self.scale_token.weight.device
+
+    # --- answers as token ids and back ---
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Token ids of an answer (no leading space: "3" is one token, " 3" two), cut to the length limit."""
+        ids = self.tokenizer(" ".join(answer.split()), add_special_tokens=False)["input_ids"]
+        return ids[: self.config.max_answer_tokens] or [self.decoder.eos]
+
+    def answer_text(self, ids) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
+
+    # --- the forward pass up to the decoder's memory ---
+
+    def memory(self, inputs: list[QAInput]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(memory (B, L, dim), mask (B, L) bool, MoE balance loss) for a batch of questions."""
+        text, text_mask = self.features.batch([q.text for q in inputs])
+        text, text_mask = text.to(self.device), text_mask.to(self.device)
+        scene, scene_mask, relations = self._scene_tokens(inputs)
+        out = self.trunk(text, text_mask, scene, scene_mask, relations)
+        return out.seq, out.mask, out.aux_loss
+
+    def _scene_tokens(self, inputs: list[QAInput]):
+        """Encoder tokens + the scale token + the agent token (masked out where unknown), their mask and pairwise
+        relation features (planner/relations.py); with scene_tokens off, one masked-out token (the text-only
+        baseline)."""
+        b, d = len(inputs), self.config.scene_dim
+        if not self.config.scene_tokens:
+            return (torch.zeros(b, 1, d, device=self.device), torch.zeros(b, 1, dtype=torch.bool, device=self.device),
+                    None)
+        points = torch.from_numpy(np.stack([q.scene.points for q in inputs])).to(self.device)
+        st = self.encoder(points)
+        scale = torch.tensor([[math.log(q.scene.scale)] for q in inputs], device=self.device)
+        agent = torch.tensor([q.agent or (0.0,) * 5 for q in inputs], device=self.device)
+        has_agent = torch.tensor([q.agent is not None for q in inputs], device=self.device)
+        tokens = torch.cat([st.tokens, self.scale_token(scale)[:, None], self.agent_token(agent)[:, None]], dim=1)
+        two = torch.zeros(b, 2, 3, device=self.device)
+        centres = torch.cat([st.centres, torch.zeros(b, 1, 3, device=self.device), agent[:, None, :3]], dim=1)
+        objects = torch.cat([st.objects, torch.zeros(b, 2, dtype=torch.bool, device=self.device)], dim=1)
+        attrs = attributes(centres, torch.cat([rgb_to_lab(st.colors) / 100.0, two], 1),
+                           torch.cat([st.extents, two], 1), objects)
+        mask = torch.cat([st.valid, torch.ones(b, 1, dtype=torch.bool, device=self.device), has_agent[:, None]], 1)
+        return tokens, mask, pairwise(attrs)
+
+    # --- training and inference ---
+
+    def loss(self, inputs: list[QAInput], answers: list[str]) -> dict[str, torch.Tensor]:
+        memory, mask, aux = self.memory(inputs)
+        lm = self.decoder.loss(memory, mask, [self.answer_ids(a) for a in answers])
+        return {"loss": lm + aux, "lm": lm, "aux": aux}
+
+    @torch.no_grad()
+    def answer(self, inputs: list[QAInput], max_tokens: int | None = None) -> list[Hypothesis]:
+        """The greedy answer to each question (batched)."""
+        memory, mask, _ = self.memory(inputs)
+        return self.decoder.greedy(memory, mask, self.config.max_answer_tokens if max_tokens is None else max_tokens)
+
+    @torch.no_grad()
+    def answer_beams(self, question: QAInput, beams: int, max_tokens: int | None = None) -> list[Hypothesis]:
+        """Up to `beams` answers to one question, best first."""
+        memory, mask, _ = self.memory([question])
+        return self.decoder.beam(memory, mask, beams, self.config.max_answer_tokens if max_tokens is None else max_tokens)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what `trainable_state_dict` saved; a missing or extra entry is an error (ValueError)."""
+        expected = {n for n, p in self.named_parameters() if p.requires_grad}
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise ValueError(f"trainable state mismatch: missing {missing[:5]}, unexpected {extra[:5]}")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value.to(params[name].dtype))
+
+
+def trainable_groups(model: QAModel) -> dict[str, int]:
+    """Trainable parameter counts by part (for logs)."""
+    groups: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            part = name.split(".")[0]
+            groups[part] = groups.get(part, 0) + p.numel()
+    return groups

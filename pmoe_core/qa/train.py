@@ -1,0 +1,266 @@
+"""Training of the answering model on synthetic QA sets, with exact resume; loading trained models.
+
+The trunk trains dense for `dense_steps` (the planner's Stage I idea), then is upcycled to its experts (exact at the
+switch, planner/trunk.py) and trains on. Each step's batch is drawn from a generator seeded by (seed, step), and
+nothing else is random (no dropout), so a resumed run continues exactly where a straight run would be. The
+frozen LM's states of every question are computed once (`TextFeatures`, cached on disk beside the scene inputs).
+Checkpoints hold only tensors and plain data (`engine/checkpoint.py`): kind "qa", the model config, the step, the
+training arguments and the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pmoe_core.engine.runlog import RunLog
+from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.planner.text_features import TextFeatures
+from pmoe_core.progress import Progress, silent
+from pmoe_core.qa.data import QASetSpec, load_set, qa_cache_dir
+from pmoe_core.qa.model import QAModel, QAModelConfig, trainable_groups
+
+KIND = "qa"
+CHECKPOINT_NAME = "qa.pt"
+PRESETS = ("default", "tiny")
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "qa-default.pt"
+
+
+def model_config(preset: str, text_only: bool = False) -> QAModelConfig:
+    if preset not in PRESETS:
+        raise BadInput(f"unknown model preset {preset!r}; known: {', '.join(PRESETS)}")
+    cfg = QAModelConfig() if preset == "default" else QAModelConfig.tiny()
+    return dataclasses.replace(cfg, scene_tokens=not text_only)
+
+
+@dataclass
+class QATrainConfig:
+    """Everything a run needs; saved in the checkpoint so `--resume` can refuse a mismatched continuation."""
+
+    out: str = "runs/qa"
+    tabletop_scenes: int = 2000  # train seeds 0..N-1 (seen colours), the tabletop generator's task mix
+    rooms: int = 900  # synthetic ScanNet rooms written; the train split (i % 3 == 0) is used: 300 rooms
+    steps: int = 1500
+    dense_steps: int = 300  # the trunk is dense for these steps, then upcycled to its experts
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    grad_clip: float = 1.0
+    preset: str = "default"
+    text_only: bool = False  # the text-only baseline: no scene tokens (bench only)
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 250
+    stop_at: int | None = None  # save and stop at this step; --resume continues
+    resume: bool = False
+    cache: str | None = None  # QA cache folder (default $PMOE_CACHE_DIR/qa)
+    tensorboard: bool = True
+    command: str | None = None  # the command line that started the run, recorded in the checkpoint
+
+    def data_spec(self, model_cfg: QAModelConfig) -> QASetSpec:
+        return QASetSpec(tabletop_scenes=self.tabletop_scenes, rooms=self.rooms, room_split="train",
+                         num_points=model_cfg.num_points, max_objects=model_cfg.max_objects)
+
+
+@dataclass
+class QATrainResult:
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    losses: list[float]
+    seconds: float
+    interrupted: bool = False
+
+
+# Changing these between a run and its resume would silently change what is trained.
+_RESUME_KEYS = ("tabletop_scenes", "rooms", "steps", "dense_steps", "batch_size", "lr", "weight_decay", "warmup",
+                "preset", "text_only", "seed")
+
+
+def batch_indices(seed: int, step: int, size: int, batch: int) -> list[int]:
+    """The items of one step: a function of (seed, step) only, so resume needs no sampler state."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    idx = torch.randperm(size, generator=g)[:batch] if batch <= size else torch.randint(size, (batch,), generator=g)
+    return idx.tolist()
+
+
+def learning_rate(cfg: QATrainConfig, step: int) -> float:
+    """Linear warmup, then cosine decay to 10% of `lr` over the whole run."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def load_text_states(features: TextFeatures, texts: list[str], cache: str | Path | None) -> None:
+    """Every question's frozen-LM states, from the on-disk cache when this exact set was computed before.
+
+    Freshly computed states are saved and read back, so every run uses the stored (float16) values: a run that
+    computed them and one that read them (a resumed run) see the same numbers."""
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = qa_cache_dir(cache) / f"text-{key}.npz"
+    if path.is_file() and features.load(path):
+        return
+    features.encode(texts)
+    features.save(path)
+    features.load(path)
+
+
+def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Progress = silent,
+             features: TextFeatures | None = None) -> QATrainResult:
+    """Run (or resume) training; checkpoints to `cfg.out/qa.pt` every `ckpt_every` steps and at the end."""
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.dense_steps < 0 or cfg.tabletop_scenes + cfg.rooms < 1:
+        raise BadInput("--steps and --batch-size must be >= 1, --dense-steps >= 0, and some scenes are needed")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    model_cfg = model_config(cfg.preset, cfg.text_only)
+    data = load_set(cfg.data_spec(model_cfg), cfg.cache, data_progress)
+    if not data.items:
+        raise BadInput("the training set has no questions (no scenes selected?)")
+    features = features or TextFeatures(model_cfg.text)
+    load_text_states(features, data.texts(), cfg.cache)
+    model = QAModel(model_cfg, features).train()
+    run_dir = Path(cfg.out)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+
+    start, optimizer = 0, None
+    if cfg.resume and ckpt_path.is_file():
+        payload = load_checkpoint(ckpt_path)
+        meta = payload["meta"]
+        if meta["kind"] != KIND:
+            raise FormatError(f"not a QA checkpoint (kind {meta['kind']!r})", ckpt_path)
+        _check_resume(meta, cfg, ckpt_path)
+        start = int(meta["step"])
+        if meta.get("upcycled"):
+            model.trunk.upcycle()
+        model.load_trainable_state_dict(payload["model"])
+        optimizer = make_optimizer(model, cfg)  # saved with the model's parameters of that moment
+        optimizer.load_state_dict(payload["optimizer"])
+        set_rng_state(payload["rng"])
+
+    stop = min(cfg.steps, cfg.stop_at) if cfg.stop_at is not None else cfg.steps
+    losses: list[float] = []
+    started = time.perf_counter()
+    progress(total=cfg.steps, advance=start)
+    step = start
+    with RunLog(run_dir, tensorboard=cfg.tensorboard) as log:
+        if start == 0:
+            log.log(0, "start", groups=trainable_groups(model), questions=len(data), scenes=len(data.scenes),
+                    config=_plain(dataclasses.asdict(cfg)))
+        while step < stop:
+            if step == cfg.dense_steps and not model.trunk.is_moe:
+                model.trunk.upcycle()
+                optimizer = None  # the upcycled trunk has new parameters: a fresh optimizer (as at a planner stage)
+            if optimizer is None:
+                optimizer = make_optimizer(model, cfg)
+            lr = learning_rate(cfg, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            rows = batch_indices(cfg.seed, step, len(data), cfg.batch_size)
+            parts = model.loss(data.inputs(rows), [data.items[i].answers[0] for i in rows])
+            parts["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(trainable(model), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss = parts["loss"].item()
+            losses.append(loss)
+            progress(advance=1, message=f"loss {loss:.3f}")
+            if step % cfg.log_every == 0 or step == stop:
+                log.log(step, "train", lr=lr, **{k: v.item() for k, v in parts.items()})
+            if step % cfg.ckpt_every == 0 or step == stop or step == cfg.dense_steps:
+                _save(ckpt_path, cfg, model_cfg, model, optimizer, step, loss)
+        log.log(step, "end", seconds=time.perf_counter() - started, complete=step >= cfg.steps)
+    return QATrainResult(run_dir, ckpt_path, step, losses, time.perf_counter() - started, step < cfg.steps)
+
+
+def trainable(model: QAModel) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def make_optimizer(model: QAModel, cfg: QATrainConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(trainable(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _check_resume(meta: dict, cfg: QATrainConfig, path: Path) -> None:
+    saved = meta.get("train_args", {})
+    for key in _RESUME_KEYS:
+        now = _plain(getattr(cfg, key))
+        if key in saved and saved[key] != now:
+            raise BadInput(f"--resume with a different {key} ({saved[key]!r} in the checkpoint, {now!r} now)", path)
+
+
+def _save(path: Path, cfg: QATrainConfig, model_cfg: QAModelConfig, model: QAModel, optimizer, step: int,
+          loss: float) -> None:
+    meta = {"kind": KIND, "preset": cfg.preset, "config": model_cfg.to_dict(), "step": step,
+            "stage": 2 if model.trunk.is_moe else 1, "upcycled": model.trunk.is_moe,
+            "train_args": _plain(dataclasses.asdict(cfg)), "complete": step >= cfg.steps,
+            "metrics": {"loss": loss}}
+    if cfg.command:
+        meta["command"] = cfg.command
+    tensors = {"model": model.trainable_state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state()}
+    save_checkpoint(path, meta, tensors)
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, half: bool = True) -> Path:
+    """A slim copy for shipping: trainable weights only (no optimizer, no RNG), fp16 by default; meta kept."""
+    payload = load_checkpoint(src)
+    if payload["meta"].get("kind") != KIND:
+        raise FormatError(f"not a QA checkpoint (kind {payload['meta'].get('kind')!r})", src)
+    dtype = torch.float16 if half else torch.float32
+    weights = {k: v.to(dtype) for k, v in payload["model"].items()}
+    meta = {k: v for k, v in payload["meta"].items() if k != "pmoe_version"}
+    meta["exported_from"] = Path(src).name
+    return save_checkpoint(dst, meta, {"model": weights})
+
+
+@dataclass
+class LoadedQA:
+    model: QAModel
+    path: Path
+    meta: dict
+
+
+def load_qa_model(path: str | Path | None = None, features: TextFeatures | None = None) -> LoadedQA:
+    """A trained answering model in eval mode: `path`, or the packaged default when None."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    if path == DEFAULT_CHECKPOINT and not path.is_file():
+        raise MissingFile("the packaged QA default is not installed; train one with `pmoe qa train` and pass "
+                          "--checkpoint RUN/qa.pt", path)
+    payload = load_checkpoint(path)
+    meta = payload["meta"]
+    if meta.get("kind") != KIND:
+        raise FormatError(f"not a QA checkpoint (kind {meta.get('kind')!r}); `pmoe qa` needs one from "
+                          "`pmoe qa train`", path)
+    try:
+        cfg = QAModelConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise FormatError(f"QA checkpoint config is not readable by this version ({err})", path) from None
+    model = QAModel(cfg, features)
+    if meta.get("upcycled"):
+        model.trunk.upcycle()
+    try:
+        model.load_trainable_state_dict({k: v.float() for k, v in payload["model"].items()})
+    except ValueError as err:
+        raise FormatError(f"QA checkpoint weights do not fit its config ({err})", path) from None
+    return LoadedQA(model.eval(), path, meta)

@@ -1,0 +1,106 @@
+"""`train_qa`: a tiny config trains for a few steps on tabletop and room questions (dense, then upcycled), resumes
+exactly, refuses a changed recipe, exports a slim copy, and loads back; wrong files are one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pmoe_core.engine.checkpoint import load_checkpoint
+from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.planner.text_features import TextFeatures
+from pmoe_core.qa.model import QAModelConfig
+from pmoe_core.qa.train import QATrainConfig, export_checkpoint, load_qa_model, train_qa
+
+
+@pytest.fixture(scope="module")
+def features():
+    return TextFeatures(QAModelConfig.tiny().text)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("qa-cache"))
+
+
+def _cfg(out, cache, **kw) -> QATrainConfig:
+    base = {"out": str(out), "tabletop_scenes": 4, "rooms": 6, "steps": 4, "dense_steps": 2, "batch_size": 4,
+            "warmup": 1, "preset": "tiny", "cache": cache, "tensorboard": False, "ckpt_every": 100,
+            "command": "pmoe qa train --test"}
+    return QATrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, cache, features):
+    return train_qa(_cfg(tmp_path_factory.mktemp("straight"), cache), features=features)
+
+
+def test_tiny_training_runs_and_records_itself(straight):
+    assert straight.steps == 4 and not straight.interrupted
+    assert all(torch.isfinite(torch.tensor(straight.losses)))
+    meta = load_checkpoint(straight.checkpoint)["meta"]
+    assert meta["kind"] == "qa" and meta["complete"] and meta["upcycled"] and meta["stage"] == 2
+    assert meta["command"] == "pmoe qa train --test"
+    assert meta["train_args"]["rooms"] == 6 and meta["config"]["scene_tokens"] is True
+    log = (straight.run_dir / "log.jsonl").read_text()
+    assert '"questions"' in log and '"event": "end"' in log
+
+
+def test_training_set_has_both_scales(cache):
+    from pmoe_core.qa.data import load_set
+
+    data = load_set(_cfg("unused", cache).data_spec(QAModelConfig.tiny()), cache)
+    kinds = {s.kind for s in data.scenes.values()}
+    assert kinds == {"tabletop", "room"}
+    assert any(i.situation and i.position for i in data.items)  # situated room questions carry the agent
+    assert all(s.points.shape == (QAModelConfig.tiny().num_points, 7) for s in data.scenes.values())
+
+
+def test_resume_is_exact(tmp_path, cache, features, straight):
+    """Stopped at the dense->MoE switch and resumed, the run ends with the straight run's weights, bit for bit."""
+    cfg = _cfg(tmp_path / "run", cache, stop_at=2)
+    first = train_qa(cfg, features=features)
+    assert first.interrupted and first.steps == 2
+    assert not load_checkpoint(first.checkpoint)["meta"]["upcycled"]
+    resumed = train_qa(_cfg(tmp_path / "run", cache, resume=True), features=features)
+    assert resumed.steps == 4 and resumed.losses == straight.losses[2:]
+    a = load_checkpoint(straight.checkpoint)["model"]
+    b = load_checkpoint(resumed.checkpoint)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path, cache, features):
+    train_qa(_cfg(tmp_path / "run", cache, stop_at=1), features=features)
+    with pytest.raises(BadInput, match="different lr"):
+        train_qa(_cfg(tmp_path / "run", cache, resume=True, lr=5e-4), features=features)
+
+
+def test_export_is_slim_and_loads(tmp_path, straight, features):
+    slim = export_checkpoint(straight.checkpoint, tmp_path / "slim.pt")
+    payload = load_checkpoint(slim)
+    assert set(payload) == {"format", "version", "meta", "model"}
+    assert all(v.dtype == torch.float16 for v in payload["model"].values())
+    assert slim.stat().st_size < straight.checkpoint.stat().st_size
+    loaded = load_qa_model(slim, features)
+    assert loaded.model.trunk.is_moe and not loaded.model.training
+    assert loaded.meta["command"] == "pmoe qa train --test"
+
+
+def test_wrong_files_are_one_line_errors(tmp_path, features):
+    with pytest.raises(MissingFile):
+        load_qa_model(tmp_path / "absent.pt", features)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(FormatError, match="junk.pt"):
+        load_qa_model(junk, features)
+    from pmoe_core.planner.policy import DEFAULT_CHECKPOINT as PLANNER_DEFAULT
+
+    with pytest.raises(FormatError, match="not a QA checkpoint"):
+        load_qa_model(PLANNER_DEFAULT, features)
+
+
+def test_bad_recipes(tmp_path, cache):
+    with pytest.raises(BadInput):
+        train_qa(_cfg(tmp_path, cache, steps=0))
+    with pytest.raises(BadInput, match="preset"):
+        train_qa(_cfg(tmp_path, cache, preset="huge"))
