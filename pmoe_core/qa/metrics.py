@@ -129,7 +129,8 @@ def scanqa_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Seque
     if java_path() is not None:
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-        tokenizer, gts, res = PTB, PTBTokenizer().tokenize(gts), PTBTokenizer().tokenize(res)
+        both = PTBTokenizer().tokenize({**{f"g{k}": v for k, v in gts.items()}, **{f"r{k}": v for k, v in res.items()}})
+        tokenizer, gts, res = PTB, {k: both[f"g{k}"] for k in keys}, {k: both[f"r{k}"] for k in keys}  # one JVM
     else:
         tokenizer = SIMPLE
         gts = {k: [simple_tokens(c["caption"]) for c in v] for k, v in gts.items()}
