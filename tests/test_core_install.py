@@ -14,7 +14,7 @@ from test_readme_walkthrough import copy_checkout, fresh_env
 
 from pmoe_core import __version__
 
-EXTRAS_MODULES = ("mujoco", "peft", "gguf", "spconv", "open3d", "open_clip")
+EXTRAS_MODULES = ("mujoco", "peft", "gguf", "spconv", "open3d", "open_clip", "pycocoevalcap")
 PLAN_LINE = ("pmoe: error: `pmoe plan` needs the planner extra: pip install 'pmoe[planner]' "
              "(mujoco, peft, gguf not installed)\n")
 # Each command's --help in one process (a process per command would cost ~2 s of imports each).
