@@ -1,16 +1,26 @@
-"""3D-MoE planner: held-out success vs oracle/random, Euler sampling steps, E=2/4/dense, latency per stage.
+"""3D-MoE planner: held-out success vs oracle/random, Euler sampling steps, E=2/4/dense, latency per stage; the
+task x colours x phrasing matrix; the input checks' thresholds.
 
     OMP_NUM_THREADS=1 python bench/planner.py --part all --episodes 50
+    OMP_NUM_THREADS=1 python bench/planner.py --part matrix [--checkpoint CKPT] --episodes 50 --json matrix.json
+    OMP_NUM_THREADS=1 python bench/planner.py --part checks --episodes 30
 
 Held-out episodes use seeds from HELD_OUT_SEED (100000) on, with seen and unseen colours; training used seeds
 0..episodes-1 with seen colours only. The expert ablation trains short runs of the *tiny* preset from scratch
 (same data, same steps, only the expert count differs) and reports their held-out Stage II loss and success.
+
+`--part matrix` scores any checkpoint (default: the packaged one) on every task x {seen, unseen} colours x
+{template, heldout} phrasings (the same scenes in both phrasings), with the oracle on the same scenes as reference,
+and counts how often the input checks refuse or warn about an instruction naming a colour no object has. Rows print
+as they finish; with --json every finished cell is saved at once, and --resume skips the cells a file already holds.
+`--part checks` measures what the input checks' thresholds were chosen from (pmoe_core/planner/checks.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -21,15 +31,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pmoe_core.jsonio import read_json, write_json_atomic
+from pmoe_core.outputs import check_output_file
+from pmoe_core.planner.checks import (
+    ABSENT_COLOUR_DE,
+    TASK_SIMILARITY,
+    check_input,
+    colour_present,
+    match_task,
+    object_colours,
+)
 from pmoe_core.planner.demos import HELD_OUT_SEED, canonical_steps
-from pmoe_core.tabletop.episodes import run_bench
-from pmoe_core.tabletop.observe import observe
 from pmoe_core.planner.policy import ModelPolicy, cloud_input, load_planner, plan_cloud
 from pmoe_core.planner.pose_tokens import steps_to_tensor
+from pmoe_core.planner.train import DEFAULT_TASKS, PlannerTrainConfig, train_planner
+from pmoe_core.tabletop.episodes import run_bench
+from pmoe_core.tabletop.lexicon import lexicon_colour
+from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.scene_io import save_episode
 from pmoe_core.tabletop.sim import execute
-from pmoe_core.tabletop.tasks import make_scene
-from pmoe_core.planner.train import DEFAULT_TASKS, PlannerTrainConfig, train_planner
+from pmoe_core.tabletop.tasks import TASKS, make_scene
+from pmoe_core.tabletop.world import COLORS, SPLITS
+
+MATRIX_PHRASINGS = ("template", "heldout")
 
 
 def success_table(checkpoint: str | None, tasks: list[str], episodes: int) -> None:
@@ -156,22 +180,183 @@ def latency_table(checkpoint: str | None, repeats: int) -> None:
           f"| {1000 * cli:.0f} |")
 
 
+JUNK = ("hello there", "what time is it", "make me a sandwich", "tell me a joke", "how are you today",
+        "turn off the lights", "open the door", "what is the weather like", "play some music", "good morning",
+        "thank you", "who are you", "order a pizza", "drive to the station", "write an email to my boss",
+        "sing a song", "clean the kitchen", "the quick brown fox jumps over the lazy dog", "asdf qwerty",
+        "paint the wall red")
+
+
+def with_absent_colour(desc) -> tuple[str, str] | None:
+    """The scene's instruction with its named colour swapped for a CLIPort colour no object has (seeded by the
+    episode), and that colour; None when the instruction names no colour."""
+    named = desc.words.get("color")
+    if named is None:
+        return None
+    have = {o.color for o in desc.objects}
+    absent = sorted(set(COLORS) - have)
+    other = absent[int(np.random.default_rng([desc.seed, 11]).integers(len(absent)))]
+    return re.sub(rf"\b{named}\b", other, desc.instruction, flags=re.IGNORECASE), other
+
+
+class MatrixFile:
+    """The matrix's --json file: every finished cell is written at once (atomic), so a run cut short keeps them."""
+
+    def __init__(self, path: Path | None, checkpoint: str, episodes: int, resume: bool, overwrite: bool):
+        self.path = path
+        self.data = {"format": "pmoe-planner-matrix", "version": 1, "checkpoint": checkpoint, "episodes": episodes,
+                     "first_seed": HELD_OUT_SEED, "cells": [], "absent_colour": []}
+        if path is None:
+            return
+        if resume and path.is_file():
+            old = read_json(path)
+            if (old.get("checkpoint"), old.get("episodes")) != (checkpoint, episodes):
+                raise SystemExit(f"{path}: was made with checkpoint {old.get('checkpoint')} and "
+                                 f"{old.get('episodes')} episodes; --resume needs the same")
+            self.data = old
+        else:
+            check_output_file(path, overwrite=overwrite)
+
+    def find(self, key: str, **match) -> dict | None:
+        return next((c for c in self.data[key] if all(c.get(k) == v for k, v in match.items())), None)
+
+    def add(self, key: str, row: dict) -> None:
+        self.data[key].append(row)
+        if self.path is not None:
+            write_json_atomic(self.path, self.data, indent=1)
+
+
+def matrix_table(checkpoint: str | None, tasks: list[str], episodes: int, out: MatrixFile) -> None:
+    """Success per task x colours x phrasing on held-out seeds, the oracle on the same scenes, absent colours."""
+    planner = load_planner(checkpoint)
+    print(f"\n### Held-out matrix: {planner.path} ({episodes} episodes per cell, seeds {HELD_OUT_SEED}..)")
+    print("| task | colours | phrasing | model success | model score | oracle success | s/plan | cell wall s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for task in tasks:
+        for split in SPLITS:
+            oracle = None
+            for phrasing in MATRIX_PHRASINGS:
+                row = out.find("cells", task=task, split=split, phrasing=phrasing)
+                if row is None:
+                    start = time.perf_counter()
+                    if oracle is None:  # the same scenes in every phrasing: one oracle run per task and split
+                        oracle = run_bench([task], episodes, "oracle", HELD_OUT_SEED, split)[0].success_rate
+                    policy = ModelPolicy(planner)
+                    model = run_bench([task], episodes, "model", HELD_OUT_SEED, split, policy_fn=policy,
+                                      phrasing=phrasing)[0]
+                    row = {"task": task, "split": split, "phrasing": phrasing, "episodes": episodes,
+                           "success": model.success_rate, "score": model.score, "oracle_success": oracle,
+                           "plan_s": policy.mean_plan_s(), "wall_s": time.perf_counter() - start}
+                    out.add("cells", row)
+                print(f"| {task} | {split} | {phrasing} | {100 * row['success']:.0f}% | {row['score']:.1f} | "
+                      f"{100 * row['oracle_success']:.0f}% | {row['plan_s']:.3f} | {row['wall_s']:.0f} |", flush=True)
+    absent_colour_table(tasks, episodes, out)
+
+
+def absent_colour_table(tasks: list[str], episodes: int, out: MatrixFile) -> None:
+    """How often an instruction naming a colour no object has is refused or warned about (never silently run)."""
+    print(f"\n### Instructions naming an absent colour (the scene's instruction with its colour swapped for a "
+          f"CLIPort colour no object has; {episodes} held-out scenes per row)")
+    print("| task | colours | refused | warned | silent | the real instruction warned (false alarm) |")
+    print("|---|---|---|---|---|---|")
+    for task in tasks:
+        if "color" not in make_scene(task, HELD_OUT_SEED).words:
+            continue
+        for split in SPLITS:
+            row = out.find("absent_colour", task=task, split=split)
+            if row is None:
+                counts = {"refused": 0, "warned": 0, "silent": 0, "false_alarm": 0}
+                for i in range(episodes):
+                    desc = make_scene(task, HELD_OUT_SEED + i, split)
+                    cloud = observe(desc)
+                    text, _ = with_absent_colour(desc)
+                    check = check_input(cloud, text, seed=desc.seed)
+                    kind = "refused" if check.refusals else "warned" if check.warnings else "silent"
+                    counts[kind] += 1
+                    counts["false_alarm"] += bool(check_input(cloud, desc.instruction, seed=desc.seed).problems)
+                row = {"task": task, "split": split, "episodes": episodes, **counts}
+                out.add("absent_colour", row)
+            n = row["episodes"]
+            print(f"| {task} | {split} | {row['refused']}/{n} | {row['warned']}/{n} | {row['silent']}/{n} | "
+                  f"{row['false_alarm']}/{n} |", flush=True)
+
+
+def checks_table(episodes: int) -> None:
+    """What the input checks' thresholds come from: named colours present vs absent, phrasings vs chit-chat."""
+    present, absent = [], []
+    start = time.perf_counter()
+    for task in TASKS:
+        for split in SPLITS:
+            for i in range(episodes):
+                desc = make_scene(task, HELD_OUT_SEED + i, split)
+                cloud = observe(desc)
+                measured = object_colours(cloud.coord, cloud.color, desc.seed)
+                have = {o.color for o in desc.objects}
+                for name in COLORS:
+                    finding = colour_present(lexicon_colour(name), measured)
+                    (present if name in have else absent).append(finding)
+    print(f"\n### Named colours vs measured object colours ({episodes} held-out scenes per task and split, "
+          f"{time.perf_counter() - start:.0f} s)")
+    print("| named colour | in the scene: max delta E to its family | found (of) | not in the scene: "
+          "min delta E | caught as absent (of) |")
+    print("|---|---|---|---|---|")
+    for name in COLORS:
+        here = [f for f in present if f.name == name]
+        gone = [f for f in absent if f.name == name]
+        print(f"| {name} | {max(f.nearest_delta_e for f in here):.1f} | {sum(f.present for f in here)}/{len(here)} | "
+              f"{min(f.nearest_delta_e for f in gone):.1f} | {sum(not f.present for f in gone)}/{len(gone)} |")
+    print(f"| all | {max(f.nearest_delta_e for f in present):.1f} | {sum(f.present for f in present)}/{len(present)} "
+          f"| {min(f.nearest_delta_e for f in absent):.1f} | {sum(not f.present for f in absent)}/{len(absent)} |")
+    print(f"(threshold ABSENT_COLOUR_DE = {ABSENT_COLOUR_DE}, or the same basic colour term)")
+
+    print(f"\n### Instruction vs nearest training phrasing (MiniLM cosine; {episodes} held-out scenes per task, "
+          "seen and unseen colours)")
+    print("| instructions | n | min cosine | 5th percentile | matched the right task |")
+    print("|---|---|---|---|---|")
+    for phrasing in ("template", "train", "heldout"):
+        sims, right = [], 0
+        for task in TASKS:
+            for split in SPLITS:
+                for i in range(episodes):
+                    match = match_task(make_scene(task, HELD_OUT_SEED + i, split, phrasing).instruction)
+                    sims.append(match.similarity)
+                    right += match.task == task
+        print(f"| {phrasing} phrasings | {len(sims)} | {min(sims):.3f} | {np.percentile(sims, 5):.3f} | "
+              f"{right}/{len(sims)} |")
+    junk = sorted(((match_task(text).similarity, text) for text in JUNK), reverse=True)
+    print(f"| chit-chat ({len(junk)}) | | max {junk[0][0]:.3f} ({junk[0][1]!r}); next {junk[1][0]:.3f} "
+          f"({junk[1][1]!r}) | | refused {sum(s < TASK_SIMILARITY for s, _ in junk)}/{len(junk)} |")
+    print(f"(threshold TASK_SIMILARITY = {TASK_SIMILARITY})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all",
-                        choices=("all", "success", "diagnostics", "steps", "experts", "latency"))
+                        choices=("all", "success", "diagnostics", "steps", "experts", "latency", "matrix", "checks"))
     parser.add_argument("--checkpoint", default=None, help="planner checkpoint (default: the packaged one)")
-    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS))
+    parser.add_argument("--tasks", default=None,
+                        help="comma-separated tasks (default: the matrix and checks all seven, the rest "
+                             + ",".join(DEFAULT_TASKS) + ")")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--ablation-steps", type=int, default=600)
     parser.add_argument("--ablation-train-episodes", type=int, default=200)
     parser.add_argument("--ablation-out", type=Path, default=Path("runs/bench-experts"))
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None, help="--part matrix: save every finished cell here")
+    parser.add_argument("--resume", action="store_true", help="--part matrix: skip the cells --json already holds")
+    parser.add_argument("--overwrite", action="store_true", help="--part matrix: replace an existing --json file")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tasks = [t.strip() for t in args.tasks.split(",")]
+    tasks = [t.strip() for t in (args.tasks or ",".join(DEFAULT_TASKS)).split(",")]
     machine = platform.processor() or platform.machine()
     print(f"python {platform.python_version()}, torch {torch.__version__}, {machine}")
+    if args.part == "matrix":
+        matrix_tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else list(TASKS)
+        out = MatrixFile(args.json, str(load_planner(args.checkpoint).path), args.episodes, args.resume,
+                         args.overwrite)
+        matrix_table(args.checkpoint, matrix_tasks, args.episodes, out)
+    if args.part == "checks":
+        checks_table(args.episodes)
     if args.part in ("all", "success"):
         success_table(args.checkpoint, tasks, args.episodes)
     if args.part in ("all", "diagnostics"):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 
 from pmoe_core.errors import BadInput
+from pmoe_core.progress import Progress, silent
 from pmoe_core.tabletop.metric import Score, score
 from pmoe_core.tabletop.oracle import Step, oracle_steps, random_steps
 from pmoe_core.tabletop.sim import execute
 from pmoe_core.tabletop.tasks import TASKS, make_scene, task_name
 from pmoe_core.tabletop.world import SceneDesc
-from pmoe_core.progress import Progress, silent
 
 Policy = Callable[[SceneDesc], list[Step]]
 
@@ -50,10 +50,12 @@ def run_bench(
     split: str = "seen",
     progress: Progress = silent,
     policy_fn: Policy | None = None,
+    phrasing: str = "template",
 ) -> list[TaskResult]:
     """Episodes seed, seed+1, ... of every task in `tasks` ("all" = every task) under `policy`.
 
-    `policy_fn` runs a policy that needs more than a name (a trained model, see planner/policy.py) under `policy`.
+    `policy_fn` runs a policy that needs more than a name (a trained model, see planner/policy.py) under `policy`;
+    `phrasing` words the instructions (tabletop/phrasing.py; the scenes are the same in every phrasing).
     """
     fn = policy_fn or POLICIES.get(policy)
     if fn is None:
@@ -67,7 +69,7 @@ def run_bench(
         start = time.perf_counter()
         scores = []
         for i in range(episodes):
-            scores.append(run_episode(make_scene(name, seed + i, split), fn))
+            scores.append(run_episode(make_scene(name, seed + i, split, phrasing), fn))
             progress(advance=1, message=name)
         elapsed = time.perf_counter() - start
         results.append(

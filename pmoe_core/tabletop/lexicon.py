@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from matplotlib import colors as mcolors
@@ -116,7 +116,7 @@ def colour_family(colour: NamedColour) -> list[NamedColour]:
     return [c for c in _lexicon() if words_of(c.name)[-len(tail):] == tail]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _family_lab(name: str) -> np.ndarray:
     return to_lab(np.array([c.rgb for c in colour_family(lexicon_colour(name))], dtype=np.float64))
 

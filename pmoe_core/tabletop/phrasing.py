@@ -174,7 +174,8 @@ POLITENESS = {
                 ("", " thank you")),
 }
 # A polite prefix ("please", "could you") goes only before a frame that starts with one of these verbs.
-VERBS = frozenset("stack build put place set pile make move sort group arrange use gather take bring drop heap".split())
+VERBS = frozenset(("stack", "build", "put", "place", "set", "pile", "make", "move", "sort", "group", "arrange", "use",
+                   "gather", "take", "bring", "drop", "heap"))
 ENDINGS = ("", ".", "!")
 CASES = ("lower", "capitalised", "upper")
 CASE_WEIGHTS = (0.5, 0.35, 0.15)

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colors as mcolors
 
-from pmoe_core.tabletop.lexicon import colour_lexicon, colour_words_in, lexicon_colour, to_lab
+from pmoe_core.tabletop.lexicon import (
+    BASIC_TERMS,
+    basic_term,
+    basic_term_of,
+    colour_family,
+    colour_lexicon,
+    colour_words_in,
+    family_distance,
+    lexicon_colour,
+    to_lab,
+)
 from pmoe_core.tabletop.world import COLORS
 
 
@@ -19,7 +29,8 @@ def test_lexicon_is_large_unique_and_has_the_cliport_colours():
 
 
 def test_values_come_from_matplotlib():
-    assert lexicon_colour("dusty pink").rgb == tuple(round(255 * v) for v in mcolors.to_rgb(mcolors.XKCD_COLORS["xkcd:dusty pink"]))
+    dusty = mcolors.to_rgb(mcolors.XKCD_COLORS["xkcd:dusty pink"])
+    assert lexicon_colour("dusty pink").rgb == tuple(round(255 * v) for v in dusty)
     steel = lexicon_colour("light steel blue")  # CSS4 "lightsteelblue", split into words
     assert steel.source == "css4" and steel.rgb == (176, 196, 222)
     assert lexicon_colour("green").source == "xkcd+css4"  # one entry for a name both tables hold
@@ -37,3 +48,20 @@ def test_lab_of_known_colours():
     assert np.allclose(to_lab((255, 255, 255)), (100, 0, 0), atol=0.05)
     assert np.allclose(to_lab((0, 0, 0)), (0, 0, 0), atol=1e-6)
     assert np.allclose(to_lab((255, 0, 0)), (53.24, 80.09, 67.20), atol=0.1)
+
+
+def test_families_hold_the_kinds_of_a_colour():
+    blue = [c.name for c in colour_family(lexicon_colour("blue"))]
+    assert "blue" in blue and "dusky blue" in blue and "light blue" in blue and "blue green" not in blue
+    assert [c.name for c in colour_family(lexicon_colour("dark sea green"))] == ["dark sea green"]
+
+
+def test_scene_colours_are_near_their_own_family_and_basic_terms_are_words():
+    """The muted scene palette: each colour is within delta E 12 of its own name's family except cyan (21), whose
+    basic term (blue) it shares with the name "cyan"; the far prototype alone would not do (blue: 72)."""
+    for name, rgb in COLORS.items():
+        own = float(family_distance(lexicon_colour(name), rgb))
+        assert own <= 12 or basic_term(rgb) == basic_term_of(lexicon_colour(name)), name
+    assert np.linalg.norm(to_lab(lexicon_colour("blue").rgb) - to_lab(COLORS["blue"])) > 70
+    assert set(BASIC_TERMS) <= {c.name for c in colour_lexicon()}
+    assert basic_term((0, 0, 0)) == "black" and basic_term_of(lexicon_colour("navy")) == "blue"

@@ -11,7 +11,14 @@ import pytest
 from pmoe_core.errors import BadInput
 from pmoe_core.schemas import validate
 from pmoe_core.tabletop.lexicon import colour_words_in
-from pmoe_core.tabletop.phrasing import PHRASINGS, WORDINGS, british, fill, frames, normalise
+from pmoe_core.tabletop.phrasing import (
+    PHRASINGS,
+    WORDINGS,
+    british,
+    fill,
+    frames,
+    normalise,
+)
 from pmoe_core.tabletop.tasks import TASKS, make_scene
 from pmoe_core.tabletop.world import SPLITS, SceneDesc
 

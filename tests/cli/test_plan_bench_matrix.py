@@ -1,0 +1,73 @@
+"""bench/planner.py --part matrix: cells per task x colours x phrasing, saved as they finish, resumed, absent colours."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from pmoe_core.tabletop.lexicon import colour_words_in
+from pmoe_core.tabletop.oracle import oracle_steps
+from pmoe_core.tabletop.tasks import make_scene
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "planner.py"
+
+
+@pytest.fixture(name="bench", scope="module")
+def _bench():
+    spec = importlib.util.spec_from_file_location("planner_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class OraclePolicy:
+    """Stands in for ModelPolicy: the oracle's steps, so a cell's success is known (100%)."""
+
+    def __init__(self, planner, euler_steps=None):
+        self.calls = 0
+
+    def __call__(self, desc):
+        self.calls += 1
+        return oracle_steps(desc)
+
+    def mean_plan_s(self):
+        return 0.0
+
+
+def test_absent_colour_instruction_names_a_colour_no_object_has(bench):
+    for seed in range(100000, 100010):
+        desc = make_scene("stack-blocks", seed, "unseen")
+        text, colour = bench.with_absent_colour(desc)
+        assert colour not in {o.color for o in desc.objects}
+        assert [c.name for c in colour_words_in(text)][0] in (colour, {"gray": "grey"}.get(colour))
+    assert bench.with_absent_colour(make_scene("put-block-into-matching-bowl", 100000)) is None
+
+
+def test_matrix_saves_cells_as_they_finish_and_resumes(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "load_planner", lambda checkpoint: SimpleNamespace(path=Path("oracle.pt")))
+    monkeypatch.setattr(bench, "ModelPolicy", OraclePolicy)
+    out = tmp_path / "matrix.json"
+    matrix = bench.MatrixFile(out, "oracle.pt", 2, resume=False, overwrite=False)
+    bench.matrix_table(None, ["stack-blocks"], 2, matrix)
+    data = json.loads(out.read_text())
+    assert [(c["split"], c["phrasing"]) for c in data["cells"]] == [
+        ("seen", "template"), ("seen", "heldout"), ("unseen", "template"), ("unseen", "heldout")]
+    assert all(c["success"] == 1.0 and c["oracle_success"] == 1.0 and c["episodes"] == 2 for c in data["cells"])
+    absent = data["absent_colour"]
+    assert [r["split"] for r in absent] == ["seen", "unseen"]
+    assert all(r["refused"] + r["warned"] + r["silent"] == 2 and r["false_alarm"] == 0 for r in absent)
+    printed = capsys.readouterr().out
+    assert "| stack-blocks | unseen | heldout | 100% |" in printed
+
+    with pytest.raises(Exception, match="already exists"):
+        bench.MatrixFile(out, "oracle.pt", 2, resume=False, overwrite=False)
+    with pytest.raises(SystemExit, match="--resume needs the same"):
+        bench.MatrixFile(out, "other.pt", 2, resume=True, overwrite=False)
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: pytest.fail("re-ran a finished cell"))
+    monkeypatch.setattr(bench, "check_input", lambda *a, **k: pytest.fail("re-ran a finished row"))
+    bench.matrix_table(None, ["stack-blocks"], 2, bench.MatrixFile(out, "oracle.pt", 2, resume=True, overwrite=False))
+    assert "| stack-blocks | seen | template | 100% |" in capsys.readouterr().out
