@@ -49,6 +49,12 @@ def _error(capsys, argv: list[str]) -> str:
     return err
 
 
+def _ok(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+
+
 def test_plan_prints_steps_and_writes_valid_json(tiny_ckpt, scene_ply, tmp_path):
     out = tmp_path / "plan.json"
     args = ["--scene", str(scene_ply), "--instruction", "stack all the blocks on the red block",
@@ -78,6 +84,25 @@ def test_simulate_scores_the_plan(tiny_ckpt, scene_ply, tmp_path):
     validate(json.loads(out.read_text()), "plan_output")
     assert 0.0 <= sim["reward"] <= 1.0 and isinstance(sim["success"], bool)
     assert len(sim["matched"]) == len(make_scene("stack-blocks", 100000).goals)
+
+
+def test_simulate_says_which_goal_it_scored_when_the_instruction_differs(tiny_ckpt, scene_ply, tmp_path, capsys):
+    """scene_ply is stack-blocks seed 100000: 'build one tower on top of the brown block with all the other blocks'."""
+    out = tmp_path / "plan.json"
+    argv = ["plan", "--scene", str(scene_ply), "--instruction", "stack all the blocks on the red block",
+            "--checkpoint", str(tiny_ckpt), "--simulate", "--json", str(out)]
+    _ok(argv)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("pmoe: warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith("pmoe: warning: --simulate scores the scene file's goal")
+    assert "brown" in warnings[0] and "red" in warnings[0]
+    data = json.loads(out.read_text())
+    validate(data, "plan_output")
+    assert data["simulation"]["instruction_differs"] is True
+    assert data["simulation"]["goal_instruction"] == make_scene("stack-blocks", 100000).instruction
+    assert data["checks"]["task"] == "stack-blocks" and data["checks"]["words"] == {"color": "red"}
+    _ok([*argv[:4], "STACK ALL THE BLOCKS ON THE BROWN BLOCK!", *argv[5:], "--overwrite"])
+    assert "pmoe: warning" not in capsys.readouterr().err
+    assert json.loads(out.read_text())["simulation"]["instruction_differs"] is False
 
 
 def test_bench_with_the_model_policy(tiny_ckpt, tmp_path):
