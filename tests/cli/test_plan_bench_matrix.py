@@ -25,10 +25,12 @@ def _bench():
 
 
 class OraclePolicy:
-    """Stands in for ModelPolicy: the oracle's steps, so a cell's success is known (100%)."""
+    """Stands in for the matrix's model policy: the oracle's steps, so a cell's success is known (100%)."""
 
-    def __init__(self, planner, euler_steps=None):
+    def __init__(self, planner):
         self.calls = 0
+        self.points: dict = {}
+        self.plan_s: list[float] = []
 
     def __call__(self, desc):
         self.calls += 1
@@ -48,11 +50,11 @@ def test_absent_colour_instruction_names_a_colour_no_object_has(bench):
 
 
 def test_matrix_saves_cells_as_they_finish_and_resumes(bench, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "load_planner", lambda checkpoint: SimpleNamespace(path=Path("oracle.pt")))
-    monkeypatch.setattr(bench, "ModelPolicy", OraclePolicy)
+    monkeypatch.setattr(bench, "MatrixPolicy", OraclePolicy)
+    planner = SimpleNamespace(path=Path("oracle.pt"))
     out = tmp_path / "matrix.json"
     matrix = bench.MatrixFile(out, "oracle.pt", 2, resume=False, overwrite=False)
-    bench.matrix_table(None, ["stack-blocks"], 2, matrix)
+    bench.matrix_table(planner, ["stack-blocks"], 2, matrix)
     data = json.loads(out.read_text())
     assert [(c["split"], c["phrasing"]) for c in data["cells"]] == [
         ("seen", "template"), ("seen", "heldout"), ("unseen", "template"), ("unseen", "heldout")]
@@ -69,5 +71,6 @@ def test_matrix_saves_cells_as_they_finish_and_resumes(bench, tmp_path, monkeypa
         bench.MatrixFile(out, "other.pt", 2, resume=True, overwrite=False)
     monkeypatch.setattr(bench, "run_bench", lambda *a, **k: pytest.fail("re-ran a finished cell"))
     monkeypatch.setattr(bench, "check_input", lambda *a, **k: pytest.fail("re-ran a finished row"))
-    bench.matrix_table(None, ["stack-blocks"], 2, bench.MatrixFile(out, "oracle.pt", 2, resume=True, overwrite=False))
+    resumed = bench.MatrixFile(out, "oracle.pt", 2, resume=True, overwrite=False)
+    bench.matrix_table(planner, ["stack-blocks"], 2, resumed)
     assert "| stack-blocks | seen | template | 100% |" in capsys.readouterr().out

@@ -12,11 +12,16 @@ from typer.testing import CliRunner
 from pmoe_cli.app import main
 from pmoe_cli.plan import plan_app
 from pmoe_core.engine.checkpoint import load_checkpoint
-from pmoe_core.planner.policy import DEFAULT_CHECKPOINT, load_planner, plan_cloud, cloud_input
-from pmoe_core.tabletop.observe import observe
-from pmoe_core.tabletop.tasks import make_scene
+from pmoe_core.planner.policy import (
+    DEFAULT_CHECKPOINT,
+    cloud_input,
+    load_planner,
+    plan_cloud,
+)
 from pmoe_core.planner.train import PlannerTrainConfig, train_planner
 from pmoe_core.schemas import validate
+from pmoe_core.tabletop.observe import observe
+from pmoe_core.tabletop.tasks import make_scene
 
 runner = CliRunner()
 
