@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,14 +47,20 @@ class EvalRun:
     confusion: np.ndarray
 
 
-def pmoe(args: list[str], log: Path, threads: int) -> tuple[float, int]:
-    """Run `python -m pmoe_cli ARGS` (output to `log`); (wall seconds, peak RSS bytes of that process alone)."""
+def pmoe(args: list[str], log: Path, threads: int, watch: Callable[[int], None] | None = None) -> tuple[float, int]:
+    """Run `python -m pmoe_cli ARGS` (output to `log`); (wall seconds, peak RSS bytes of that process alone).
+    `watch(pid)`, when given, is called about twice a second while the process runs (e.g. to sample its memory)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pmoe_cli", *args], stdout=out, stderr=subprocess.STDOUT,
                                 env=env)
-        _, status, usage = os.wait4(proc.pid, 0)  # per-child rusage; RUSAGE_CHILDREN would be the max of all
+        while True:  # per-child rusage; RUSAGE_CHILDREN would be the max of all
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if watch else 0)
+            if pid:
+                break
+            watch(proc.pid)
+            time.sleep(0.5)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     if proc.returncode:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -174,14 +175,39 @@ def write_store(data: Path, cloud: Path, truth: Path) -> None:
         writer.append("val", scene)
 
 
+class TileMemory:
+    """Samples the predict process's resident memory and files each sample under the tile its log last announced
+    ("tile k/N"; 0 = reading, before the first tile's line), so growth across tiles shows, not only the peak."""
+
+    def __init__(self, log: Path):
+        self.log = log
+        self.peaks: dict[int, int] = {}
+
+    def __call__(self, pid: int) -> None:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return
+        rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        found = re.findall(r"tile (\d+)/\d+", text)
+        tile = int(found[-1]) if found else 0
+        self.peaks[tile] = max(self.peaks.get(tile, 0), rss)
+
+    def summary(self) -> str:
+        return ", ".join(f"{'read' if t == 0 else t}: {v / 2**30:.2f}" for t, v in sorted(self.peaks.items()))
+
+
 def run_predict(ckpt: str, cloud: Path, out: Path, threads: int, tile_points: int,
-                label_set: str = "scannet") -> tuple[float, float, int, np.ndarray]:
-    """(scoring s, wall s, peak RSS bytes, labels) of `pmoe predict` on the cloud."""
+                label_set: str = "scannet") -> tuple[float, float, int, np.ndarray, TileMemory]:
+    """(scoring s, wall s, peak RSS bytes, labels, RSS by tile) of `pmoe predict` on the cloud."""
+    log = out.with_suffix(".log")
+    memory = TileMemory(log)
     wall, rss = pmoe(["predict", ckpt, str(cloud), "--out", str(out), "--label-set", label_set, "--device", "cpu",
-                      "--threads", str(threads), "--tile-points", str(tile_points)], out.with_suffix(".log"), threads)
+                      "--threads", str(threads), "--tile-points", str(tile_points)], log, threads, watch=memory)
     report = json.loads(next(out.glob("*.report.json")).read_text())
     labels = np.load(next(out.glob("*.labels.npy")))
-    return float(report["seconds"]), wall, rss, labels
+    return float(report["seconds"]), wall, rss, labels, memory
 
 
 def run_eval(ckpt: str, data: Path, out: Path, threads: int) -> tuple[float, float, int, np.ndarray]:
@@ -228,7 +254,7 @@ def main() -> None:
                     write_store(work / f"data_{n}", cloud, truth)
                 if args.format == "las":
                     cloud = npy_to_las(cloud)
-            p_s, p_wall, p_rss, labels = run_predict(ckpt, cloud, work / f"predict_{n}", args.threads,
+            p_s, p_wall, p_rss, labels, memory = run_predict(ckpt, cloud, work / f"predict_{n}", args.threads,
                                                      args.tile_points, datasets[0])
             row = (f"| {n:,} | {p_s:.1f} ({p_wall:.1f}) | {n / p_s:,.0f} | {p_rss / 2**30:.2f} GiB | ")
             if n <= args.eval_max_points and not terrain:
@@ -240,6 +266,7 @@ def main() -> None:
             else:
                 row += "- | - | - | - | - | - |"
             print(row, flush=True)
+            print(f"  predict RSS by tile, max of 0.5 s samples (GiB): {memory.summary()}", flush=True)
             cloud.unlink()
             truth.unlink()
 
