@@ -1,7 +1,9 @@
-"""Training data for the planner: oracle demonstrations and template scene captions, generated once and cached.
+"""Training data for the planner: oracle demonstrations and referring phrases, generated once and cached.
 
 A demonstration is one episode of the planner world on a TRAIN seed with SEEN colours: the camera cloud from
-`observe()`, subsampled by `scene_points` (seeded by the episode seed), the task's instruction, and the oracle's
+`observe()`, subsampled by `scene_points` (seeded by the episode seed, with each point's object-proposal id), the
+task's instruction in one of the training phrasings, referring phrases for Stage I ("the red bowl", "the block at
+the top left": which object a phrase means, from the scene's description), and the oracle's
 pick/place sequence put in an order the observation determines (`canonical_steps`): the oracle fills goals
 with candidates in object-id order, which the model cannot see, so the same scene would have several "right"
 first steps and the flow head would learn their blur. Train seeds are 0, 1, 2, ...; held-out evaluation starts at `HELD_OUT_SEED`, far from any
@@ -21,16 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from pmoe_core.outputs import atomic_path
+from pmoe_core.planner.objects import ObjectTokenConfig
+from pmoe_core.planner.pose_tokens import steps_to_tensor
+from pmoe_core.planner.scene_encoder import scene_points
+from pmoe_core.progress import Progress, silent
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.oracle import Step, oracle_steps
-from pmoe_core.planner.pose_tokens import steps_to_tensor
 from pmoe_core.tabletop.poses import BLOCK_SYMMETRY, Pose
-from pmoe_core.planner.scene_encoder import scene_points
 from pmoe_core.tabletop.tasks import make_scene, task_name
-from pmoe_core.tabletop.world import SceneDesc, TableObject
-from pmoe_core.progress import Progress, silent
+from pmoe_core.tabletop.world import SceneDesc
 
-DEMO_VERSION = 5
+DEMO_VERSION = 6
+REFS = 8  # referring phrases kept per demonstration
 HELD_OUT_SEED = 100_000  # evaluation episodes use seeds from here on; training uses 0..episodes-1
 CACHE_ENV = "PMOE_CACHE_DIR"
 
@@ -44,7 +48,13 @@ class DemoSpec:
     num_points: int
     max_steps: int
     split: str = "seen"
-    foreground: float = 0.0  # see scene_encoder.scene_points
+    phrasing: str = "train"  # tasks.make_scene's instruction phrasings: "template", "train" or "heldout"
+    max_objects: int = 10  # object proposals (objects.ObjectTokenConfig): they shape the cached proposal ids
+    radius: float = 0.012
+    min_points: int = 24
+
+    def objects(self) -> ObjectTokenConfig:
+        return ObjectTokenConfig(max_objects=self.max_objects, radius=self.radius, min_points=self.min_points)
 
     def key(self) -> str:
         text = json.dumps({"version": DEMO_VERSION, **asdict(self)}, sort_keys=True)
@@ -55,11 +65,12 @@ class DemoSpec:
 class DemoSet:
     """Arrays of D demonstrations, row-aligned."""
 
-    points: np.ndarray  # (D, N, 6) float32: xyz (m) + rgb in [0, 1]
+    points: np.ndarray  # (D, N, 7) float32: xyz (m), rgb in [0, 1], object-proposal id
     poses: np.ndarray  # (D, S, 2, 7) float32 oracle pick/place poses, padded past `lengths`
     lengths: np.ndarray  # (D,) int64
     instructions: list[str]
-    captions: list[str]
+    ref_texts: np.ndarray  # (D, REFS) str: referring phrases ("" past the last)
+    ref_xy: np.ndarray  # (D, REFS, 2) float32: the xy (m) of the object each phrase means
     tasks: list[str]
     seeds: np.ndarray  # (D,) int64
 
@@ -76,16 +87,33 @@ def _where(x: float, y: float) -> str:
     return row or col or "center"
 
 
-def _describe(obj: TableObject) -> str:
-    x, y, _ = obj.position
-    size = {"block": "small " if obj.size < 0.05 else "big ", "bowl": "", "zone": ""}[obj.kind]
-    return f"a {size}{obj.color} {obj.kind} at the {_where(x, y)}"
+_REF_FORMS = ("the {a} {k}", "{a} {k}", "the {k} that is {a}")
 
 
-def caption(desc: SceneDesc) -> str:
-    """Template caption: every object with its size, colour, kind and rough position, in id order."""
-    parts = [_describe(o) for o in desc.objects]
-    return "There is " + ", ".join(parts) + "."
+def referring_phrases(desc: SceneDesc) -> list[tuple[str, float, float]]:
+    """Phrases that name exactly one object of the scene, with its xy: by colour ("the red bowl"), by size and
+    colour where the colour alone is shared ("the big red block"), by rough position ("the block at the top
+    left") where that is unique. Stage I teaches the trunk to find what a phrase names; the words are the
+    tasks' (colours, kinds, sizes, table positions), the phrasing varies with the episode seed."""
+    rng = np.random.default_rng([desc.seed, 7])
+    out = []
+    for obj in desc.objects:
+        same = [o for o in desc.objects if o.kind == obj.kind and o.color == obj.color]
+        size = "big" if obj.size >= 0.05 else "small"
+        if len(same) == 1:
+            adjective = obj.color
+        elif obj.kind == "block" and sum((o.size >= 0.05) == (obj.size >= 0.05) for o in same) == 1:
+            adjective = f"{size} {obj.color}"
+        else:
+            adjective = None
+        form = _REF_FORMS[int(rng.integers(len(_REF_FORMS)))]
+        if adjective is not None:
+            out.append((form.format(a=adjective, k=obj.kind), *obj.position[:2]))
+        where = _where(*obj.position[:2])
+        if sum(o.kind == obj.kind and _where(*o.position[:2]) == where for o in desc.objects) == 1:
+            out.append((f"the {obj.kind} at the {where}", *obj.position[:2]))
+    order = rng.permutation(len(out))
+    return [out[i] for i in order[:REFS]]
 
 
 def canonical_steps(desc: SceneDesc) -> list[Step]:
@@ -114,10 +142,10 @@ def _folded(pose: Pose) -> Pose:
     return Pose.from_yaw(pose.position, (pose.yaw + half) % BLOCK_SYMMETRY - half)
 
 
-def build_demo(desc: SceneDesc, num_points: int, foreground: float = 0.0) -> tuple[np.ndarray, list[Step]]:
-    """(encoder input (N, 6), canonical oracle steps) of one episode."""
+def build_demo(desc: SceneDesc, num_points: int, objects: ObjectTokenConfig) -> tuple[np.ndarray, list[Step]]:
+    """(encoder input (N, 7), canonical oracle steps) of one episode."""
     cloud = observe(desc)
-    points = scene_points(cloud.coord, cloud.color, num_points, desc.seed, foreground).numpy()
+    points = scene_points(cloud.coord, cloud.color, num_points, desc.seed, objects).numpy()
     return points, canonical_steps(desc)
 
 
@@ -125,22 +153,27 @@ def generate_demos(spec: DemoSpec, progress: Progress = silent) -> DemoSet:
     """Render every (task, seed) episode of `spec`; deterministic."""
     tasks = [task_name(t) for t in spec.tasks]
     progress(total=len(tasks) * spec.episodes)
-    points, sequences, instructions, captions, names, seeds = [], [], [], [], [], []
+    points, sequences, instructions, refs, names, seeds = [], [], [], [], [], []
     for task in tasks:
         for seed in range(spec.episodes):
-            desc = make_scene(task, seed, spec.split)
-            cloud, steps = build_demo(desc, spec.num_points, spec.foreground)
+            desc = make_scene(task, seed, spec.split, spec.phrasing)
+            cloud, steps = build_demo(desc, spec.num_points, spec.objects())
             points.append(cloud)
             sequences.append(steps)
             instructions.append(desc.instruction)
-            captions.append(caption(desc))
+            refs.append(referring_phrases(desc))
             names.append(task)
             seeds.append(seed)
             progress(advance=1, message=f"{task} {seed}")
     poses, lengths = steps_to_tensor(sequences, spec.max_steps)
+    ref_texts = np.full((len(refs), REFS), "", dtype=object)
+    ref_xy = np.zeros((len(refs), REFS, 2), np.float32)
+    for i, phrases in enumerate(refs):
+        for j, (text, x, y) in enumerate(phrases):
+            ref_texts[i, j], ref_xy[i, j] = text, (x, y)
     return DemoSet(
-        np.stack(points).astype(np.float32), poses.numpy(), lengths.numpy().astype(np.int64),
-        instructions, captions, names, np.asarray(seeds, dtype=np.int64),
+        np.stack(points).astype(np.float32), poses.numpy(), lengths.numpy().astype(np.int64), instructions,
+        ref_texts.astype(str), ref_xy, names, np.asarray(seeds, dtype=np.int64),
     )
 
 
@@ -156,7 +189,7 @@ def save_demos(demos: DemoSet, path: Path) -> None:
     with atomic_path(path, make_parents=True) as tmp:  # suffix .npz kept: np.savez appends none
         np.savez(
             tmp, points=demos.points, poses=demos.poses, lengths=demos.lengths, seeds=demos.seeds,
-            instructions=np.asarray(demos.instructions), captions=np.asarray(demos.captions),
+            instructions=np.asarray(demos.instructions), ref_texts=demos.ref_texts, ref_xy=demos.ref_xy,
             tasks=np.asarray(demos.tasks),
         )
 
@@ -164,8 +197,8 @@ def save_demos(demos: DemoSet, path: Path) -> None:
 def read_demos(path: Path) -> DemoSet:
     with np.load(path, allow_pickle=False) as f:
         return DemoSet(
-            f["points"], f["poses"], f["lengths"], [str(s) for s in f["instructions"]],
-            [str(s) for s in f["captions"]], [str(s) for s in f["tasks"]], f["seeds"],
+            f["points"], f["poses"], f["lengths"], [str(s) for s in f["instructions"]], f["ref_texts"], f["ref_xy"],
+            [str(s) for s in f["tasks"]], f["seeds"],
         )
 
 

@@ -6,8 +6,8 @@ weight on the middle of the path, where the velocity is hardest to predict), uni
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

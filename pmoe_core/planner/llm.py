@@ -153,13 +153,7 @@ class TinyLlamaSpec:
 # Every word of the planner world's instructions and captions (tests/planner_model/test_planner_llm.py checks that
 # the task templates use no other). Fixed here, not gathered from the templates, so that editing a template cannot
 # silently change the tokenizer, and with it the random LLM a checkpoint was trained on.
-PLANNER_WORDS = (
-    "There a all at below big bigger biggest block blocks blue bottom bowl bowls brown build center color colored "
-    "corner cyan decreases each every from gray green in inside into is its left make matches matching move of on "
-    "one ones orange order other per pink place purple put pyramid red right same side single six size small "
-    "smaller smallest so stack table that the their three to top towards tower two up white with yellow zone "
-    "Describe scene"
-).split()
+PLANNER_WORDS = ["There", "a", "all", "at", "below", "big", "bigger", "biggest", "block", "blocks", "blue", "bottom", "bowl", "bowls", "brown", "build", "center", "color", "colored", "corner", "cyan", "decreases", "each", "every", "from", "gray", "green", "in", "inside", "into", "is", "its", "left", "make", "matches", "matching", "move", "of", "on", "one", "ones", "orange", "order", "other", "per", "pink", "place", "purple", "put", "pyramid", "red", "right", "same", "side", "single", "six", "size", "small", "smaller", "smallest", "so", "stack", "table", "that", "the", "their", "three", "to", "top", "towards", "tower", "two", "up", "white", "with", "yellow", "zone", "Describe", "scene"]
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:

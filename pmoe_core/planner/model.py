@@ -1,11 +1,20 @@
-"""ThreeDMoEPlanner: scene cloud + instruction -> pick/place pose sequence (3D-MoE, arXiv 2501.16698, at CPU size).
+"""The 3D-MoE planner: scene cloud + instruction -> pick/place pose sequence (3D-MoE, arXiv 2501.16698, at CPU size).
 
-points -> SceneEncoder (PointNet++, spatial transformer, projector) -> scene tokens prepended to the embedded text
--> LLaMA-family LLM with MoE-upcycled FFNs and LoRA -> final hidden states (scene + text positions, masked) ->
-Pose-DiT with rectified flow. Stage I aligns the encoder with a captioning LM loss; Stage II trains the flow and
-stop losses on oracle pose sequences. Trainable: encoder + projector, LoRA adapters, routers, Pose-DiT; the base
-LLM stays frozen and is rebuilt from `config.llm` (the tiny LLM from its seed), so a checkpoint needs only
-`trainable_state_dict()` and `config.to_dict()`.
+points -> SceneEncoder (PointNet++ and spatial transformer tokens, object tokens with measured colour, extent and
+yaw) -> scene tokens; instruction -> the frozen pretrained LM's states (TextFeatures: SmolLM2-135M, computed once per
+text and cached); the colour the instruction names, grounded by language (colour.ColourHead), is compared with each
+object's measured colour and the difference joins the object's token; [text; scene] -> the upcycled MoE trunk
+(trunk.py, with a learned relation bias between scene tokens) -> one `Condition` -> the Pose-DiT (rectified flow,
+poses anchored at a pointed candidate: an object or a table anchor).
+
+A causal LM reading the instruction before the scene gives the instruction states that do not depend on the scene,
+so the frozen LM runs once per distinct instruction and training costs the trunk, not 135M parameters per step.
+The paper's joint path, scene tokens and instruction through the upcycled MoE LLM with LoRA (`joint=True`,
+joint.py), replaces the trunk and yields the same Condition.
+
+Stage I (grounding, dense trunk): the colour head learns what colour a phrase names from a named-colour lexicon,
+and the trunk learns to find the object a referring phrase names in seen-colour scenes. Stage II upcycles the trunk
+(exactly) and trains the pose losses on demonstrations; the colour head stays frozen.
 """
 
 from __future__ import annotations
@@ -16,70 +25,71 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from pmoe_core.planner.colour import (
+    AskedColour,
+    ColourHead,
+    ColourHeadConfig,
+    colour_loss,
+    rgb_to_lab,
+)
 from pmoe_core.planner.flow import FlowConfig
-from pmoe_core.planner.llm import TinyLlamaSpec, load_llm, tiny_llm
-from pmoe_core.planner.lora import LoraSettings, apply_lora, is_lora_param, is_router_param
-from pmoe_core.tabletop.oracle import Step
+from pmoe_core.planner.joint import JointConfig, JointTrunk
+from pmoe_core.planner.model_lm import text_features
 from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
-from pmoe_core.planner.pose_dit import PoseDiT, PoseDiTConfig
+from pmoe_core.planner.pose_dit import Condition, PoseDiT, PoseDiTConfig
 from pmoe_core.planner.pose_head import pose_losses, sample_poses
-from pmoe_core.planner.pose_tokens import poses_to_tokens, positions_to_tokens, tensor_to_steps, tokens_to_poses
+from pmoe_core.planner.pose_tokens import (
+    poses_to_tokens,
+    positions_to_tokens,
+    tensor_to_steps,
+    tokens_to_poses,
+    tokens_to_positions,
+)
+from pmoe_core.planner.relations import ATTRIBUTE_DIM, attributes, pairwise
 from pmoe_core.planner.scene_encoder import SceneEncoder, SceneEncoderConfig
-from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
-from pmoe_core.planner.upcycle import MoEConfig, aux_loss, upcycle
+from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig, fourier_xyz
+from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
+from pmoe_core.planner.trunk import Trunk, TrunkConfig, TrunkOutput
+from pmoe_core.tabletop.oracle import Step
+from pmoe_core.tabletop.world import WORKSPACE
+
+DESIGN = 2  # checkpoints of the design before issue #20 (random tiny LLM, switches) have none
+TABLE_BANDS = 8
 
 
 @dataclass
-class Condition:
-    """What the Pose-DiT is conditioned on: LLM final hidden states over scene + instruction positions, the mask of
-    real positions, and the token-space centres of the scene positions (zeros and False elsewhere)."""
-
-    seq: torch.Tensor  # (B, L, H)
-    mask: torch.Tensor  # (B, L) bool
-    anchors: torch.Tensor  # (B, L, 3)
-    anchor_mask: torch.Tensor  # (B, L) bool
-    pointer_mask: torch.Tensor | None = None  # (B, L) bool: what the DiT's pointer may pick (None: every anchor)
-    anchor_yaws: torch.Tensor | None = None  # (B, L) measured yaw of object tokens modulo a quarter turn, else 0
-    anchor_colors: torch.Tensor | None = None  # (B, L, 3) mean colour of object tokens, else 0
-
-
-@dataclass
-class ThreeDMoEConfig:
-    llm: str = "smollm2"  # "smollm2" (packaged GGUF), "tiny" (random, seeded), or a local HF LLaMA folder
-    tiny_llm: TinyLlamaSpec = field(default_factory=TinyLlamaSpec)
-    moe: MoEConfig = field(default_factory=MoEConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
+class PlannerConfig:
+    text: TextFeatureSpec = field(default_factory=TextFeatureSpec)
+    joint: JointConfig | None = None  # the paper's joint path instead of the trunk (see joint.py)
     encoder: SceneEncoderConfig = field(default_factory=SceneEncoderConfig)
+    trunk: TrunkConfig = field(default_factory=lambda: TrunkConfig(relation_dim=12))
+    colour: ColourHeadConfig = field(default_factory=ColourHeadConfig)
     dit: PoseDiTConfig = field(default_factory=PoseDiTConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
-    num_points: int = 4096  # encoder input size (see scene_encoder.scene_points)
-    foreground: float = 0.0  # share of those drawn from points above the table first (scene_points)
-    max_text_tokens: int = 64
-    caption_prompt: str = "Describe the scene:"
+    num_points: int = 2048  # encoder input size (scene_encoder.scene_points)
+    table_step: float = 0.1  # m between the table anchors a place at a named position points at
 
     @classmethod
-    def tiny(cls) -> "ThreeDMoEConfig":
-        """Seconds-fast sizes for tests and smoke runs: random tiny LLM, small encoder and DiT."""
+    def tiny(cls) -> PlannerConfig:
+        """The same design at seconds-fast sizes, for tests and smoke runs."""
         return cls(
-            llm="tiny",
-            moe=MoEConfig(num_experts=4, top_k=2),
-            lora=LoraSettings(r=4, alpha=8),
             encoder=SceneEncoderConfig(
                 pointnet=PointNet2Config(layers=[SALayer(64, 0.06, 16, [16, 32]), SALayer(16, 0.2, 16, [32, 48])]),
                 spatial=SpatialTransformerConfig(dim=32, heads=2, layers=1, fourier_bands=4),
             ),
-            dit=PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=6, anchor=True),
-            num_points=512,
-            foreground=1.0,
-            max_text_tokens=48,
+            trunk=TrunkConfig(dim=32, depth=1, heads=2, experts=4, top_k=2, relation_dim=12),
+            colour=ColourHeadConfig(hidden=32),
+            dit=PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=8),
+            num_points=1024,  # fewer points split a bowl's rim into several proposals
         )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ThreeDMoEConfig":
+    def from_dict(cls, data: dict) -> PlannerConfig:
         return _build(cls, data)
 
 
@@ -93,6 +103,12 @@ def _build(cls, data):
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
+        if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            inner = [a for a in typing.get_args(hint) if a is not type(None)]
+            hint = inner[0] if len(inner) == 1 else hint
+            if value is None:
+                kwargs[name] = None
+                continue
         if dataclasses.is_dataclass(hint):
             value = _build(hint, value)
         elif typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
@@ -101,139 +117,150 @@ def _build(cls, data):
     return cls(**kwargs)
 
 
-def build_llm(config: ThreeDMoEConfig):
-    if config.llm == "tiny":
-        return tiny_llm(config.tiny_llm)
-    return load_llm(None if config.llm == "smollm2" else config.llm)
+def table_anchors(step: float) -> torch.Tensor:
+    """(G, 3) metres: a grid over the workspace's table plane, `step` apart, from its near right corner."""
+    (x0, x1), (y0, y1), _ = WORKSPACE
+    xs = torch.arange(x0, x1 + 1e-6, step)
+    ys = torch.arange(y0, y1 + 1e-6, step)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
+    return torch.cat([grid, torch.zeros(len(grid), 1)], -1)
+
+
+@dataclass
+class TextBatch:
+    """Frozen-LM states of a batch of texts, right-padded."""
+
+    states: torch.Tensor  # (B, T, H)
+    mask: torch.Tensor  # (B, T) bool
 
 
 class ThreeDMoEPlanner(nn.Module):
-    """The 3D-MoE planner. `llm`/`tokenizer` may be passed in (already loaded, not yet upcycled) to skip loading."""
+    """The planner. `text` may be passed in (a TextFeatures already holding states) to share its cache and LM."""
 
-    def __init__(self, config: ThreeDMoEConfig, llm: nn.Module | None = None, tokenizer=None):
+    def __init__(self, config: PlannerConfig, text: TextFeatures | None = None):
         super().__init__()
         self.config = config
-        if llm is None:
-            llm, tokenizer = build_llm(config)
-        llm.config.use_cache = False
-        self.llm = apply_lora(upcycle(llm, config.moe), config.lora)
-        self.tokenizer = tokenizer
-        hidden = llm.config.hidden_size
-        self.encoder = SceneEncoder(config.encoder, hidden)
-        self.dit = PoseDiT(config.dit, hidden)
-        self._match_projector_scale()
-
-    @torch.no_grad()
-    def _match_projector_scale(self) -> None:
-        """Start scene tokens at the RMS of the LLM's word embeddings (the projector's input is LayerNormed, so
-        ~unit per channel); the default init would make them several times louder than any word."""
-        target = self.llm.get_input_embeddings().weight.float().pow(2).mean().sqrt().item()
-        for proj in (self.encoder.projector, getattr(self.encoder, "object_projector", None)):
-            if proj is not None:
-                nn.init.normal_(proj.weight, std=target / proj.in_features**0.5)
-                nn.init.zeros_(proj.bias)
+        self.text = text if text is not None else text_features(config.text)
+        text_dim = self.text.dim
+        d = config.trunk.dim
+        self.encoder = SceneEncoder(config.encoder, d)
+        self.colour = ColourHead(config.colour, text_dim)
+        self.match = nn.Sequential(nn.Linear(4, d), nn.GELU(), nn.Linear(d, d))
+        if config.joint is None:
+            self.trunk: nn.Module = Trunk(config.trunk, text_dim, d)
+        else:
+            self.trunk = JointTrunk(config.joint, d, self.text)
+        self.register_buffer("table", table_anchors(config.table_step), persistent=False)
+        self.table_in = nn.Linear(3 + 6 * TABLE_BANDS, d)
+        self.refer_q = nn.Linear(d, d)
+        self.refer_k = nn.Linear(d, d)
+        self.dit = PoseDiT(config.dit, d)
 
     @property
     def device(self) -> torch.device:
-        return self.encoder.projector.weight.device
+        return self.table_in.weight.device
 
     # --- inputs ---
 
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.config.max_text_tokens]
+    def text_batch(self, texts: list[str]) -> TextBatch:
+        states, mask = self.text.batch(texts)
+        return TextBatch(states.to(self.device), mask.to(self.device))
 
-    def _sequence(self, points: torch.Tensor, texts: list[list[int]], loss_from: list[int] | None = None):
-        """Scene tokens + right-padded text embeddings -> (embeds, attention mask, labels or None, scene centres,
-        which scene tokens are real (object slots without a proposal are not), scene token yaws and colours)."""
-        scene, centres, valid, yaws, colors = self.encoder(points.to(self.device))
-        b, m, _ = scene.shape
-        longest = max(len(t) for t in texts)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((b, longest), pad, dtype=torch.long, device=self.device)
-        mask = torch.zeros(b, m + longest, dtype=torch.long, device=self.device)
-        mask[:, :m] = valid.long()
-        for i, t in enumerate(texts):
-            ids[i, : len(t)] = torch.tensor(t, dtype=torch.long)
-            mask[i, m : m + len(t)] = 1
-        embeds = torch.cat([scene, self.llm.get_input_embeddings()(ids).to(scene.dtype)], dim=1)
-        labels = None
-        if loss_from is not None:
-            labels = torch.full((b, m + longest), -100, dtype=torch.long, device=self.device)
-            for i, (t, start) in enumerate(zip(texts, loss_from)):
-                labels[i, m + start : m + len(t)] = ids[i, start : len(t)]
-        return embeds, mask, labels, centres, valid, yaws, colors
+    def asked_colour(self, text: TextBatch) -> AskedColour:
+        return self.colour(text.states, text.mask)
 
-    def condition(self, points: torch.Tensor, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """LLM final hidden states over scene + instruction positions (B, L, H) and their mask (B, L) bool."""
-        cond = self.condition_with_anchors(points, instructions)
-        return cond.seq, cond.mask
+    def condition(self, points: torch.Tensor, texts: list[str]) -> tuple[Condition, torch.Tensor]:
+        """(the Condition of B clouds (B, N, 7) and their instructions, the trunk's MoE balance loss)."""
+        scene = self.encoder(points.to(self.device))
+        text = self.text_batch(texts)
+        lab = rgb_to_lab(scene.colors) / 100.0
+        diff = lab - self.asked_colour(text).lab[:, None, :]
+        obj = scene.objects[..., None].to(lab.dtype)
+        tokens = scene.tokens + self.match(torch.cat([diff, diff.norm(dim=-1, keepdim=True)], -1)) * obj
+        centres = positions_to_tokens(scene.centres)
+        attrs = attributes(centres, lab, scene.extents, scene.objects)
+        if isinstance(self.trunk, Trunk):
+            out: TrunkOutput = self.trunk(text.states, text.mask, tokens, scene.valid, pairwise(attrs))
+        else:
+            out = self.trunk(texts, tokens, scene.valid)
+        return self._assemble(out, centres, scene.objects, scene.yaws, attrs), out.aux_loss
 
-    def condition_with_anchors(self, points: torch.Tensor, instructions: list[str]) -> "Condition":
-        """The condition plus where its scene tokens sit (for the DiT's pointer)."""
-        embeds, mask, _, centres, valid, yaws, colors = self._sequence(
-            points, [self._ids(s) or [self.tokenizer.eos_token_id] for s in instructions]
+    def _assemble(self, out: TrunkOutput, centres, objects, yaws, attrs) -> Condition:
+        """Text positions, scene positions, then the table anchors (states from their position alone)."""
+        b, t = out.text.shape[:2]
+        g = len(self.table)
+        table = positions_to_tokens(self.table).to(out.scene.dtype)
+        table_states = self.table_in(fourier_xyz(table, TABLE_BANDS, 4.0)).expand(b, -1, -1)
+        table_attrs = torch.cat([table, table.new_zeros(g, ATTRIBUTE_DIM - 3)], -1).expand(b, -1, -1)
+        ones = torch.ones(b, g, dtype=torch.bool, device=self.device)
+        no_text = torch.zeros_like(out.text_mask)
+        return Condition(
+            seq=torch.cat([out.text, out.scene, table_states], 1),
+            mask=torch.cat([out.text_mask, out.scene_mask, ones], 1),
+            text_mask=torch.cat([out.text_mask, torch.zeros_like(out.scene_mask), ~ones], 1),
+            anchors=torch.cat([centres.new_zeros(b, t, 3), centres, table.expand(b, -1, -1)], 1),
+            candidates=torch.cat([no_text, objects, ones], 1),
+            yaws=torch.cat([yaws.new_zeros(b, t), yaws, yaws.new_zeros(b, g)], 1),
+            attributes=torch.cat([attrs.new_zeros(b, t, ATTRIBUTE_DIM), attrs, table_attrs], 1),
         )
-        hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False).last_hidden_state
-        b, m, _ = centres.shape
-        anchors = hidden.new_zeros(b, hidden.shape[1], 3)
-        anchors[:, :m] = positions_to_tokens(centres.to(hidden.dtype))
-        anchor_mask = torch.zeros(b, hidden.shape[1], dtype=torch.bool, device=hidden.device)
-        anchor_mask[:, :m] = valid
-        anchor_yaws = hidden.new_zeros(b, hidden.shape[1])
-        anchor_yaws[:, :m] = yaws
-        anchor_colors = hidden.new_zeros(b, hidden.shape[1], 3)
-        anchor_colors[:, :m] = colors
-        pointer_mask = None
-        objects = self.config.encoder.objects
-        if objects.max_objects and objects.pointer_only:  # objects only; a scene without any keeps every token
-            pointer_mask = anchor_mask.clone()
-            pointer_mask[:, : m - objects.max_objects] = False
-            bare = ~pointer_mask.any(1)
-            pointer_mask[bare] = anchor_mask[bare]
-        return Condition(hidden, mask.bool(), anchors, anchor_mask, pointer_mask, anchor_yaws, anchor_colors)
-
-    def _aux(self) -> torch.Tensor:
-        return self.config.moe.aux_loss_weight * aux_loss(self.llm).to(self.device)
 
     # --- training ---
 
-    def stage1_loss(self, points: torch.Tensor, caption_texts: list[str]) -> dict[str, torch.Tensor]:
-        """Captioning LM loss on `caption_texts` given the scene (prompted by `config.caption_prompt`)."""
-        prompt = self._ids(self.config.caption_prompt)
-        texts, starts = [], []
-        eos = self.tokenizer.eos_token_id
-        for caption in caption_texts:
-            body = self.tokenizer(" " + caption.strip(), add_special_tokens=False)["input_ids"]
-            texts.append((prompt + body)[: self.config.max_text_tokens] + [eos])
-            starts.append(min(len(prompt), len(texts[-1]) - 1))
-        embeds, mask, labels, *_ = self._sequence(points, texts, starts)
-        lm = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
-        aux = self._aux()
-        return {"loss": lm + aux, "lm": lm, "aux": aux}
+    def refer_logits(self, cond: Condition) -> torch.Tensor:
+        """(B, L) which object a referring phrase names (Stage I): the pooled phrase against each object's state."""
+        w = cond.text_mask.to(cond.seq.dtype)[..., None]
+        query = self.refer_q((cond.seq * w).sum(1) / w.sum(1).clamp_min(1.0))
+        logits = (self.refer_k(cond.seq) @ query[..., None])[..., 0] / cond.seq.shape[-1] ** 0.5
+        objects = cond.attributes[..., 9] > 0
+        return logits.masked_fill(~objects, float("-inf"))
 
-    def stage2_loss(
-        self, points: torch.Tensor, instructions: list[str], pose_seqs: torch.Tensor, lengths: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """Flow loss on (B, S, 2, 7) position+quaternion sequences (first `lengths` steps real) + stop loss."""
-        cond = self.condition_with_anchors(points, instructions)
+    def stage1_loss(self, points: torch.Tensor, phrases: list[str], target_xy: torch.Tensor,
+                    lexicon: list[str], lexicon_lab: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Grounding: "refer" (cross entropy of the object the phrase names, the object nearest `target_xy` (B, 2)
+        metres) + "colour" (the CIELAB error of the colour each lexicon phrase names)."""
+        cond, aux = self.condition(points, phrases)
+        logits = self.refer_logits(cond)
+        xy = target_xy.to(self.device)
+        where = tokens_to_positions(cond.anchors)[..., :2]
+        d2 = (where - xy[:, None, :]).pow(2).sum(-1).masked_fill(~torch.isfinite(logits), float("inf"))
+        refer = F.cross_entropy(logits, d2.argmin(-1))
+        colour = colour_loss(self.asked_colour(self.text_batch(lexicon)), lexicon_lab.to(self.device))
+        return {"loss": refer + colour + aux, "refer": refer, "colour": colour, "aux": aux}
+
+    def stage2_loss(self, points: torch.Tensor, instructions: list[str], pose_seqs: torch.Tensor,
+                    lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Flow, stop and pointer losses on (B, S, 2, 7) position+quaternion sequences (first `lengths` real)."""
+        cond, aux = self.condition(points, instructions)
         tokens = poses_to_tokens(pose_seqs.to(self.device, cond.seq.dtype))
-        parts = pose_losses(self.dit, cond.seq, cond.mask, tokens, lengths.to(self.device), self.config.flow,
-                            anchors=cond.anchors, anchor_mask=cond.anchor_mask, pointer_mask=cond.pointer_mask,
-                            anchor_yaws=cond.anchor_yaws, anchor_colors=cond.anchor_colors)
-        aux = self._aux()
+        parts = pose_losses(self.dit, cond, tokens, lengths.to(self.device), self.config.flow)
         return {"loss": sum(parts.values()) + aux, **parts, "aux": aux}
 
-    def trainable_parameters(self, stage: int = 2) -> list[nn.Parameter]:
-        """Stage 1: encoder + projector, LoRA, routers (the DiT has no loss yet); stage 2: everything trainable."""
+    def stage_parameters(self, stage: int) -> list[nn.Parameter]:
+        """Stage 1: everything but the Pose-DiT; stage 2: everything but what grounds colour words and the Stage I
+        readout (frozen, so seven demonstrated colours cannot overwrite what the lexicon taught)."""
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
-        return [p for n, p in self.named_parameters() if p.requires_grad and (stage == 2 or not n.startswith("dit."))]
+        frozen = ("dit.",) if stage == 1 else ("colour.", "refer_q.", "refer_k.")
+        return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(frozen)]
+
+    def upcycle(self) -> None:
+        """Start Stage II: the dense trunk's FFNs become MoE layers (exactly; see trunk.py). The joint path's LLM
+        is upcycled from the pretrained LM at construction."""
+        if isinstance(self.trunk, Trunk):
+            self.trunk.upcycle()
+
+    @property
+    def is_upcycled(self) -> bool:
+        return not isinstance(self.trunk, Trunk) or self.trunk.is_moe
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load what `trainable_state_dict` saved; a missing or extra trainable entry is an error."""
+        """Load what `trainable_state_dict` saved (upcycling first when it holds an MoE trunk); a missing or extra
+        entry is an error."""
+        if any(".ffn.router." in k for k in state) and not self.is_upcycled:
+            self.upcycle()
         expected = {n for n, p in self.named_parameters() if p.requires_grad}
         if set(state) != expected:
             missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -244,48 +271,26 @@ class ThreeDMoEPlanner(nn.Module):
     # --- inference ---
 
     @torch.no_grad()
-    def plan_batch(
-        self,
-        points: torch.Tensor,
-        instructions: list[str],
-        euler_steps: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> list[list[Step]]:
-        """(B, N, 6) clouds + B instructions -> B plans, each cut at its predicted length."""
-        cond = self.condition_with_anchors(points, instructions)
-        steps = euler_steps or self.config.flow.euler_steps
-        tokens, lengths = sample_poses(self.dit, cond.seq, cond.mask, steps, generator=generator,
-                                       anchors=cond.anchors, anchor_mask=cond.anchor_mask,
-                                       pointer_mask=cond.pointer_mask, anchor_yaws=cond.anchor_yaws,
-                                       anchor_colors=cond.anchor_colors)
+    def plan_batch(self, points: torch.Tensor, instructions: list[str], euler_steps: int | None = None,
+                   generator: torch.Generator | None = None) -> list[list[Step]]:
+        """(B, N, 7) clouds + B instructions -> B plans, each cut at its predicted length."""
+        cond, _ = self.condition(points, instructions)
+        tokens, lengths = sample_poses(self.dit, cond, euler_steps or self.config.flow.euler_steps,
+                                       generator=generator)
         poses = tokens_to_poses(tokens)
         return [tensor_to_steps(poses[i, : int(n)]) for i, n in enumerate(lengths)]
 
-    def plan(
-        self,
-        points: torch.Tensor,
-        instruction: str,
-        euler_steps: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> list[Step]:
-        """One (N, 6) cloud + instruction -> its pick/place steps (`Step.pick`, `Step.place` are `Pose`s)."""
+    def plan(self, points: torch.Tensor, instruction: str, euler_steps: int | None = None,
+             generator: torch.Generator | None = None) -> list[Step]:
+        """One (N, 7) cloud + instruction -> its pick/place steps."""
         return self.plan_batch(points[None], [instruction], euler_steps, generator)[0]
 
 
 def trainable_groups(model: ThreeDMoEPlanner) -> dict[str, int]:
     """Trainable parameter counts by part (for logs and the CLI's summary)."""
-    groups = {"encoder": 0, "lora": 0, "router": 0, "dit": 0}
+    groups: dict[str, int] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.startswith("encoder."):
-            groups["encoder"] += p.numel()
-        elif name.startswith("dit."):
-            groups["dit"] += p.numel()
-        elif is_lora_param(name):
-            groups["lora"] += p.numel()
-        elif is_router_param(name):
-            groups["router"] += p.numel()
-        else:
-            raise AssertionError(f"unexpected trainable parameter {name}")
+        if p.requires_grad:
+            part = name.split(".")[0]
+            groups[part] = groups.get(part, 0) + p.numel()
     return groups

@@ -1,7 +1,8 @@
 """Object proposals from the observed cloud alone, and one token per proposal.
 
 Tabletop objects stand apart (the scene placer keeps >= 1.5 cm between footprints), so the connected components of
-the points above the table, linked within `radius` in the xy plane, are the objects: no masks, no labels. A token
+the foreground points (`foreground_mask`: above the table, or on it in a colour unlike the table's, as a coloured
+zone patch 1 mm thick is), linked within `radius` in the xy plane, are the objects: no masks, no labels. A token
 per component, anchored at its footprint centre and top, gives the planner's pointer one place to point at per
 object, where PointNet++ spreads ~15 centres over a block and none at a bowl's centre. Components smaller than
 `min_points` are dropped: a few points of a bowl's floor poke through the table cut under depth noise.
@@ -22,25 +23,44 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from torch import nn
 
+from pmoe_core.planner.colour import rgb_to_lab
 from pmoe_core.planner.spatial_transformer import fourier_xyz
 
 
 @dataclass
 class ObjectTokenConfig:
-    max_objects: int = 0  # 0 = no object tokens
+    max_objects: int = 10  # object slots per scene (the largest proposals are kept)
     radius: float = 0.012  # m, xy link distance between points of one object
     min_points: int = 24
     hidden: int = 64
     dim: int = 128
     fourier_bands: int = 8
-    pointer_only: bool = False  # the Pose-DiT's pointer picks among object tokens only (when a scene has any)
 
 
-def segment(coord: np.ndarray, cfg: ObjectTokenConfig, above: float) -> np.ndarray:
+FOREGROUND_Z = 0.006  # m above the table plane z = 0: clear of the cameras' depth noise on the table (+-4 mm)
+COLOUR_CUT = 0.12  # rgb distance (0-1 scale) from the table's colour beyond which a point on the table is an object
+
+
+def foreground_mask(coord: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """(N,) bool: points more than `FOREGROUND_Z` above the table plane, and points on it whose colour is farther
+    than `COLOUR_CUT` from the table's (the median colour of the points at table height, measured, not assumed).
+    A zone is a coloured patch 1 mm thick, inside the depth noise: by height alone it is invisible."""
+    above = coord[:, 2] > FOREGROUND_Z
+    low = ~above
+    if not low.any():
+        return above
+    table = np.median(rgb[low], axis=0)
+    coloured = low & (np.linalg.norm(rgb - table, axis=1) > COLOUR_CUT)
+    return above | coloured
+
+
+def segment(coord: np.ndarray, rgb: np.ndarray, cfg: ObjectTokenConfig,
+            foreground: np.ndarray | None = None) -> np.ndarray:
     """(N,) int64 proposal ids in [0, max_objects) ordered by footprint centre (x, then y), -1 for points on the
-    table, in dropped specks, or beyond the largest `max_objects` components."""
+    table, in dropped specks, or beyond the largest `max_objects` components. `rgb` in [0, 1]; `foreground` (N,)
+    bool when already known (a subsample of foreground points has no table left to measure the table's colour by)."""
     ids = np.full(len(coord), -1, dtype=np.int64)
-    fg = np.flatnonzero(coord[:, 2] > above)
+    fg = np.flatnonzero(foreground_mask(coord, rgb) if foreground is None else foreground)
     if len(fg) == 0:
         return ids
     pairs = cKDTree(coord[fg, :2]).query_pairs(cfg.radius, output_type="ndarray")
@@ -58,16 +78,30 @@ def _footprint_centre(xyz: np.ndarray) -> np.ndarray:
     return (xyz[:, :2].min(0) + xyz[:, :2].max(0)) / 2
 
 
-def with_object_ids(points: np.ndarray, cfg: ObjectTokenConfig, above: float) -> np.ndarray:
-    """(..., N, 6) encoder inputs -> (..., N, 7) with the proposal id (as float) appended."""
+def with_object_ids(points: np.ndarray, cfg: ObjectTokenConfig, foreground: np.ndarray | None = None) -> np.ndarray:
+    """(..., N, 6) encoder inputs -> (..., N, 7) with the proposal id (as float) appended; `foreground` (..., N)
+    as in `segment`."""
     flat = points.reshape(-1, *points.shape[-2:])
-    ids = np.stack([segment(p[:, :3], cfg, above) for p in flat]).astype(points.dtype)
+    fgs = [None] * len(flat) if foreground is None else foreground.reshape(len(flat), -1)
+    ids = np.stack([segment(p[:, :3], p[:, 3:6], cfg, f) for p, f in zip(flat, fgs)]).astype(points.dtype)
     return np.concatenate([flat, ids[..., None]], axis=-1).reshape(*points.shape[:-1], 7)
 
 
+@dataclass
+class Proposals:
+    """Per object slot: token features, anchor (footprint centre, top height; metres), whether the slot holds a
+    proposal, measured yaw modulo a quarter turn, mean colour (rgb in [0, 1]) and extent (metres)."""
+
+    features: torch.Tensor  # (B, K, dim)
+    anchors: torch.Tensor  # (B, K, 3)
+    valid: torch.Tensor  # (B, K) bool
+    yaws: torch.Tensor  # (B, K)
+    colors: torch.Tensor  # (B, K, 3)
+    extents: torch.Tensor  # (B, K, 3)
+
+
 class ObjectTokens(nn.Module):
-    """(points (B, N, 6), ids (B, N)) -> (features (B, K, dim), anchors (B, K, 3), valid (B, K), yaws (B, K),
-    mean colours (B, K, 3)).
+    """(points (B, N, 6), ids (B, N)) -> Proposals.
 
     A proposal's anchor is its footprint centre at its top height; its feature is a max-pooled MLP of its points
     relative to the anchor (shape, heading) with its mean colour, extent and anchor position beside it. Its yaw
@@ -85,7 +119,7 @@ class ObjectTokens(nn.Module):
             nn.LayerNorm(cfg.dim),
         )
 
-    def forward(self, points: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, points: torch.Tensor, ids: torch.Tensor) -> Proposals:
         b, n, _ = points.shape
         k = self.cfg.max_objects
         real = ids >= 0
@@ -102,11 +136,12 @@ class ObjectTokens(nn.Module):
 
         local = self.point_mlp(torch.cat([xyz - anchor[slot], rgb], dim=-1))
         pooled = _segment_reduce(local, slot, b * k, "amax")
-        feats = self.out(torch.cat([pooled, mean_rgb, hi - lo, fourier_xyz(anchor, self.cfg.fourier_bands, 4.0)], -1))
+        lab = rgb_to_lab(mean_rgb) / 100.0
+        feats = self.out(torch.cat([pooled, lab, hi - lo, fourier_xyz(anchor, self.cfg.fourier_bands, 4.0)], -1))
         feats = feats * valid[:, None].to(feats.dtype)
         yaw = top_face_yaw(xyz, anchor, slot, b * k)
-        return (feats.reshape(b, k, -1), anchor.reshape(b, k, 3), valid.reshape(b, k), yaw.reshape(b, k),
-                mean_rgb.reshape(b, k, 3))
+        return Proposals(feats.reshape(b, k, -1), anchor.reshape(b, k, 3), valid.reshape(b, k), yaw.reshape(b, k),
+                         mean_rgb.reshape(b, k, 3), (hi - lo).reshape(b, k, 3))
 
 
 TOP_FACE_DEPTH = 0.005  # m below a proposal's highest point that still counts as its top face

@@ -1,7 +1,9 @@
 """A trained planner as something that plans: load a checkpoint, plan from a cloud, act as a benchmark policy.
 
-Loading rebuilds the frozen base LLM from the checkpoint's `config.llm` and loads only the trainable tensors
-(fp16 in the shipped default, cast back to float32). The shipped default lives in `default/planner-default.pt`.
+Loading builds the model from the checkpoint's config (the frozen LM it reads text with is loaded, not stored) and
+loads only the trainable tensors (fp16 in the shipped default, cast back to float32). The shipped default lives in
+`default/planner-default.pt`. A checkpoint of the design before issue #20 (a random tiny LLM, no trunk) is refused
+in one line.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import torch
 
 from pmoe_core.engine.checkpoint import load_checkpoint
 from pmoe_core.errors import BadInput, FormatError, MissingFile
-from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner
+from pmoe_core.planner.model import DESIGN, PlannerConfig, ThreeDMoEPlanner
+from pmoe_core.planner.scene_encoder import scene_points
+from pmoe_core.scene import Scene
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.oracle import Step
-from pmoe_core.planner.scene_encoder import scene_points
 from pmoe_core.tabletop.world import SceneDesc
-from pmoe_core.scene import Scene
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "planner-default.pt"
 DEFAULT_COMMAND = "pmoe plan train --out runs/planner-default --export pmoe_core/planner/default/planner-default.pt"
+OLD_DESIGN = ("the checkpoint is from an older planner design (before issue #20: random tiny LLM); "
+              f"retrain with `{DEFAULT_COMMAND}`")
 
 
 @dataclass
@@ -49,8 +53,10 @@ def load_planner(path: str | Path | None = None) -> LoadedPlanner:
     meta = payload["meta"]
     if meta.get("kind") != "planner" or "model" not in payload or "config" not in meta:
         raise FormatError(f"not a planner checkpoint (kind {meta.get('kind')!r})", path)
+    if meta.get("design") != DESIGN:
+        raise FormatError(OLD_DESIGN, path)
     try:
-        config = ThreeDMoEConfig.from_dict(meta["config"])
+        config = PlannerConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as err:
         raise FormatError(f"bad planner config: {err}", path) from None
     model = ThreeDMoEPlanner(config)
@@ -63,7 +69,9 @@ def load_planner(path: str | Path | None = None) -> LoadedPlanner:
 
 @dataclass
 class PlanTimings:
-    """Seconds per stage of one plan call (load is the checkpoint + LLM build, paid once per process)."""
+    """Seconds per stage of one plan call (load is the checkpoint + model build, paid once per process; `llm_s`
+    is the language side: the frozen LM's states of the instruction (its first call also loads the LM) and the
+    trunk, or the joint LLM)."""
 
     load_s: float
     encode_s: float
@@ -76,13 +84,13 @@ class PlanTimings:
 
 
 class _StageClock:
-    """Forward hooks that time the encoder and the LLM trunk inside one `plan` call."""
+    """Forward hooks that time the encoder and the trunk inside one `plan` call."""
 
     def __init__(self, model: ThreeDMoEPlanner):
         self.spent = {"encoder": 0.0, "llm": 0.0}
         self._start: dict[str, float] = {}
         self._handles = []
-        for name, module in (("encoder", model.encoder), ("llm", model.llm.model)):
+        for name, module in (("encoder", model.encoder), ("llm", model.trunk)):
             self._handles.append(module.register_forward_pre_hook(self._pre(name)))
             self._handles.append(module.register_forward_hook(self._post(name)))
 
@@ -101,14 +109,14 @@ class _StageClock:
             h.remove()
 
 
-def cloud_input(scene: Scene, config: ThreeDMoEConfig, seed: int = 0, source: str | Path | None = None) -> torch.Tensor:
+def cloud_input(scene: Scene, config: PlannerConfig, seed: int = 0, source: str | Path | None = None) -> torch.Tensor:
     """The encoder input of an observed cloud, sampled as the model was trained; a cloud without colours cannot be
     planned on."""
     if scene.color is None:
         raise BadInput("the point cloud has no colours (red, green, blue); the planner needs them", source)
     if len(scene.coord) == 0:
         raise BadInput("the point cloud is empty", source)
-    return scene_points(scene.coord, scene.color, config.num_points, seed, config.foreground, config.encoder.objects)
+    return scene_points(scene.coord, scene.color, config.num_points, seed, config.encoder.objects)
 
 
 def plan_cloud(
@@ -121,12 +129,15 @@ def plan_cloud(
         raise BadInput(f"--euler-steps must be >= 1, got {euler_steps}")
     clock = _StageClock(planner.model)
     start = time.perf_counter()
+    text_start = time.perf_counter()
+    planner.model.text.encode([instruction])  # the frozen LM's states (cached per text)
+    text_s = time.perf_counter() - text_start
     try:
         steps = planner.model.plan(points, instruction, euler_steps, torch.Generator().manual_seed(seed))
     finally:
         clock.close()
     total = time.perf_counter() - start
-    enc, llm = clock.spent["encoder"], clock.spent["llm"]
+    enc, llm = clock.spent["encoder"], clock.spent["llm"] + text_s
     return steps, PlanTimings(planner.load_s, enc, llm, total - enc - llm)
 
 

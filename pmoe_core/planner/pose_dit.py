@@ -1,16 +1,21 @@
-"""Pose-DiT: a diffusion transformer over the (steps x {pick, place}) pose-token grid, conditioned on the LLM.
+"""Pose-DiT: a diffusion transformer over the (steps x {pick, place}) pose-token grid, conditioned on the trunk.
 
 Each block (ST-DiT order): spatial attention between the pick and place token of a step, temporal attention across
-steps (padded steps masked out as keys), cross-attention to the LLM's final hidden states, MLP. The timestep
-(sinusoidal -> MLP) plus the masked mean of the condition drive adaLN-Zero modulation: LayerNorm without affine,
-SiLU -> Linear(D, 9D) zero-initialised into shift/scale/gate for the spatial, temporal and MLP sublayers; the
-cross-attention output projection and the final layer are zero-initialised too, so a fresh DiT predicts v = 0.
+steps (padded steps masked out as keys), cross-attention to the condition's states, MLP. The timestep (sinusoidal ->
+MLP) plus the pooled condition (all positions, and the instruction's apart, so a colour word is not drowned by the
+scene) drive adaLN-Zero modulation; the cross-attention output and the final layer start at zero.
 
-Anchored positions (`anchor=True`, the planner's setting): a pointer head lets every pose token attend over the
-scene tokens and take the attention-weighted mean of their 3-D centres as an anchor; the network then predicts the
-token's end-point position as anchor + a residual, and its velocity as (end point - x_t) / (1 - t). Copying a
-position from the cloud is easy for attention; regressing it from features through an LLM is not (without the
-anchor, the default model's picks landed ~19 cm from any block). Rotations keep the plain velocity output.
+Poses are anchored at candidates. A pointer lets every pose token attend over the condition's candidates (object
+tokens and a coarse grid of table anchors) keyed by their states and centres; the token's end point is the chosen
+candidate's centre and measured yaw plus a residual, its velocity (end point - x_t) / (1 - t). Copying a position
+from the cloud is easy for attention; regressing it through a trunk is not. Two pointer passes: after the first,
+the pick and place tokens of a step exchange what they pointed at (one attention between the two) and point again,
+the second time with a learned bias from the relation (`relations.pair_features`) between each candidate and what
+the partner pointed at: which bowl goes with a block is a comparison of two objects. In training the pointer's
+attention is supervised towards the target's candidate (`pose_head.pointer_loss`), the end point is anchored at
+that candidate (teacher anchor: the residual learns the offset from the right object, not to undo a wrong choice)
+and the choice is hard with soft gradients (straight-through); at inference the most attended candidate is taken,
+since a mean of two objects' centres is on neither.
 
 Stop mechanism: a length head (MLP on the pooled condition) classifies the number of steps 1..max_steps (cross
 entropy). The length is a property of the scene and instruction, not of the noisy sample, so it is predicted first;
@@ -27,10 +32,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from pmoe_core.planner.pose_tokens import TOKEN_DIM, yaw_to_rot6d
+from pmoe_core.planner.relations import RELATION_DIM, pair_features
 from pmoe_core.planner.spatial_transformer import fourier_xyz
-
-ANCHOR_DIMS = 3  # the position part of a pose token, the part the anchor predicts as an end point
-AFFINITY_SCALE = 10.0  # colours are in [0, 1]; distinct Ravens colours are >= ~0.05 apart in squared distance
 
 
 @dataclass
@@ -40,19 +43,41 @@ class PoseDiTConfig:
     heads: int = 4
     mlp_ratio: float = 2.0
     max_steps: int = 12  # LoHoRavens: blocks + 2
-    anchor: bool = False  # positions = pointer over scene-token centres + residual (see the module docstring)
-    anchor_bands: int = 8  # Fourier bands of the centres in the pointer's keys
-    pointer_loss: float = 0.0  # weight of the pointer's supervision (see pose_head.pointer_loss); 0 = none
-    text_pool: bool = False  # also pool the instruction positions alone into the adaLN condition
-    pointer_passes: int = 1  # 2: the pick and place tokens exchange what they pointed at, then point again
-    hard_pointer: bool = False  # in eval mode, take the single most attended token, not the attention-weighted mean
-    cond_layers: int = 0  # bidirectional transformer layers over the condition before anything reads it (refiner)
-    yaw_anchor: bool = False  # rotations too = the pointed object's measured yaw + a residual (needs anchor_yaws)
-    straight_through: bool = False  # train with the hard pointer's choice (gradients through the soft attention)
-    color_affinity: bool = False  # second pass: a gated bonus for objects coloured like the partner's pointed one
-    teacher_anchor: bool = False  # in training, anchor the end point at the target's object, not the pointed one
-    color_query: bool = False  # every pass: a gated bonus for objects of the colour each pose token asks for
-    color_loss: float = 0.0  # weight of the asked colour's squared error against the target object's colour
+    anchor_bands: int = 8  # Fourier bands of the candidates' centres in the pointer's keys
+    pointer_loss: float = 1.0  # weight of the pointer's supervision (pose_head.pointer_loss)
+
+
+@dataclass
+class Condition:
+    """What the Pose-DiT is conditioned on: the one object between the trunk (or the joint LLM) and the pose head.
+
+    Positions are the instruction's, the scene's tokens, and the table anchors; `attributes` are what perception
+    measured at each (`relations.attributes`; zeros at the instruction's)."""
+
+    seq: torch.Tensor  # (B, L, C) states
+    mask: torch.Tensor  # (B, L) bool: real positions
+    text_mask: torch.Tensor  # (B, L) bool: the instruction's positions
+    anchors: torch.Tensor  # (B, L, 3) token-space centres (0 at the instruction)
+    candidates: torch.Tensor  # (B, L) bool: what the pointer may point at
+    yaws: torch.Tensor  # (B, L) measured yaw modulo a quarter turn (0 where none)
+    attributes: torch.Tensor  # (B, L, ATTRIBUTE_DIM)
+
+
+@dataclass
+class Prepared:
+    """The condition as the DiT reads it, computed once per plan (not per Euler step)."""
+
+    seq: torch.Tensor  # (B, L, D) projected states + where each position is
+    pooled: torch.Tensor  # (B, D)
+    where: torch.Tensor  # (B, L, 3 + 6 * bands) Fourier features of the anchors
+
+
+@dataclass
+class PointerRecord:
+    """Filled by `PoseDiT.velocity` in training: every pass's attention (B, S, 2, L)."""
+
+    weights: list
+
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -127,20 +152,21 @@ class STDiTBlock(nn.Module):
 
 
 class PoseDiT(nn.Module):
-    """Velocity v(x_t, t | cond) on (B, S, 2, 9) pose tokens, plus the step-count (stop) head."""
+    """Velocity v(x_t, t | condition) on (B, S, 2, 9) pose tokens, plus the step-count (stop) head."""
 
     def __init__(self, cfg: PoseDiTConfig, cond_dim: int):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
+        where_dim = 3 + 6 * cfg.anchor_bands
         self.inp = nn.Linear(TOKEN_DIM, d)
         self.role = nn.Parameter(torch.randn(2, d) * 0.02)  # pick / place
         self.step_pos = nn.Parameter(torch.randn(cfg.max_steps, d) * 0.02)  # temporal position embedding
         self.time = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.cond_proj = nn.Linear(cond_dim, d)
+        self.cond_where = nn.Linear(where_dim, d)
         self.cond_pool = nn.Linear(d, d)
-        if cfg.text_pool:
-            self.text_pool = nn.Linear(d, d)
+        self.text_pool = nn.Linear(d, d)
         self.blocks = nn.ModuleList(STDiTBlock(cfg) for _ in range(cfg.depth))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
@@ -149,180 +175,89 @@ class PoseDiT(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         self.length_head = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, cfg.max_steps))
-        if cfg.anchor:
-            self.pointer_q = nn.Linear(d, d)
-            self.pointer_k = nn.Linear(d, d)
-            self.pointer_pos = nn.Linear(3 + 6 * cfg.anchor_bands, d)
-            self.pointer_feat = nn.Linear(d, d)
-            self.cond_where = nn.Linear(3 + 6 * cfg.anchor_bands, d)
-        if cfg.anchor and cfg.pointer_passes == 2:
-            self.relay_norm = nn.LayerNorm(d, eps=1e-6)
-            self.relay = Attention(d, cfg.heads)
-            self.pointer2_q = nn.Linear(d, d)
-            self.pointer2_k = nn.Linear(d, d)
-            if cfg.color_affinity:
-                self.affinity_gate = _zero_linear(d, 1)
-        elif cfg.pointer_passes != 1:
-            raise ValueError(f"pointer_passes must be 1, or 2 with anchor=True; got {cfg.pointer_passes}")
-        if cfg.anchor and cfg.color_query:
-            self.color_head = nn.Linear(d, 3)
-            self.color_gate = _zero_linear(d, 1)
-            nn.init.ones_(self.color_gate.bias)  # open from the start: with both factors at zero it never opened
-        self.refiner = nn.ModuleList(
-            nn.TransformerEncoderLayer(d, cfg.heads, int(d * cfg.mlp_ratio), dropout=0.0, activation="gelu",
-                                       batch_first=True, norm_first=True)
-            for _ in range(cfg.cond_layers)
-        )
+        self.pointer_q = nn.ModuleList(nn.Linear(d, d) for _ in range(2))  # one per pass
+        self.pointer_k = nn.ModuleList(nn.Linear(d, d) for _ in range(2))
+        self.pointer_pos = nn.Linear(where_dim, d)
+        self.pointer_feat = nn.Linear(d, d)
+        self.relay_norm = nn.LayerNorm(d, eps=1e-6)
+        self.relay = Attention(d, cfg.heads)
+        self.relation = nn.Sequential(nn.Linear(RELATION_DIM + d, 64), nn.GELU(), nn.Linear(64, 1))
+        nn.init.zeros_(self.relation[2].weight)  # no relation bias until learned
+        nn.init.zeros_(self.relation[2].bias)
 
-    def encode_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor, anchor_mask: torch.Tensor | None = None,
-                         anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """LLM states (B, L, H) -> (projected sequence (B, L, D), pooled vector (B, D)). With `cfg.text_pool`, the
-        instruction positions (real, not scene tokens) are pooled apart too: in a mean over ~70 positions the few
-        that name a colour would be drowned by the scene tokens.
+    def prepare(self, cond: Condition) -> Prepared:
+        """Project the condition, add where each position is, pool it (all of it, and the instruction apart)."""
+        where = fourier_xyz(cond.anchors, self.cfg.anchor_bands, 4.0)
+        placed = (~cond.text_mask & cond.mask)[..., None].to(where.dtype)
+        seq = self.cond_proj(cond.seq) + self.cond_where(where) * placed
+        pooled = self.cond_pool(_masked_mean(seq, cond.mask)) + self.text_pool(_masked_mean(seq, cond.text_mask))
+        return Prepared(seq, pooled, where)
 
-        With `cfg.cond_layers`, the sequence first goes through bidirectional transformer layers (a token refiner,
-        as in HunyuanVideo's text path). The LLM is causal and reads the scene before the instruction, so no scene
-        token has seen the instruction or any object after it; picking "the red block", or the bowl that matches
-        a block, needs scene tokens that have."""
-        seq = self.cond_proj(cond)
-        if self.refiner:
-            if self.cfg.anchor:
-                if anchors is None or anchor_mask is None:
-                    raise ValueError("this Pose-DiT refines an anchored condition: pass anchors and anchor_mask")
-                where = self.cond_where(fourier_xyz(anchors, self.cfg.anchor_bands, 4.0))
-                seq = seq + where * anchor_mask[..., None].to(where.dtype)
-            for layer in self.refiner:
-                seq = layer(seq, src_key_padding_mask=~cond_mask)
-        pooled = self.cond_pool(_masked_mean(seq, cond_mask))
-        if self.cfg.text_pool:
-            if anchor_mask is None:
-                raise ValueError("this Pose-DiT pools the instruction apart: pass anchor_mask")
-            pooled = pooled + self.text_pool(_masked_mean(seq, cond_mask & ~anchor_mask))
-        return seq, pooled
-
-    def length_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+    def length_logits(self, prepared: Prepared) -> torch.Tensor:
         """(B, max_steps) logits; class i means i + 1 steps."""
-        return self.length_head(pooled)
+        return self.length_head(prepared.pooled)
 
-    def velocity(self, x, t, cond_seq, cond_mask, pooled, step_mask, anchors=None, anchor_mask=None,
-                 pointer_weights: list | None = None, pointer_mask=None, anchor_yaws=None,
-                 anchor_colors=None, target=None, asked_colors: list | None = None) -> torch.Tensor:
-        """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9). With `cfg.anchor`: anchors (B, L, 3) token-space centres of
-        the condition positions and anchor_mask (B, L) (True where a position is a scene token); the pointer's
-        attention (B, S, 2, L) is appended to `pointer_weights` when a list is given. `pointer_mask` (B, L) narrows
-        what the pointer may attend to (default: every scene token). With `cfg.yaw_anchor`, `anchor_yaws` (B, L)
-        are the positions' measured yaws, and the rotation is predicted as an end point around the pointed one.
-        `target` (B, S, 2): in training with `cfg.teacher_anchor`, the index of the object each target pose is at;
-        the end point is then anchored there rather than at the pointer's choice (which its own loss trains), so the
-        residual learns the offset from the right object, not a correction of a wrong choice. The colours the pose
-        tokens ask for (`cfg.color_query`; (B, S * 2, 3) per pass) are appended to `asked_colors` when given."""
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, cond: Condition, prepared: Prepared, steps: torch.Tensor,
+                 target: torch.Tensor | None = None, record: PointerRecord | None = None) -> torch.Tensor:
+        """x (B, S, 2, 9), t (B,) -> (B, S, 2, 9); `steps` (B, S) marks the real steps. In training, `target`
+        (B, S, 2) is the candidate each target pose is at (teacher anchor); the pointer's attention of each pass
+        is appended to `record` when given."""
         s = x.shape[1]
         if s > self.cfg.max_steps:
             raise ValueError(f"{s} steps exceed max_steps={self.cfg.max_steps}")
-        if self.cfg.anchor and (anchors is None or anchor_mask is None):
-            raise ValueError("this Pose-DiT predicts anchored positions: pass anchors and anchor_mask")
-        if self.cfg.yaw_anchor and anchor_yaws is None:
-            raise ValueError("this Pose-DiT predicts anchored rotations: pass anchor_yaws")
-        if (self.cfg.color_affinity or self.cfg.color_query) and anchor_colors is None:
-            raise ValueError("this Pose-DiT compares object colours: pass anchor_colors")
+        if self.training and target is None:
+            raise ValueError("the Pose-DiT trains on teacher anchors: pass target")
         h = self.inp(x) + self.role[None, None] + self.step_pos[None, :s, None]
-        c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + pooled
-        if self.cfg.anchor:  # where each scene token sits
-            anchor_features = fourier_xyz(anchors, self.cfg.anchor_bands, 4.0)
-            where = self.cond_where(anchor_features)
-            cond_seq = cond_seq + where * anchor_mask[..., None].to(where.dtype)
+        c = self.time(timestep_embedding(t, self.cfg.dim).to(h.dtype)) + prepared.pooled
         for block in self.blocks:
-            h = block(h, c, cond_seq, cond_mask, step_mask)
-        if self.cfg.anchor:
-            used = None
-            for first in (True, False)[: self.cfg.pointer_passes]:
-                bonus = None  # extra pointer logits of this pass
-                if not first:  # the place token learns what the pick token pointed at (a block's colour), and so on
-                    b = h.shape[0]
-                    h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)
-                    if self.cfg.color_affinity:
-                        bonus = self.color_bonus(h, used, anchor_colors)
-                if self.cfg.color_query:
-                    asked = self.asked_color_bonus(h, anchor_colors, asked_colors)
-                    bonus = asked if bonus is None else bonus + asked
-                projections = (self.pointer_q, self.pointer_k) if first else (self.pointer2_q, self.pointer2_k)
-                centre, pointed, weights, used = self.pointer(h, cond_seq, anchors, anchor_features,
-                                                              anchor_mask if pointer_mask is None else pointer_mask,
-                                                              *projections, bonus)
-                if pointer_weights is not None:
-                    pointer_weights.append(weights)
-                h = h + self.pointer_feat(pointed)  # what the pointed tokens look like, e.g. a block's heading
+            h = block(h, c, prepared.seq, cond.mask, steps)
+        used = None
+        centre = None
+        for second in (False, True):
+            bonus = None
+            if second:  # the place token learns what the pick token pointed at (a block's colour), and so on
+                b = h.shape[0]
+                h = h + self.relay(self.relay_norm(h).reshape(b * s, 2, -1)).reshape(h.shape)
+                bonus = self.relation_bias(h, used, cond)
+            centre, pointed, weights, used = self.pointer(h, prepared, cond, int(second), bonus)
+            if record is not None:
+                record.weights.append(weights)
+            h = h + self.pointer_feat(pointed)  # what the pointed candidate looks like, e.g. a block's heading
         shift, scale = self.ada_out(c)[:, None, None, :].chunk(2, dim=-1)
         v = self.out(modulate(self.norm_out(h), shift, scale))
-        if not self.cfg.anchor:
-            return v
-        if self.training and self.cfg.teacher_anchor:
-            if target is None:
-                raise ValueError("this Pose-DiT trains on teacher anchors: pass target")
-            used = F.one_hot(target.flatten(1), anchors.shape[1]).to(used.dtype)
-            centre = (used @ anchors.to(used.dtype)).reshape(centre.shape)
-        ends = ANCHOR_DIMS
-        if self.cfg.yaw_anchor:
-            centre = torch.cat([centre, _pointed_rotation(used, anchor_yaws)], dim=-1)
-            ends = v.shape[-1]
-        end = centre + v[..., :ends]
+        if self.training:
+            used = F.one_hot(target.flatten(1), cond.anchors.shape[1]).to(used.dtype)
+            centre = (used @ cond.anchors.to(used.dtype)).reshape(centre.shape)
+        end = torch.cat([centre, _pointed_rotation(used, cond.yaws)], dim=-1) + v
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
-        return torch.cat([(end - x[..., :ends]) / remaining, v[..., ends:]], dim=-1)
+        return (end - x) / remaining
 
-    def color_bonus(self, h, used, colors):
-        """(B, S * 2, L) logit bonus: a gate read from each pose token (zero at init, so learned per task and role)
-        times the negative squared distance between each candidate's colour and the colour of what the other pose
-        token of the step pointed at in the first pass. Which bowl matches a block is a comparison of two objects;
-        as dot products of separately learned keys and queries it stayed at chance (BENCHMARKS.md)."""
+    def relation_bias(self, h: torch.Tensor, used: torch.Tensor, cond: Condition) -> torch.Tensor:
+        """(B, S * 2, L) pointer logits of the second pass: a learned function of each candidate's relation to what
+        the step's other pose token pointed at in the first pass, and of the pose token's state (whether the
+        relation matters is the task's: in the bowl task the place goes with the picked block's colour)."""
         b, s = h.shape[:2]
-        partner = used.reshape(b, s, 2, -1).flip(2).reshape(b, s * 2, -1) @ colors.to(used.dtype)  # (B, S*2, 3)
-        return _gated_color_bonus(self.affinity_gate(h.reshape(b, s * 2, -1)), partner, colors)
+        partner = used.reshape(b, s, 2, -1).flip(2).reshape(b, s * 2, -1) @ cond.attributes.to(used.dtype)
+        rel = pair_features(partner[:, :, None, :], cond.attributes[:, None, :, :])  # (B, S*2, L, R)
+        state = h.reshape(b, s * 2, 1, -1).expand(-1, -1, rel.shape[2], -1)
+        return self.relation(torch.cat([rel, state], dim=-1))[..., 0]
 
-    def asked_color_bonus(self, h, colors, record: list | None = None):
-        """(B, S * 2, L) logit bonus: a gate times the negative squared distance between each candidate's colour and
-        a colour the pose token predicts from its state (which has read the instruction): "the red block" becomes
-        a colour to look for, compared with what each object measures rather than learned into keys."""
-        b, s = h.shape[:2]
-        flat = h.reshape(b, s * 2, -1)
-        asked = torch.sigmoid(self.color_head(flat))  # (B, S*2, 3), colours live in [0, 1]
-        if record is not None:
-            record.append(asked)
-        return _gated_color_bonus(self.color_gate(flat), asked, colors)
-
-    def pointer(self, h, cond_seq, anchors, anchor_features, anchor_mask, proj_q, proj_k, bonus=None):
-        """Attention of each pose token over the scene tokens (keyed by their features and the Fourier features of
-        their centres) -> the weighted mean of their centres (B, S, 2, 3) and of their condition features
-        (B, S, 2, D), the attention itself (B, S, 2, L), and the weights those means used (B, S * 2, L): the
-        attention, or one-hot on its most attended token with the hard pointer (at inference, and in training
-        with `straight_through`, where the gradient flows as if it were the attention)."""
+    def pointer(self, h, prepared: Prepared, cond: Condition, which: int, bonus=None):
+        """Attention of each pose token over the candidates -> (the chosen centre (B, S, 2, 3), the chosen
+        states (B, S, 2, D), the attention (B, S, 2, L), the weights used (B, S * 2, L): one-hot on the most
+        attended candidate, in training with the attention's gradient (straight-through))."""
         b, s, _, d = h.shape
-        q = proj_q(h.reshape(b, s * 2, d))
-        k = proj_k(cond_seq) + self.pointer_pos(anchor_features)
+        q = self.pointer_q[which](h.reshape(b, s * 2, d))
+        k = self.pointer_k[which](prepared.seq) + self.pointer_pos(prepared.where)
         logits = (q @ k.transpose(1, 2)) / d**0.5
         if bonus is not None:
             logits = logits + bonus
-        weights = logits.masked_fill(~anchor_mask[:, None, :], float("-inf")).softmax(-1)
-        used = weights
-        hard = self.cfg.straight_through if self.training else self.cfg.hard_pointer
-        if hard:  # a mean of two objects' centres is on neither of them
-            one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
-            used = one_hot + weights - weights.detach() if self.training else one_hot
-        centre = used @ anchors.to(used.dtype)
-        return (centre.reshape(b, s, 2, 3), (used @ cond_seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1),
+        weights = logits.masked_fill(~cond.candidates[:, None, :], float("-inf")).softmax(-1)
+        one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
+        used = one_hot + weights - weights.detach() if self.training else one_hot
+        centre = used @ cond.anchors.to(used.dtype)
+        return (centre.reshape(b, s, 2, 3), (used @ prepared.seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1),
                 used)
-
-
-def _gated_color_bonus(gate: torch.Tensor, wanted: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
-    """(B, S * 2, 1) gates, (B, S * 2, 3) wanted colours, (B, L, 3) candidate colours -> (B, S * 2, L) logits:
-    the gate times the negative squared colour distance, scaled so a gate of ~1 separates Ravens colours."""
-    return -AFFINITY_SCALE * gate * (wanted[:, :, None, :] - colors[:, None, :, :]).pow(2).sum(-1)
-
-
-def _zero_linear(d_in: int, d_out: int) -> nn.Linear:
-    layer = nn.Linear(d_in, d_out)
-    nn.init.zeros_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 def _pointed_rotation(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Pose-DiT + rectified flow: the training losses and the sampler, given any conditioning sequence.
 
-Kept apart from the LLM so the head can be trained and tested on a toy condition alone.
+Kept apart from the trunk so the head can be trained and tested on a toy condition alone.
 """
 
 from __future__ import annotations
@@ -11,67 +11,57 @@ import torch
 from torch.nn import functional as F
 
 from pmoe_core.planner.flow import FlowConfig, euler_sample, flow_loss
-from pmoe_core.planner.pose_dit import ANCHOR_DIMS, PoseDiT, step_mask
-from pmoe_core.planner.pose_tokens import yaw_of_tokens, yaw_to_rot6d
+from pmoe_core.planner.pose_dit import Condition, PointerRecord, PoseDiT, step_mask
+from pmoe_core.planner.pose_tokens import (
+    tokens_to_positions,
+    yaw_of_tokens,
+    yaw_to_rot6d,
+)
+
+ANCHOR_DIMS = 3  # the position part of a pose token
 
 
-def pose_losses(
-    dit: PoseDiT,
-    cond: torch.Tensor,
-    cond_mask: torch.Tensor,
-    tokens: torch.Tensor,
-    lengths: torch.Tensor,
-    flow: FlowConfig,
-    generator: torch.Generator | None = None,
-    anchors: torch.Tensor | None = None,
-    anchor_mask: torch.Tensor | None = None,
-    pointer_mask: torch.Tensor | None = None,
-    anchor_yaws: torch.Tensor | None = None,
-    anchor_colors: torch.Tensor | None = None,
-) -> dict[str, torch.Tensor]:
-    """{"flow": velocity MSE over real steps, "stop": step-count cross entropy}; tokens (B, S, 2, 9).
-
-    An anchored DiT predicts positions (and with `yaw_anchor` rotations) as end points, so those are scored as end
-    points (see `flow_loss`)."""
+def pose_losses(dit: PoseDiT, cond: Condition, tokens: torch.Tensor, lengths: torch.Tensor, flow: FlowConfig,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """{"flow": end-point MSE over real steps, "stop": step-count cross entropy, "pointer": the pointer's
+    supervision over both passes}; tokens (B, S, 2, 9) yaw-only poses. Every coordinate is predicted as an end point
+    (a candidate's centre and yaw plus a residual), so every coordinate is scored as one (see `flow_loss`)."""
     if int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]:
         raise ValueError(f"lengths must lie in 1..{tokens.shape[1]}, got {lengths.tolist()}")
-    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask, anchors)
+    prepared = dit.prepare(cond)
     mask = step_mask(lengths, tokens.shape[1])
-    candidates = anchor_mask if pointer_mask is None else pointer_mask
-    supervise_color = dit.cfg.color_query and dit.cfg.color_loss > 0
-    target = None  # the object each target pose is at
-    if dit.cfg.yaw_anchor or dit.cfg.teacher_anchor or supervise_color:
-        target = nearest_candidate(tokens, anchors, candidates)
-    if dit.cfg.yaw_anchor:
-        tokens = fold_yaws_to_anchors(tokens, anchor_yaws, target)
-
-    pointed: list[torch.Tensor] | None = [] if dit.cfg.anchor and dit.cfg.pointer_loss > 0 else None
-    asked: list[torch.Tensor] | None = [] if supervise_color else None
+    target = nearest_candidate(tokens, cond)  # the candidate each target pose is at
+    tokens = fold_yaws_to_anchors(tokens, cond.yaws, target)
+    record = PointerRecord([])
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, pointed, pointer_mask,
-                            anchor_yaws, anchor_colors, target, asked)
+        return dit.velocity(x, t, cond, prepared, mask, target, record)
 
-    end_dims = (tokens.shape[-1] if dit.cfg.yaw_anchor else ANCHOR_DIMS) if dit.cfg.anchor else 0
     parts = {
-        "flow": flow_loss(velocity, tokens, mask[:, :, None, None], flow, generator, end_point_dims=end_dims),
-        "stop": F.cross_entropy(dit.length_logits(pooled), lengths - 1),
+        "flow": flow_loss(velocity, tokens, mask[:, :, None, None], flow, generator, end_point_dims=tokens.shape[-1]),
+        "stop": F.cross_entropy(dit.length_logits(prepared), lengths - 1),
     }
-    if pointed:  # every pass of the pointer, as each one's end point feeds the flow loss or the next pass
-        per_pass = [pointer_loss(w, tokens[..., :ANCHOR_DIMS], anchors, candidates, mask) for w in pointed]
-        parts["pointer"] = dit.cfg.pointer_loss * torch.stack(per_pass).mean()
-    if asked:  # the colour of the object each target pose is at, as the cloud measures it
-        wanted = torch.gather(anchor_colors, 1, target.flatten(1)[..., None].expand(-1, -1, 3))  # (B, S*2, 3)
-        real = mask[:, :, None].expand(-1, -1, 2).flatten(1)
-        errors = [(a - wanted).pow(2).sum(-1)[real].mean() for a in asked]
-        parts["color"] = dit.cfg.color_loss * torch.stack(errors).mean()
+    per_pass = [pointer_loss(w, target, mask) for w in record.weights]
+    parts["pointer"] = dit.cfg.pointer_loss * torch.stack(per_pass).mean()
     return parts
 
 
-def nearest_candidate(tokens: torch.Tensor, anchors: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """(B, S, 2) index of the candidate scene token nearest (in xy) to each target token: the object it is at."""
-    d2 = (tokens[:, :, :, None, :2] - anchors[:, None, None, :, :2]).pow(2).sum(-1)  # (B, S, 2, L)
-    return d2.masked_fill(~candidates[:, None, None, :], float("inf")).argmin(-1)
+OBJECT_MARGIN = 0.01  # m beyond an object's measured footprint that still counts as at the object
+
+
+def nearest_candidate(tokens: torch.Tensor, cond: Condition) -> torch.Tensor:
+    """(B, S, 2) index of the candidate each target token is at: the object whose measured footprint (+1 cm)
+    holds its xy, the nearest such when several do, else the nearest candidate (a table anchor for a place at a
+    named position). A pyramid's places are off its zone's centre yet on the zone: they go with the zone."""
+    pos = tokens_to_positions(tokens[..., :ANCHOR_DIMS])[:, :, :, None, :2]  # (B, S, 2, 1, 2) metres
+    centres = tokens_to_positions(cond.anchors)[:, None, None, :, :2]  # (B, 1, 1, L, 2)
+    half = cond.attributes[:, None, None, :, 6:8] / 20.0 + OBJECT_MARGIN  # extents are stored in dm
+    d2 = (pos - centres).pow(2).sum(-1)  # (B, S, 2, L)
+    objects = cond.attributes[:, None, None, :, 9] > 0
+    inside = objects & ((pos - centres).abs() <= half).all(-1) & cond.candidates[:, None, None, :]
+    d2 = d2.masked_fill(~cond.candidates[:, None, None, :], float("inf"))
+    preferred = d2.masked_fill(~inside, float("inf"))
+    return torch.where(inside.any(-1), preferred.argmin(-1), d2.argmin(-1))
 
 
 def fold_yaws_to_anchors(tokens: torch.Tensor, yaws: torch.Tensor, nearest: torch.Tensor) -> torch.Tensor:
@@ -86,52 +76,28 @@ def fold_yaws_to_anchors(tokens: torch.Tensor, yaws: torch.Tensor, nearest: torc
     return torch.cat([tokens[..., :ANCHOR_DIMS], yaw_to_rot6d(yaw)], dim=-1)
 
 
-def pointer_loss(weights, targets, anchors, anchor_mask, step_mask, width: float = 0.05) -> torch.Tensor:
-    """Cross entropy of the pointer's attention (B, S, 2, L) against the scene tokens near each target position
-    (B, S, 2, 3) in the table plane: a Gaussian around its xy, over the real steps. Its width is `width` token units,
-    or the distance to the nearest scene token when that is larger: without object tokens a bowl's centre has no
-    token (its floor is below the foreground cut), and a narrow Gaussian would then pick one rim token instead of
-    the ring whose mean is the centre. Height is left to the residual: a place on a tower is 4-8 cm above the base
-    block's top, which is 0.27-0.53 token units in z, and measured in 3-D that target smeared over the whole scene.
-
-    The end-point loss alone trains the pointer only through the mean of the centres it attends to, which many
-    diffuse attentions satisfy equally; this says which tokens are right. Training signal only (oracle poses).
-    """
-    d2 = (targets[:, :, :, None, :2] - anchors[:, None, None, :, :2]).pow(2).sum(-1)  # (B, S, 2, L)
-    d2 = d2.masked_fill(~anchor_mask[:, None, None, :], float("inf"))
-    sigma2 = d2.amin(-1, keepdim=True).clamp_min(width**2)
-    logits = -d2 / (2 * sigma2)
-    target = logits.softmax(-1)
-    ce = -(target * weights.clamp_min(1e-9).log()).sum(-1)  # (B, S, 2)
-    real = step_mask[:, :, None].expand_as(ce)
-    return ce[real].mean()
+def pointer_loss(weights: torch.Tensor, target: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Cross entropy of the pointer's attention (B, S, 2, L) against the candidate each target pose is at
+    (B, S, 2), over the real steps. The end-point loss alone would train the pointer only through the centre it
+    picks; this says which candidate is right. Training signal only (oracle poses)."""
+    picked = torch.gather(weights, -1, target[..., None])[..., 0]
+    ce = -picked.clamp_min(1e-9).log()
+    return ce[steps[:, :, None].expand_as(ce)].mean()
 
 
 @torch.no_grad()
-def sample_poses(
-    dit: PoseDiT,
-    cond: torch.Tensor,
-    cond_mask: torch.Tensor,
-    euler_steps: int = 4,
-    lengths: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    anchors: torch.Tensor | None = None,
-    anchor_mask: torch.Tensor | None = None,
-    pointer_mask: torch.Tensor | None = None,
-    anchor_yaws: torch.Tensor | None = None,
-    anchor_colors: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_poses(dit: PoseDiT, cond: Condition, euler_steps: int = 4, lengths: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (B, S, 2, 9), lengths (B,)): S = the longest predicted (or given) length; rows beyond a length are
     padding to ignore."""
-    seq, pooled = dit.encode_condition(cond, cond_mask, anchor_mask, anchors)
+    prepared = dit.prepare(cond)
     if lengths is None:
-        lengths = dit.length_logits(pooled).argmax(-1) + 1
+        lengths = dit.length_logits(prepared).argmax(-1) + 1
     steps = int(lengths.max())
     mask = step_mask(lengths, steps)
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return dit.velocity(x, t, seq, cond_mask, pooled, mask, anchors, anchor_mask, None, pointer_mask,
-                            anchor_yaws, anchor_colors)
+        return dit.velocity(x, t, cond, prepared, mask)
 
-    shape = (cond.shape[0], steps, 2, dit.out.out_features)
-    return euler_sample(velocity, shape, euler_steps, cond.device, generator), lengths
+    shape = (cond.seq.shape[0], steps, 2, dit.out.out_features)
+    return euler_sample(velocity, shape, euler_steps, cond.seq.device, generator), lengths

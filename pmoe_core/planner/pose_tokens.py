@@ -85,6 +85,12 @@ def positions_to_tokens(xyz: torch.Tensor) -> torch.Tensor:
     return 2 * (xyz - lo) / (hi - lo) - 1
 
 
+def tokens_to_positions(tokens: torch.Tensor) -> torch.Tensor:
+    """(..., 3) token position coordinates -> metres: the inverse of `positions_to_tokens`."""
+    lo, hi = _LO.to(tokens), _HI.to(tokens)
+    return (tokens + 1) / 2 * (hi - lo) + lo
+
+
 def poses_to_tokens(poses: torch.Tensor) -> torch.Tensor:
     """(..., 7) position + quaternion -> (..., 9) normalised position + 6-D rotation."""
     m = quat_to_matrix(poses[..., 3:])
@@ -93,9 +99,7 @@ def poses_to_tokens(poses: torch.Tensor) -> torch.Tensor:
 
 def tokens_to_poses(tokens: torch.Tensor) -> torch.Tensor:
     """(..., 9) -> (..., 7): the inverse of `poses_to_tokens` (exact on its image, a projection elsewhere)."""
-    lo, hi = _LO.to(tokens), _HI.to(tokens)
-    pos = (tokens[..., :3] + 1) / 2 * (hi - lo) + lo
-    return torch.cat([pos, matrix_to_quat(rot6d_to_matrix(tokens[..., 3:]))], dim=-1)
+    return torch.cat([tokens_to_positions(tokens[..., :3]), matrix_to_quat(rot6d_to_matrix(tokens[..., 3:]))], dim=-1)
 
 
 def steps_to_tensor(sequences: list[list[Step]], max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
-"""Scene cloud -> LLM-space tokens: PointNet++ -> spatial transformer -> linear projector (the Stage I aligner).
+"""Scene cloud -> scene tokens: PointNet++ -> spatial transformer -> projector, plus one token per object proposal.
 
-Also turns a `Scene` (coord, uint8 colour) into the fixed-size (N, 6) float input the encoder takes: a seeded
-subsample, so the same scene always gives the same input.
+Also turns a `Scene` (coord, uint8 colour) into the fixed-size (N, 7) float input the encoder takes: a seeded
+subsample of the foreground points (so the same scene always gives the same input) with each point's proposal id.
 """
 
 from __future__ import annotations
@@ -12,9 +12,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from pmoe_core.planner.objects import ObjectTokenConfig, ObjectTokens, with_object_ids
+from pmoe_core.planner.objects import (
+    FOREGROUND_Z,
+    ObjectTokenConfig,
+    ObjectTokens,
+    foreground_mask,
+    with_object_ids,
+)
 from pmoe_core.planner.pointnet2 import PointNet2Config, PointNet2Encoder
-from pmoe_core.planner.spatial_transformer import SpatialTransformer, SpatialTransformerConfig
+from pmoe_core.planner.spatial_transformer import (
+    SpatialTransformer,
+    SpatialTransformerConfig,
+)
+
+__all__ = ["FOREGROUND_Z", "SceneEncoder", "SceneEncoderConfig", "SceneTokens", "scene_points"]
+INPUT_COLUMNS = 7  # xyz, rgb in [0, 1], object-proposal id (-1: none)
 
 
 @dataclass
@@ -23,56 +35,57 @@ class SceneEncoderConfig:
     spatial: SpatialTransformerConfig = field(default_factory=SpatialTransformerConfig)
     objects: ObjectTokenConfig = field(default_factory=ObjectTokenConfig)
 
-    @property
-    def input_columns(self) -> int:
-        """xyz + rgb, and the object-proposal id when object tokens are on (see `objects.with_object_ids`)."""
-        return 7 if self.objects.max_objects else 6
+
+@dataclass
+class SceneTokens:
+    """M point-encoder tokens then K object slots; only object slots have a yaw, colour and extent (else 0)."""
+
+    tokens: torch.Tensor  # (B, M + K, dim)
+    centres: torch.Tensor  # (B, M + K, 3) metres
+    valid: torch.Tensor  # (B, M + K) bool (an object slot without a proposal is not)
+    objects: torch.Tensor  # (B, M + K) bool: a real object proposal
+    yaws: torch.Tensor  # (B, M + K)
+    colors: torch.Tensor  # (B, M + K, 3) rgb in [0, 1]
+    extents: torch.Tensor  # (B, M + K, 3) metres
 
 
 class SceneEncoder(nn.Module):
-    """points (B, N, 6: xyz + rgb [+ proposal id]) -> (tokens (B, M [+ K], llm_dim), centres (B, M [+ K], 3),
-    valid (B, M [+ K]), yaws (B, M [+ K]), colours (B, M [+ K], 3)): the PointNet++ tokens, then one token per
-    object proposal when those are on. Only object tokens have a measured yaw (`objects.top_face_yaw`) and mean
-    colour; the others read 0."""
+    """points (B, N, 7: xyz, rgb, proposal id) -> SceneTokens of width `out_dim`."""
 
-    def __init__(self, cfg: SceneEncoderConfig, llm_dim: int):
+    def __init__(self, cfg: SceneEncoderConfig, out_dim: int):
         super().__init__()
         self.cfg = cfg
         self.pointnet = PointNet2Encoder(cfg.pointnet)
         self.spatial = SpatialTransformer(cfg.pointnet.out_dim, cfg.spatial)
-        self.projector = nn.Linear(cfg.spatial.dim, llm_dim)
-        if cfg.objects.max_objects:
-            self.objects = ObjectTokens(cfg.objects)
-            self.object_projector = nn.Linear(cfg.objects.dim, llm_dim)
+        self.projector = nn.Linear(cfg.spatial.dim, out_dim)
+        self.objects = ObjectTokens(cfg.objects)
+        self.object_projector = nn.Linear(cfg.objects.dim, out_dim)
 
-    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if points.shape[-1] != self.cfg.input_columns:
-            raise ValueError(f"the scene encoder takes {self.cfg.input_columns} columns per point, "
-                             f"got {points.shape[-1]}")
+    def forward(self, points: torch.Tensor) -> SceneTokens:
+        if points.shape[-1] != INPUT_COLUMNS:
+            raise ValueError(f"the scene encoder takes {INPUT_COLUMNS} columns per point, got {points.shape[-1]}")
         features, centres = self.pointnet(points[..., :6])
         tokens = self.projector(self.spatial(features, centres))
-        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        yaws, colors = centres.new_zeros(tokens.shape[:2]), centres.new_zeros(*tokens.shape[:2], 3)
-        if not self.cfg.objects.max_objects:
-            return tokens, centres, valid, yaws, colors
-        obj, anchors, obj_valid, obj_yaws, obj_colors = self.objects(points[..., :6], points[..., 6].round().long())
-        return (torch.cat([tokens, self.object_projector(obj)], 1), torch.cat([centres, anchors], 1),
-                torch.cat([valid, obj_valid], 1), torch.cat([yaws, obj_yaws], 1), torch.cat([colors, obj_colors], 1))
+        b, m = tokens.shape[:2]
+        obj = self.objects(points[..., :6], points[..., 6].round().long())
+        zeros = centres.new_zeros(b, m, 3)
+        no = torch.zeros(b, m, dtype=torch.bool, device=tokens.device)
+        return SceneTokens(
+            torch.cat([tokens, self.object_projector(obj.features)], 1), torch.cat([centres, obj.anchors], 1),
+            torch.cat([~no, obj.valid], 1), torch.cat([no, obj.valid], 1), torch.cat([zeros[..., 0], obj.yaws], 1),
+            torch.cat([zeros, obj.colors], 1), torch.cat([zeros, obj.extents], 1),
+        )
 
 
-FOREGROUND_Z = 0.006  # m above the table plane z = 0: clear of the cameras' depth noise on the table (+-4 mm)
-
-
-def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, foreground: float = 0.0,
+def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0,
                  objects: ObjectTokenConfig | None = None) -> torch.Tensor:
-    """(n, 6) float32 encoder input from a cloud: xyz in metres, rgb (uint8 or [0, 1]) scaled to [0, 1].
+    """(n, 7) float32 encoder input from a cloud: xyz in metres, rgb (uint8 or [0, 1]) scaled to [0, 1], proposal id.
 
-    Clouds larger than `n` are subsampled without replacement, smaller ones padded by repeating points (a repeated
-    point changes no max-pool), both with a generator seeded by `seed`. With `foreground` > 0, up to that fraction of
-    the `n` points is drawn from points above the table plane first; with 1, only those (when there are any).
-    Farthest point sampling spreads PointNet++ centres evenly over space, not over points, so even a few table
-    points pull most centres onto bare table: a uniform draw leaves a 4 cm block one centre of 64, too few to
-    locate it to a centimetre. With `objects` (max_objects > 0), each row also gets its proposal id (n, 7).
+    The `n` points are drawn from the foreground (`objects.foreground_mask`: above the table, or on it in a colour
+    unlike the table's), from every point when there is none; more than `n` are subsampled without replacement,
+    fewer padded by repeating points (a repeated point changes no max-pool), with a generator seeded by `seed`.
+    Farthest point sampling spreads PointNet++ centres evenly over space, not over points, so even a few bare-table
+    points pull most centres onto them: a uniform draw left a 4 cm block one centre of 64.
     """
     coord = np.asarray(coord, dtype=np.float32)
     rgb = np.asarray(color, dtype=np.float32)
@@ -81,20 +94,12 @@ def scene_points(coord: np.ndarray, color: np.ndarray, n: int, seed: int = 0, fo
     if len(coord) == 0:
         raise ValueError("empty point cloud")
     rng = np.random.default_rng(seed)
-    fg = np.flatnonzero(coord[:, 2] > FOREGROUND_Z) if foreground > 0 else np.zeros(0, dtype=np.int64)
-    if foreground >= 1 and len(fg):
-        idx = fg[_draw(rng, len(fg), n)]
-    elif len(coord) >= n:
-        take = min(len(fg), int(round(foreground * n)))
-        first = rng.choice(fg, take, replace=False) if take else np.zeros(0, dtype=np.int64)
-        rest = np.setdiff1d(np.arange(len(coord)), first, assume_unique=True)
-        idx = np.sort(np.concatenate([first, rng.choice(rest, n - take, replace=False)]))
-    else:
-        idx = _draw(rng, len(coord), n)
+    mask = foreground_mask(coord, rgb)
+    fg = np.flatnonzero(mask)
+    pool = fg if len(fg) else np.arange(len(coord))
+    idx = pool[_draw(rng, len(pool), n)]
     points = np.concatenate([coord[idx], rgb[idx]], axis=1)
-    if objects is not None and objects.max_objects:
-        points = with_object_ids(points, objects, FOREGROUND_Z)
-    return torch.from_numpy(points)
+    return torch.from_numpy(with_object_ids(points, objects or ObjectTokenConfig(), mask[idx]))
 
 
 def _draw(rng: np.random.Generator, size: int, n: int) -> np.ndarray:

@@ -1,15 +1,20 @@
 """Two-stage training of the 3D-MoE planner on cached oracle demonstrations, with exact resume.
 
-Stage I (alignment): captioning LM loss on template scene captions; trains encoder + projector, LoRA, routers.
-Stage II: flow + stop losses on oracle pose sequences; trains everything trainable (now including the Pose-DiT).
-Steps are numbered across both stages (0..steps_stage1-1 are Stage I). Each step's batch is drawn from a generator
-seeded by (seed, step), and the flow noise comes from the global torch RNG saved in the checkpoint, so a resumed
-run continues exactly where a straight run would be. Checkpoints hold only tensors and plain data.
+Stage I (grounding, dense trunk): the colour head learns from the named-colour lexicon what colour a phrase names,
+and the encoder + trunk learn which object a referring phrase names in seen-colour demo scenes. Stage II starts by
+upcycling the trunk's FFNs into experts (exact at the switch) and trains flow, stop and pointer losses on the
+oracle's pose sequences; the colour head stays frozen. Steps are numbered across both stages (0..steps_stage1-1
+are Stage I). Each step's batch is drawn from a generator seeded by (seed, step), and the flow noise comes from the
+global torch RNG saved in the checkpoint, so a resumed run continues exactly where a straight run would be.
+Checkpoints hold only tensors and plain data. The frozen LM's states of every text the run reads are computed once
+and cached beside the demonstrations.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import random
 import time
@@ -20,63 +25,79 @@ from typing import Any
 import numpy as np
 import torch
 
-from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pmoe_core.engine.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError
-from pmoe_core.planner.demos import DemoSet, DemoSpec, load_demos
-from pmoe_core.planner.llm import TinyLlamaSpec
-from pmoe_core.planner.lora import LoraSettings
-from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner, trainable_groups
-from pmoe_core.planner.objects import ObjectTokenConfig, with_object_ids
+from pmoe_core.planner.colour import (
+    LexiconEntry,
+    lexicon_batch,
+    lexicon_entries,
+    lexicon_texts,
+    nearest_colour_accuracy,
+    rgb_to_lab,
+)
+from pmoe_core.planner.demos import DemoSet, DemoSpec, demo_cache_dir, load_demos
+from pmoe_core.planner.joint import JointConfig
+from pmoe_core.planner.model import (
+    DESIGN,
+    PlannerConfig,
+    ThreeDMoEPlanner,
+    trainable_groups,
+)
+from pmoe_core.planner.model_lm import text_features
+from pmoe_core.planner.objects import ObjectTokenConfig
 from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
 from pmoe_core.planner.pose_dit import PoseDiTConfig
-from pmoe_core.planner.scene_encoder import FOREGROUND_Z, SceneEncoderConfig
+from pmoe_core.planner.relations import RELATION_DIM
+from pmoe_core.planner.scene_encoder import SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
-from pmoe_core.tabletop.tasks import task_name
+from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
+from pmoe_core.planner.trunk import TrunkConfig
 from pmoe_core.planner.upcycle import MoEConfig
 from pmoe_core.progress import Progress, silent
+from pmoe_core.tabletop.tasks import TASKS, task_name
+from pmoe_core.tabletop.world import COLORS, SPLITS
 
 CHECKPOINT_NAME = "planner.pt"
-DEFAULT_TASKS = ("stack-blocks", "put-block-into-matching-bowl")
+DEFAULT_TASKS = tuple(TASKS)
 PRESETS = ("default", "tiny")
 
 
-def default_model_config() -> ThreeDMoEConfig:
-    """The shipped default: a seeded random tiny LLaMA (2 layers, hidden 128, a token per planner-world word)
-    upcycled to 4 experts, a PointNet++ with 256/64 centres on 2048 points plus object tokens, and a 2-block
-    Pose-DiT pointing at objects; sized to train in ~45 minutes on one CPU thread (docs/planner.md)."""
-    return ThreeDMoEConfig(
-        llm="tiny",
-        tiny_llm=TinyLlamaSpec(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                               num_attention_heads=4, num_key_value_heads=2, tokenizer="words"),
-        moe=MoEConfig(num_experts=4, top_k=2),
-        lora=LoraSettings(r=8, alpha=16),
+def default_model_config() -> PlannerConfig:
+    """The shipped default: SmolLM2-135M's frozen states, a PointNet++ of 64/16 centres on 2048 points plus up to
+    10 object tokens, a 2-block trunk of width 128 upcycled to 4 experts (top-2) and a 2-block Pose-DiT; sized to
+    train in about an hour on one CPU thread (docs/planner.md)."""
+    return PlannerConfig(
+        text=TextFeatureSpec(llm="smollm2"),
         encoder=SceneEncoderConfig(
             pointnet=PointNet2Config(
-                layers=[SALayer(256, 0.04, 16, [32, 32, 64]), SALayer(64, 0.1, 16, [64, 96, 128])]
+                layers=[SALayer(64, 0.06, 16, [32, 32, 64]), SALayer(16, 0.2, 16, [64, 96, 128])]
             ),
             spatial=SpatialTransformerConfig(dim=128, heads=4, layers=2, fourier_bands=8),
-            objects=ObjectTokenConfig(max_objects=10, pointer_only=True),
+            objects=ObjectTokenConfig(max_objects=10),
         ),
-        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8, anchor=True, pointer_loss=1.0, text_pool=True,
-                          pointer_passes=2, hard_pointer=True, cond_layers=2, yaw_anchor=True,
-                          straight_through=True, teacher_anchor=True, color_affinity=True, color_query=True,
-                          color_loss=10.0),
+        trunk=TrunkConfig(dim=128, depth=2, heads=4, experts=4, top_k=2, relation_dim=RELATION_DIM),
+        dit=PoseDiTConfig(dim=128, depth=2, heads=4, max_steps=8),
         num_points=2048,
-        foreground=1.0,
-        max_text_tokens=96,
     )
 
 
-def model_config(preset: str, llm: str, experts: int) -> ThreeDMoEConfig:
-    """The preset's sizes with the LLM and the expert count swapped in (experts=1: a dense FFN, no routing)."""
+def model_config(preset: str, llm: str = "smollm2", experts: int = 4, joint: bool = False) -> PlannerConfig:
+    """The preset's sizes with the LM, the expert count and the path swapped in (experts=1: a dense trunk)."""
     if preset not in PRESETS:
         raise BadInput(f"unknown model preset {preset!r}; known: {', '.join(PRESETS)}")
     if experts not in (1, 2, 4, 8):
         raise BadInput(f"--experts must be 1 (dense), 2, 4 or 8, got {experts}")
-    cfg = default_model_config() if preset == "default" else ThreeDMoEConfig.tiny()
-    moe = dataclasses.replace(cfg.moe, num_experts=experts, top_k=min(2, experts))
-    return dataclasses.replace(cfg, llm=llm, moe=moe)
+    cfg = default_model_config() if preset == "default" else PlannerConfig.tiny()
+    trunk = dataclasses.replace(cfg.trunk, experts=experts, top_k=min(2, experts))
+    text = dataclasses.replace(cfg.text, llm=llm)
+    joint_cfg = JointConfig(moe=MoEConfig(num_experts=experts, top_k=min(2, experts))) if joint else None
+    return dataclasses.replace(cfg, trunk=trunk, text=text, joint=joint_cfg)
 
 
 @dataclass
@@ -85,23 +106,26 @@ class PlannerTrainConfig:
 
     out: str = "runs/planner"
     tasks: tuple[str, ...] = DEFAULT_TASKS
-    episodes: int = 1000  # per task, train seeds 0..episodes-1, seen colours
-    steps_stage1: int = 100
-    steps: int = 5000  # Stage II steps
+    episodes: int = 500  # per task, train seeds 0..episodes-1, seen colours, training phrasings
+    steps_stage1: int = 300
+    steps: int = 2400  # Stage II steps
     batch_size: int = 16
+    lexicon_batch: int = 64  # lexicon phrases per Stage I step
+    lexicon_names: int | None = None  # train on this many lexicon names (spread over the alphabet); None: all
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 50
     grad_clip: float = 1.0
     preset: str = "default"
-    llm: str = "tiny"
+    llm: str = "smollm2"
+    joint: bool = False
     experts: int = 4
     seed: int = 0
     log_every: int = 10
     ckpt_every: int = 250
     stop_at: int | None = None  # save and stop at this global step; --resume continues
     resume: bool = False
-    cache: str | None = None  # demo cache folder (default $PMOE_CACHE_DIR/demos)
+    cache: str | None = None  # demo and text-state cache folder (default $PMOE_CACHE_DIR/demos)
     tensorboard: bool = True
     command: str | None = None  # the command line that started the run, recorded in the checkpoint
 
@@ -117,22 +141,36 @@ class PlannerTrainResult:
 
 
 # Changing these between a run and its resume would silently change what is trained.
-_RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lr", "weight_decay", "warmup", "preset", "llm",
-                "experts", "seed")
+_RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lexicon_batch", "lexicon_names", "lr", "weight_decay", "warmup",
+                "preset", "llm", "joint", "experts", "seed")
 
 
-def demo_spec(cfg: PlannerTrainConfig, model_cfg: ThreeDMoEConfig) -> DemoSpec:
-    return DemoSpec(tuple(task_name(t) for t in cfg.tasks), cfg.episodes, model_cfg.num_points, model_cfg.dit.max_steps,
-                    foreground=model_cfg.foreground)
-
-
-def model_inputs(demos: DemoSet, model_cfg: ThreeDMoEConfig) -> DemoSet:
-    """Demo clouds as the encoder takes them: with object tokens on, each point's proposal id is appended here
-    rather than cached, so one rendered demo set serves models with and without them."""
+def demo_spec(cfg: PlannerTrainConfig, model_cfg: PlannerConfig) -> DemoSpec:
     objects = model_cfg.encoder.objects
-    if not objects.max_objects:
-        return demos
-    return dataclasses.replace(demos, points=with_object_ids(demos.points, objects, FOREGROUND_Z))
+    return DemoSpec(tuple(task_name(t) for t in cfg.tasks), cfg.episodes, model_cfg.num_points,
+                    model_cfg.dit.max_steps, phrasing="train", max_objects=objects.max_objects,
+                    radius=objects.radius, min_points=objects.min_points)
+
+
+def cached_text_features(model_cfg: PlannerConfig, texts: list[str], cache: str | None,
+                         progress: Progress = silent) -> TextFeatures:
+    """The frozen LM's states of `texts`, read from the cache when a run already computed them, else computed
+    (~17 ms a text on one thread) and cached."""
+    features = text_features(model_cfg.text)
+    unique = sorted(set(texts))
+    key = hashlib.sha256(json.dumps([model_cfg.text.llm, model_cfg.text.layer, model_cfg.text.max_tokens, unique])
+                         .encode()).hexdigest()[:16]
+    path = demo_cache_dir(cache) / f"text-{key}.npz"
+    if path.is_file() and features.load(path):
+        return features
+    progress(total=len(unique))
+    for start in range(0, len(unique), 256):
+        chunk = unique[start : start + 256]
+        features.encode(chunk)
+        progress(advance=len(chunk), message="text states")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    features.save(path)
+    return features
 
 
 def batch_indices(seed: int, step: int, size: int, batch: int) -> torch.Tensor:
@@ -155,19 +193,26 @@ def stage_of(cfg: PlannerTrainConfig, step: int) -> int:
     return 1 if step < cfg.steps_stage1 else 2
 
 
-def step_loss(model: ThreeDMoEPlanner, demos: DemoSet, idx: torch.Tensor, stage: int) -> dict[str, torch.Tensor]:
-    rows = idx.tolist()
+def step_loss(model: ThreeDMoEPlanner, demos: DemoSet, lexicon: list[LexiconEntry], cfg: PlannerTrainConfig,
+              step: int) -> dict[str, torch.Tensor]:
+    rows = batch_indices(cfg.seed, step, len(demos), cfg.batch_size).tolist()
     points = torch.from_numpy(demos.points[rows])
-    if stage == 1:
-        return model.stage1_loss(points, [demos.captions[i] for i in rows])
-    return model.stage2_loss(
-        points, [demos.instructions[i] for i in rows], torch.from_numpy(demos.poses[rows]),
-        torch.from_numpy(demos.lengths[rows]),
-    )
+    if stage_of(cfg, step) == 1:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 104_729)
+        phrases, xy = [], []
+        for i in rows:
+            real = int((demos.ref_texts[i] != "").sum())
+            j = int(torch.randint(max(1, real), (1,), generator=g))
+            phrases.append(str(demos.ref_texts[i, j]) or demos.instructions[i])
+            xy.append(demos.ref_xy[i, j])
+        texts, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch)
+        return model.stage1_loss(points, phrases, torch.from_numpy(np.stack(xy)), texts, labs)
+    return model.stage2_loss(points, [demos.instructions[i] for i in rows], torch.from_numpy(demos.poses[rows]),
+                             torch.from_numpy(demos.lengths[rows]))
 
 
 def make_optimizer(model: ThreeDMoEPlanner, cfg: PlannerTrainConfig, stage: int) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.trainable_parameters(stage), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(model.stage_parameters(stage), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _plain(value: Any) -> Any:
@@ -178,10 +223,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _meta(cfg: PlannerTrainConfig, model_cfg: ThreeDMoEConfig, step: int, stage: int, loss: float | None) -> dict:
+def _meta(cfg: PlannerTrainConfig, model_cfg: PlannerConfig, step: int, stage: int, loss: float | None) -> dict:
     total = cfg.steps_stage1 + cfg.steps
     meta = {
         "kind": "planner",
+        "design": DESIGN,
         "preset": cfg.preset,
         "config": model_cfg.to_dict(),
         "step": step,
@@ -207,14 +253,20 @@ def train_planner(
     cfg: PlannerTrainConfig, progress: Progress = silent, demo_progress: Progress = silent
 ) -> PlannerTrainResult:
     """Run (or resume) both stages; checkpoints to `cfg.out/planner.pt` every `ckpt_every` steps and at the end."""
-    if cfg.steps_stage1 < 0 or cfg.steps < 1 or cfg.batch_size < 1 or cfg.episodes < 1:
+    if cfg.steps_stage1 < 0 or cfg.steps < 1 or cfg.batch_size < 1 or cfg.episodes < 1 or cfg.lexicon_batch < 1:
         raise BadInput("--steps, --batch-size and --episodes must be >= 1 and --steps-stage1 >= 0")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    model_cfg = model_config(cfg.preset, cfg.llm, cfg.experts)
-    demos = model_inputs(load_demos(demo_spec(cfg, model_cfg), cfg.cache, demo_progress), model_cfg)
-    model = ThreeDMoEPlanner(model_cfg).train()
+    model_cfg = model_config(cfg.preset, cfg.llm, cfg.experts, cfg.joint)
+    demos = load_demos(demo_spec(cfg, model_cfg), cfg.cache, demo_progress)
+    lexicon, held_out = lexicon_entries()
+    if cfg.lexicon_names is not None:
+        lexicon = lexicon[:: max(1, len(lexicon) // max(1, cfg.lexicon_names))][: cfg.lexicon_names]
+    texts = demos.instructions + [str(t) for t in np.unique(demos.ref_texts) if t] + lexicon_texts(lexicon)
+    features = cached_text_features(model_cfg, texts, cfg.cache, demo_progress)
+    torch.manual_seed(cfg.seed)
+    model = ThreeDMoEPlanner(model_cfg, features).train()
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / CHECKPOINT_NAME
     total = cfg.steps_stage1 + cfg.steps
@@ -241,18 +293,20 @@ def train_planner(
     step = start
     with RunLog(run_dir, tensorboard=cfg.tensorboard) as log:
         if start == 0:
-            log.log(0, "start", groups=trainable_groups(model), demos=len(demos),
+            log.log(0, "start", groups=trainable_groups(model), demos=len(demos), lexicon=len(lexicon),
                     config=_plain(dataclasses.asdict(cfg)))
         while step < stop:
             stage = stage_of(cfg, step)
+            if stage == 2 and not model.is_upcycled:
+                model.upcycle()
             if optimizer is None or opt_stage != stage:
                 optimizer, opt_stage = make_optimizer(model, cfg, stage), stage
             lr = learning_rate(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            parts = step_loss(model, demos, batch_indices(cfg.seed, step, len(demos), cfg.batch_size), stage)
+            parts = step_loss(model, demos, lexicon, cfg, step)
             parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(stage), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.stage_parameters(stage), cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -264,8 +318,28 @@ def train_planner(
             boundary = step == cfg.steps_stage1 or step == stop
             if step % cfg.ckpt_every == 0 or boundary:
                 _save(ckpt_path, cfg, model_cfg, model, optimizer, step, stage, loss_value)
+            if step == cfg.steps_stage1:
+                log.log(step, "grounding", **colour_grounding(model, held_out))
         log.log(step, "end", seconds=time.perf_counter() - started, complete=step >= total)
     return PlannerTrainResult(run_dir, ckpt_path, step, losses, time.perf_counter() - started, step < total)
+
+
+@torch.no_grad()
+def colour_grounding(model: ThreeDMoEPlanner, held_out: list[LexiconEntry]) -> dict[str, float]:
+    """How well the colour head grounds colour words it did not train on (held-out lexicon names) and the unseen
+    split's names: nearest-colour accuracy among the world's eleven colours, and the median CIELAB error."""
+    palette = rgb_to_lab(torch.tensor([COLORS[c] for c in COLORS], dtype=torch.float32) / 255.0) / 100.0
+    out = {}
+    unseen = [LexiconEntry(c, tuple((palette[list(COLORS).index(c)]).tolist())) for c in SPLITS["unseen"]]
+    for name, entries in (("held_out", held_out), ("unseen_names", unseen)):
+        if not entries:
+            continue
+        texts = [f"the {e.name} block" for e in entries]
+        asked = model.asked_colour(model.text_batch(texts)).lab.cpu()
+        true = torch.tensor([e.lab for e in entries])
+        out[f"{name}_nearest"] = nearest_colour_accuracy(asked, true, palette)
+        out[f"{name}_median_delta_e"] = float((asked - true).norm(dim=-1).median() * 100)
+    return out
 
 
 def _save(path: Path, cfg, model_cfg, model, optimizer, step: int, stage: int, loss: float | None) -> None:

@@ -66,7 +66,7 @@ class TrunkBlock(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d)
-        self.ffn: nn.Module = GatedMLP(d, int(round(d * cfg.ffn_ratio)))
+        self.ffn: nn.Module = GatedMLP(d, round(d * cfg.ffn_ratio))
         if cfg.relation_dim:
             self.relation = nn.Sequential(nn.Linear(cfg.relation_dim, 32), nn.GELU(), nn.Linear(32, cfg.heads))
             nn.init.zeros_(self.relation[2].weight)  # no bias until learned

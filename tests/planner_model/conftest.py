@@ -1,4 +1,4 @@
-"""Fixtures for the 3D-MoE model tests: synthetic tabletop clouds, nothing downloaded."""
+"""Fixtures for the 3D-MoE model tests: synthetic tabletop clouds and observed task scenes, nothing downloaded."""
 
 from __future__ import annotations
 
@@ -17,6 +17,39 @@ def table_cloud(n: int, seed: int = 0, batch: int | None = None) -> torch.Tensor
 @pytest.fixture
 def cloud():
     return table_cloud
+
+
+_SCENES: dict = {}
+
+
+def observed_batch(tasks: list[str], n: int = 512, seed: int = 100000) -> torch.Tensor:
+    """(B, n, 7) encoder inputs of held-out scenes of `tasks` (one each), as the planner takes them."""
+    from pmoe_core.planner.scene_encoder import scene_points
+    from pmoe_core.tabletop.observe import observe
+    from pmoe_core.tabletop.tasks import make_scene
+
+    rows = []
+    for task in tasks:
+        key = (task, n, seed)
+        if key not in _SCENES:
+            cloud = observe(make_scene(task, seed))
+            _SCENES[key] = scene_points(cloud.coord, cloud.color, n, seed)
+        rows.append(_SCENES[key])
+    return torch.stack(rows)
+
+
+@pytest.fixture
+def scenes():
+    return observed_batch
+
+
+@pytest.fixture(scope="session")
+def smollm2_text():
+    """The packaged SmolLM2's frozen states, shared by the tests (the LM loads once)."""
+    from pmoe_core.planner.model_lm import text_features
+    from pmoe_core.planner.text_features import TextFeatureSpec
+
+    return text_features(TextFeatureSpec(llm="smollm2"))
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ The first run converts the GGUF into the on-disk cache (~30-50 s); later runs lo
 from __future__ import annotations
 
 import importlib.util
-import math
 
 import numpy as np
 import pytest
@@ -89,22 +88,25 @@ def test_upcycled_smollm2_equals_dense(smollm2):
         torch.testing.assert_close(moe(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-4, rtol=1e-5)
 
 
-def test_planner_on_smollm2_runs_and_starts_from_the_dense_model(smollm2, cloud):
-    import copy
-
-    from pmoe_core.planner.model import ThreeDMoEConfig, ThreeDMoEPlanner
+def test_joint_planner_on_smollm2_starts_from_the_dense_model(smollm2, scenes):
+    """The paper's path on the real LM: upcycled + LoRA (B = 0) returns the dense LM's states at the start."""
+    from pmoe_core.planner.joint import JointConfig
+    from pmoe_core.planner.model import PlannerConfig, ThreeDMoEPlanner
 
     model, tok = smollm2
-    tiny = ThreeDMoEConfig.tiny()
-    config = ThreeDMoEConfig(llm="smollm2", encoder=tiny.encoder, dit=tiny.dit, num_points=512)
-    planner = ThreeDMoEPlanner(config, llm=copy.deepcopy(model), tokenizer=tok)
-    points = cloud(512, batch=1)
+    tiny = PlannerConfig.tiny()
+    config = PlannerConfig(joint=JointConfig(), encoder=tiny.encoder, trunk=tiny.trunk, colour=tiny.colour,
+                           dit=tiny.dit, num_points=tiny.num_points)
+    planner = ThreeDMoEPlanner(config).eval()
+    points = scenes(["stack-blocks"], 1024)
+    joint = planner.trunk
     with torch.no_grad():
-        hidden, mask = planner.condition(points, ["stack the blocks"])
-        embeds, attn, *_ = planner._sequence(points, [planner._ids("stack the blocks")])
-        ref = model.model(inputs_embeds=embeds, attention_mask=attn).last_hidden_state
-        assert ((hidden - ref).norm() / ref.norm()).item() < 1e-4  # float reordering: measured 2e-6..1.1e-5
-        lm = planner.stage1_loss(points, ["a red block next to a blue bowl"])["lm"]
-    assert torch.isfinite(lm) and lm.item() < math.log(49152)  # the real LM already beats uniform
+        scene = planner.encoder(points)
+        ids = tok("stack the blocks", add_special_tokens=False, return_tensors="pt").input_ids
+        embeds = torch.cat([joint.scene_in(scene.tokens), model.get_input_embeddings()(ids)], 1)
+        mask = torch.cat([scene.valid, torch.ones_like(ids, dtype=torch.bool)], 1).long()
+        ref = model.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        hidden = joint.llm.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        assert ((hidden - ref).norm() / ref.norm()).item() < 1e-4  # float reordering only
     plan = planner.plan(points[0], "stack the blocks", generator=torch.Generator().manual_seed(0))
     assert 1 <= len(plan) <= config.dit.max_steps

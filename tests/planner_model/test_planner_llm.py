@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from pmoe_core.errors import BadInput, MissingFile
-from pmoe_core.planner.llm import TinyLlamaSpec, byte_tokenizer, llm_cache_root, load_llm, tiny_llm
+from pmoe_core.planner.llm import (
+    TinyLlamaSpec,
+    byte_tokenizer,
+    llm_cache_root,
+    load_llm,
+    tiny_llm,
+)
 
 
 def test_byte_tokenizer_round_trips_any_text():
@@ -62,7 +68,7 @@ def test_cache_root_follows_env(monkeypatch, tmp_path):
 def test_word_tokenizer_gives_every_planner_word_one_token_and_round_trips():
     import re
 
-    from pmoe_core.planner.demos import caption
+    from pmoe_core.planner.demos import referring_phrases
     from pmoe_core.planner.llm import PLANNER_WORDS, word_tokenizer
     from pmoe_core.tabletop.tasks import TASKS, make_scene
 
@@ -72,7 +78,8 @@ def test_word_tokenizer_gives_every_planner_word_one_token_and_round_trips():
         for split in ("seen", "unseen"):
             for seed in range(12):
                 desc = make_scene(task, seed, split)
-                used |= set(re.findall(r"[A-Za-z]+", desc.instruction + " " + caption(desc)))
+                refs = " ".join(text for text, _, _ in referring_phrases(desc))
+                used |= set(re.findall(r"[A-Za-z]+", desc.instruction + " " + refs))
     assert used <= set(PLANNER_WORDS), sorted(used - set(PLANNER_WORDS))
     for word in used:
         assert len(tok(f"the {word}", add_special_tokens=False)["input_ids"]) == 2, word

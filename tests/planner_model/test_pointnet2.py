@@ -13,8 +13,15 @@ from pmoe_core.planner.pointnet2 import (
     canonical_order,
     farthest_point_sample,
 )
-from pmoe_core.planner.scene_encoder import SceneEncoder, SceneEncoderConfig, scene_points
-from pmoe_core.planner.spatial_transformer import SpatialTransformer, SpatialTransformerConfig
+from pmoe_core.planner.scene_encoder import (
+    SceneEncoder,
+    SceneEncoderConfig,
+    scene_points,
+)
+from pmoe_core.planner.spatial_transformer import (
+    SpatialTransformer,
+    SpatialTransformerConfig,
+)
 
 SMALL = PointNet2Config(layers=[SALayer(32, 0.1, 8, [16, 24]), SALayer(8, 0.3, 8, [24, 40])])
 
@@ -71,11 +78,11 @@ def _permutation_check(points: torch.Tensor):
     enc = SceneEncoder(SceneEncoderConfig(pointnet=SMALL, spatial=SpatialTransformerConfig(dim=32, heads=2)), 24)
     enc.eval()
     perm = torch.randperm(points.shape[1])
-    a, ca, *_ = enc(points)
-    b, cb, *_ = enc(points[:, perm])
-    assert torch.equal(ca, cb)
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    return a
+    ids = torch.full((*points.shape[:2], 1), -1.0)  # no object proposals: the point encoder alone
+    a, b = enc(torch.cat([points, ids], -1)), enc(torch.cat([points, ids], -1)[:, perm])
+    assert torch.equal(a.centres, b.centres)
+    torch.testing.assert_close(a.tokens, b.tokens, atol=1e-5, rtol=1e-5)
+    return a.tokens[:, :8]
 
 
 def test_scene_encoder_is_invariant_to_point_order(cloud):
@@ -106,29 +113,23 @@ def test_scene_points_subsamples_deterministically_and_scales_colour():
     coord = np.random.default_rng(0).uniform(size=(1000, 3))
     color = np.full((1000, 3), 255, dtype=np.uint8)
     a = scene_points(coord, color, 128, seed=3)
-    assert a.shape == (128, 6) and a.dtype == torch.float32
+    assert a.shape == (128, 7) and a.dtype == torch.float32
     assert torch.equal(a, scene_points(coord, color, 128, seed=3))
-    assert torch.all(a[:, 3:] == 1.0)
+    assert torch.all(a[:, 3:6] == 1.0)
     small = scene_points(coord[:10], color[:10], 32)
-    assert small.shape == (32, 6)
+    assert small.shape == (32, 7)
     assert {tuple(r) for r in small[:, :3].tolist()} <= {tuple(r) for r in torch.tensor(coord[:10]).float().tolist()}
 
 
-def test_scene_points_take_the_foreground_share_from_above_the_table():
+def test_scene_points_are_the_foreground_only():
     rng = np.random.default_rng(0)
     table = np.c_[rng.uniform(size=(9000, 2)), rng.uniform(-0.004, 0.004, 9000)]  # depth noise of the cameras
     objects = np.c_[rng.uniform(size=(1000, 2)), rng.uniform(0.01, 0.04, 1000)]
     coord = np.concatenate([table, objects]).astype(np.float32)
     color = np.zeros((10000, 3), dtype=np.uint8)
-    uniform = scene_points(coord, color, 400, seed=1)
-    weighted = scene_points(coord, color, 400, seed=1, foreground=0.75)
-    assert (uniform[:, 2] > 0.006).float().mean() < 0.2  # ~10% of a uniform draw
-    assert 300 <= (weighted[:, 2] > 0.006).sum() < 330  # the share, then 100 drawn from all remaining points
-    assert len({tuple(r) for r in weighted[:, :3].tolist()}) == 400  # no point drawn twice
-    assert torch.equal(weighted, scene_points(coord, color, 400, seed=1, foreground=0.75))
-    few = scene_points(coord, color, 4000, seed=1, foreground=0.75)  # fewer object points than the share: all taken
-    assert (few[:, 2] > 0.006).sum() == 1000
-    only = scene_points(coord, color, 4000, seed=1, foreground=1.0)  # objects only, repeated to fill
+    drawn = scene_points(coord, color, 400, seed=1)
+    assert (drawn[:, 2] > 0.006).all() and len({tuple(r) for r in drawn[:, :3].tolist()}) == 400
+    only = scene_points(coord, color, 4000, seed=1)  # fewer object points than asked: repeated to fill
     assert (only[:, 2] > 0.006).all() and len({tuple(r) for r in only[:, :3].tolist()}) == 1000
-    bare = scene_points(table.astype(np.float32), color[:9000], 400, seed=1, foreground=1.0)  # nothing above: all
-    assert bare.shape == (400, 6)
+    bare = scene_points(table.astype(np.float32), color[:9000], 400, seed=1)  # nothing above or coloured: all
+    assert bare.shape == (400, 7) and (bare[:, 6] == -1).all()

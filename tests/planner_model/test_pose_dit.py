@@ -1,4 +1,4 @@
-"""Pose-DiT: token codec, shapes, zero-init, padding mask, and a toy 2-mode conditional distribution it must learn."""
+"""Pose-DiT: token codec, anchored end points, padding, the pointer and its supervision, learned on a toy scene."""
 
 from __future__ import annotations
 
@@ -6,18 +6,32 @@ import pytest
 import torch
 
 from pmoe_core.planner.flow import FlowConfig
-from pmoe_core.tabletop.oracle import Step
-from pmoe_core.planner.pose_dit import PoseDiT, PoseDiTConfig, step_mask
-from pmoe_core.planner.pose_head import pose_losses, sample_poses
+from pmoe_core.planner.pose_dit import (
+    Condition,
+    PointerRecord,
+    PoseDiT,
+    PoseDiTConfig,
+    step_mask,
+)
+from pmoe_core.planner.pose_head import (
+    nearest_candidate,
+    pointer_loss,
+    pose_losses,
+    sample_poses,
+)
 from pmoe_core.planner.pose_tokens import (
     matrix_to_quat,
     poses_to_tokens,
+    positions_to_tokens,
     quat_to_matrix,
     steps_to_tensor,
     tensor_to_steps,
     tokens_to_poses,
 )
-from pmoe_core.tabletop.poses import Pose, quat_to_matrix as np_quat_to_matrix
+from pmoe_core.planner.relations import ATTRIBUTE_DIM
+from pmoe_core.tabletop.oracle import Step
+from pmoe_core.tabletop.poses import Pose
+from pmoe_core.tabletop.poses import quat_to_matrix as np_quat_to_matrix
 
 
 def test_pose_tokens_round_trip_and_match_numpy_rotation():
@@ -52,172 +66,166 @@ def _dit(**kw) -> PoseDiT:
     return PoseDiT(PoseDiTConfig(dim=32, depth=2, heads=2, max_steps=5, **kw), cond_dim=16)
 
 
-def test_shapes_and_zero_init():
-    dit = _dit()
-    cond, cmask = torch.randn(3, 7, 16), torch.ones(3, 7, dtype=torch.bool)
-    seq, pooled = dit.encode_condition(cond, cmask)
-    x = torch.randn(3, 4, 2, 9)
-    v = dit.velocity(x, torch.rand(3), seq, cmask, pooled, step_mask(torch.tensor([4, 2, 1]), 4))
-    assert v.shape == x.shape and torch.all(v == 0)  # adaLN-Zero and zero output layer: v = 0 at init
-    assert dit.length_logits(pooled).shape == (3, 5)
-    with pytest.raises(ValueError):
-        dit.velocity(torch.randn(3, 6, 2, 9), torch.rand(3), seq, cmask, pooled, torch.ones(3, 6, dtype=torch.bool))
+def _condition(feats: torch.Tensor, pos: torch.Tensor, text: int = 2, yaws: torch.Tensor | None = None) -> Condition:
+    """A toy condition: `text` instruction positions (zeros) then one candidate per row of `pos` (B, K, 3) token
+    units, whose states are `feats` (B, K, C)."""
+    b, k, c = feats.shape
+    seq = torch.cat([torch.zeros(b, text, c), feats], 1)
+    mask = torch.ones(b, text + k, dtype=torch.bool)
+    text_mask = torch.zeros_like(mask)
+    text_mask[:, :text] = True
+    anchors = torch.cat([torch.zeros(b, text, 3), pos], 1)
+    attrs = torch.zeros(b, text + k, ATTRIBUTE_DIM)
+    attrs[:, text:, :3] = pos
+    attrs[:, text:, 9] = 1.0
+    yaw = torch.zeros(b, text + k) if yaws is None else torch.cat([torch.zeros(b, text), yaws], 1)
+    return Condition(seq, mask, text_mask, anchors, ~text_mask, yaw, attrs)
+
+
+def _dit(cond_dim: int = 6, steps: int = 2) -> PoseDiT:
+    return PoseDiT(PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=steps), cond_dim)
+
+
+def _randomised(dit: PoseDiT) -> PoseDiT:
+    with torch.no_grad():
+        for p in dit.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    return dit
+
+
+def test_a_fresh_dit_predicts_the_pointed_candidates_pose():
+    """Residuals start at zero: the end point is the hard-pointed candidate's centre and measured yaw."""
+    torch.manual_seed(0)
+    dit = _dit().eval()
+    pos = torch.rand(3, 5, 3) * 2 - 1
+    yaws = torch.rand(3, 5) * 1.5 - 0.75
+    cond = _condition(torch.randn(3, 5, 6), pos, yaws=yaws)
+    prepared = dit.prepare(cond)
+    x, t = torch.randn(3, 2, 2, 9), torch.full((3,), 0.5)
+    record = PointerRecord([])
+    v = dit.velocity(x, t, cond, prepared, step_mask(torch.tensor([2, 1, 2]), 2), record=record)
+    end = x + 0.5 * v
+    chosen = record.weights[-1].argmax(-1)  # (B, S, 2) indices into the condition
+    assert (chosen >= 2).all()  # never an instruction position
+    for i in range(3):
+        for s in range(2):
+            for r in range(2):
+                j = int(chosen[i, s, r])
+                torch.testing.assert_close(end[i, s, r, :3], cond.anchors[i, j], atol=1e-5, rtol=0)
+                yaw = torch.atan2(end[i, s, r, 4], end[i, s, r, 3])
+                torch.testing.assert_close(yaw, cond.yaws[i, j], atol=1e-5, rtol=0)
+    assert dit.length_logits(prepared).shape == (3, 2)
+    with pytest.raises(ValueError, match="max_steps"):
+        dit.velocity(torch.randn(3, 3, 2, 9), t, cond, prepared, torch.ones(3, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="teacher"):
+        dit.train().velocity(x, t, cond, prepared, torch.ones(3, 2, dtype=torch.bool))
 
 
 def test_padded_steps_and_padded_condition_do_not_leak():
-    dit = _dit()
-    for p in dit.parameters():  # leave zero-init so outputs are non-trivial
-        torch.nn.init.normal_(p, std=0.2)
-    cond, cmask = torch.randn(2, 6, 16), torch.tensor([[1] * 6, [1] * 3 + [0] * 3], dtype=torch.bool)
-    x, t, lengths = torch.randn(2, 5, 2, 9), torch.rand(2), torch.tensor([5, 2])
-    mask = step_mask(lengths, 5)
-    seq, pooled = dit.encode_condition(cond, cmask)
-    v = dit.velocity(x, t, seq, cmask, pooled, mask)
-    x2, cond2 = x.clone(), cond.clone()
+    torch.manual_seed(0)
+    dit = _randomised(_dit(steps=5)).eval()
+    pos = torch.rand(2, 6, 3) * 2 - 1
+    cond = _condition(torch.randn(2, 6, 6), pos)
+    cond.mask[1, 5:] = False
+    cond.candidates[1, 5:] = False
+    x, t, mask = torch.randn(2, 5, 2, 9), torch.rand(2), step_mask(torch.tensor([5, 2]), 5)
+    v = dit.velocity(x, t, cond, dit.prepare(cond), mask)
+    x2 = x.clone()
     x2[1, 2:] = torch.randn(3, 2, 9)  # change only padding steps
-    cond2[1, 3:] = torch.randn(3, 16)  # and padded condition positions
-    seq2, pooled2 = dit.encode_condition(cond2, cmask)
-    v2 = dit.velocity(x2, t, seq2, cmask, pooled2, mask)
+    cond.seq[1, 5:] = torch.randn(3, 6)  # and padded condition positions
+    v2 = dit.velocity(x2, t, cond, dit.prepare(cond), mask)
     torch.testing.assert_close(v2[1, :2], v[1, :2], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(v2[0], v[0])
-    x2[1, 1] += 1.0  # a real step does matter to the other real step (temporal attention)
-    assert not torch.allclose(dit.velocity(x2, t, seq2, cmask, pooled2, mask)[1, 0], v[1, 0], atol=1e-4)
 
 
-def _toy_modes() -> tuple[torch.Tensor, torch.Tensor]:
-    """Two pose-sequence modes (tokens, lengths): label 0 -> 2 steps, label 1 -> 4 different steps."""
-    g = torch.Generator().manual_seed(7)
-    modes = torch.rand(2, 5, 2, 9, generator=g) * 1.6 - 0.8
-    modes[0, 2:] = 0
-    modes[1, 4:] = 0
-    return modes, torch.tensor([2, 4])
-
-
-def test_toy_two_mode_distribution_is_learned_and_recovered_in_four_euler_steps():
-    torch.manual_seed(0)
-    modes, mode_len = _toy_modes()
-    dit = _dit()
-    label_emb = torch.nn.Embedding(2, 16)
-    opt = torch.optim.AdamW([*dit.parameters(), *label_emb.parameters()], lr=3e-3)
-    flow = FlowConfig()
-    g = torch.Generator().manual_seed(1)
-    losses = []
-    for _ in range(250):
-        labels = torch.randint(0, 2, (32,), generator=g)
-        x1 = modes[labels] + 0.02 * torch.randn(32, 5, 2, 9, generator=g)
-        cond = label_emb(labels)[:, None, :]
-        parts = pose_losses(dit, cond, torch.ones(32, 1, dtype=torch.bool), x1, mode_len[labels], flow, g)
-        loss = parts["flow"] + parts["stop"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append((parts["flow"].item(), parts["stop"].item()))
-    first, last = losses[0], torch.tensor(losses[-20:]).mean(0).tolist()
-    assert last[0] < 0.2 * first[0] and last[1] < 0.05
-
-    labels = torch.tensor([0, 1] * 8)
-    with torch.no_grad():
-        cond = label_emb(labels)[:, None, :]
-    tokens, lengths = sample_poses(dit, cond, torch.ones(16, 1, dtype=torch.bool), euler_steps=4,
-                                   generator=torch.Generator().manual_seed(2))
-    assert lengths.tolist() == mode_len[labels].tolist()  # the stop head ends each plan at its mode's length
-    assert tokens.shape == (16, 4, 2, 9)
-    for i, label in enumerate(labels.tolist()):
-        n = int(lengths[i])
-        err = (tokens[i, :n] - modes[label, :n]).abs()
-        other = (tokens[i, :2] - modes[1 - label, :2]).abs().mean()
-        assert err.mean() < 0.1 and err.max() < 0.35, (label, err.mean().item(), err.max().item())
-        assert other > 3 * err.mean()
-
-
-def _pointer_toy(g: torch.Generator, batch: int, anchors: int = 12):
-    """Scenes of random points; one is flagged "pick", one "place". Target: pick at the first, place 0.1 above the
-    second (token units), identity rotations. The condition carries each point's flag and raw position."""
-    pos = torch.rand(batch, anchors, 3, generator=g) * 2 - 1
-    which = torch.stack([torch.randperm(anchors, generator=g)[:2] for _ in range(batch)])
-    flags = torch.zeros(batch, anchors, 3)
-    flags[..., 0] = 1
+def _pointer_toy(g: torch.Generator, batch: int, k: int = 8):
+    """Scenes of random candidates; one is flagged "pick", one "place"; a third flag asks for the step twice (the
+    stop head must read it). Targets: pick at its candidate, place 0.1 above the other (token units), identity
+    rotations."""
+    pos = torch.rand(batch, k, 3, generator=g) * 2 - 1
+    which = torch.stack([torch.randperm(k, generator=g)[:2] for _ in range(batch)])
+    two = torch.rand(batch, generator=g) < 0.5
+    feats = torch.zeros(batch, k, 6)
     rows = torch.arange(batch)
-    flags[rows, which[:, 0]] = torch.tensor([0.0, 1.0, 0.0])
-    flags[rows, which[:, 1]] = torch.tensor([0.0, 0.0, 1.0])
-    x1 = torch.zeros(batch, 1, 2, 9)
+    feats[rows, which[:, 0], 0] = 1.0
+    feats[rows, which[:, 1], 1] = 1.0
+    feats[..., 2] = two[:, None].float()
+    feats[..., 3:] = pos
+    x1 = torch.zeros(batch, 2, 2, 9)
+    x1[:, :, :, 3], x1[:, :, :, 7] = 1.0, 1.0  # 6-D identity rotation
     x1[:, 0, 0, :3] = pos[rows, which[:, 0]]
     x1[:, 0, 1, :3] = pos[rows, which[:, 1]] + torch.tensor([0.0, 0.0, 0.1])
-    x1[..., 3], x1[..., 7] = 1.0, 1.0  # 6-D identity rotation: columns (1, 0, 0) and (0, 1, 0)
-    return torch.cat([flags, pos], -1), pos, x1
+    x1[:, 1] = x1[:, 0]
+    return _condition(feats, pos), x1, 1 + two.long()
 
 
-def _train_pointer_toy(anchor: bool, steps: int) -> float:
-    """Mean position error (token units) of 4-step samples after `steps` of training."""
+def test_pointer_learns_to_put_pick_and_place_on_the_flagged_candidates():
     torch.manual_seed(0)
-    dit = PoseDiT(PoseDiTConfig(dim=32, depth=1, heads=2, max_steps=2, anchor=anchor), cond_dim=6)
+    dit = _dit().train()
     opt = torch.optim.AdamW(dit.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
-    mask = torch.ones(32, 12, dtype=torch.bool)
-    for _ in range(steps):
-        cond, pos, x1 = _pointer_toy(g, 32)
-        parts = pose_losses(dit, cond, mask, x1, torch.ones(32, dtype=torch.long), FlowConfig(), g,
-                            anchors=pos, anchor_mask=mask)
+    for _ in range(300):
+        cond, x1, lengths = _pointer_toy(g, 32)
+        parts = pose_losses(dit, cond, x1, lengths, FlowConfig(), g)
+        assert set(parts) == {"flow", "stop", "pointer"}
         opt.zero_grad()
-        (parts["flow"] + parts["stop"]).backward()
+        sum(parts.values()).backward()
         opt.step()
-    cond, pos, x1 = _pointer_toy(torch.Generator().manual_seed(7), 64)
-    tokens, _ = sample_poses(dit, cond, torch.ones(64, 12, dtype=torch.bool), 4, torch.ones(64, dtype=torch.long),
-                             torch.Generator().manual_seed(3), anchors=pos, anchor_mask=torch.ones(64, 12, dtype=torch.bool))
-    return (tokens[..., :3] - x1[..., :3]).norm(dim=-1).mean().item()
+    dit.eval()
+    cond, x1, lengths = _pointer_toy(torch.Generator().manual_seed(7), 64)
+    tokens, predicted = sample_poses(dit, cond, 4, generator=torch.Generator().manual_seed(3))
+    assert (predicted == lengths).float().mean() > 0.95  # the stop head reads the flag
+    real = step_mask(lengths, 2)
+    err = (tokens[..., :3] - x1[..., :3]).norm(dim=-1)[real]
+    assert (err < 0.1).float().mean() > 0.95 and err.median() < 0.03, err  # candidates are ~0.5 apart
 
 
-def test_anchored_positions_copy_the_pointed_scene_token():
-    """The pointer head learns to put pick and place on the flagged scene points (4 Euler steps)."""
-    err = _train_pointer_toy(True, 400)
-    assert err < 0.05, err  # the scene spans 2 token units; neighbouring points are ~0.5 apart
+def test_in_training_the_end_point_is_anchored_at_the_target_candidate():
+    torch.manual_seed(0)
+    dit = _dit().train()
+    cond, x1, _ = _pointer_toy(torch.Generator().manual_seed(0), 4)
+    prepared = dit.prepare(cond)
+    target = nearest_candidate(x1, cond)
+    x, t = torch.randn_like(x1), torch.full((4,), 0.25)
+    end = x + 0.75 * dit.velocity(x, t, cond, prepared, torch.ones(4, 2, dtype=torch.bool), target)
+    want = torch.gather(cond.anchors, 1, target.flatten(1)[..., None].expand(-1, -1, 3)).reshape(4, 2, 2, 3)
+    torch.testing.assert_close(end[..., :3], want, atol=1e-5, rtol=0)
 
 
-def test_anchored_dit_needs_anchors_and_predicts_end_points_in_the_hull_of_the_anchors():
-    dit = PoseDiT(PoseDiTConfig(dim=16, depth=1, heads=2, max_steps=2, anchor=True), cond_dim=6)
-    cond, pos, x1 = _pointer_toy(torch.Generator().manual_seed(0), 4)
-    mask = torch.ones(4, 12, dtype=torch.bool)
-    with pytest.raises(ValueError, match="anchors"):
-        pose_losses(dit, cond, mask, x1, torch.ones(4, dtype=torch.long), FlowConfig())
-    seq, pooled = dit.encode_condition(cond, mask)
-    steps = torch.ones(4, 1, dtype=torch.bool)
-    x = torch.randn(4, 1, 2, 9)
-    with torch.no_grad():
-        dit.pointer_q.weight.zero_()
-        dit.pointer_q.bias.zero_()  # uniform attention: the anchor is the mean of the scene points
-    mask[:, 6:] = False  # ... of the unmasked ones only
-    for t in (0.0, 0.5, 0.9):
-        v = dit.velocity(x, torch.full((4,), t), seq, mask, pooled, steps, pos, mask)
-        end = x[..., :3] + (1 - t) * v[..., :3]  # a fresh DiT's residual is zero
-        want = pos[:, :6].mean(1)[:, None, None, :].expand(4, 1, 2, 3)
-        torch.testing.assert_close(end, want, atol=1e-5, rtol=0)
-
-
-def test_pointer_loss_rewards_attention_on_the_tokens_at_the_target():
-    from pmoe_core.planner.pose_head import pointer_loss
-
-    anchors = torch.tensor([[[0.0, 0, 0], [0.5, 0, 0], [-0.5, 0.5, 0], [0.9, 0.9, 0.9]]])
-    mask = torch.tensor([[True, True, True, False]])  # the last is a text position
-    targets = torch.tensor([[[[0.49, 0.0, 0.0], [-0.5, 0.52, 0.0]]]])  # (1, 1 step, pick/place, 3)
+def test_pointer_loss_is_the_cross_entropy_of_the_target_candidate():
+    target = torch.tensor([[[1, 2]]])
     steps = torch.ones(1, 1, dtype=torch.bool)
-    right = torch.tensor([[[[0.01, 0.97, 0.01, 0.01], [0.01, 0.01, 0.97, 0.01]]]])
-    uniform = torch.full((1, 1, 2, 4), 0.25)
-    assert pointer_loss(right, targets, anchors, mask, steps) < 0.1 < pointer_loss(uniform, targets, anchors, mask, steps)
-    dit = PoseDiT(PoseDiTConfig(dim=16, depth=1, heads=2, max_steps=2, anchor=True, pointer_loss=0.5), cond_dim=6)
-    cond, pos, x1 = _pointer_toy(torch.Generator().manual_seed(0), 4)
-    m = torch.ones(4, 12, dtype=torch.bool)
-    parts = pose_losses(dit, cond, m, x1, torch.ones(4, dtype=torch.long), FlowConfig(), anchors=pos, anchor_mask=m)
-    assert set(parts) == {"flow", "stop", "pointer"} and parts["pointer"] > 0
+    right = torch.tensor([[[[0.01, 0.97, 0.02], [0.01, 0.02, 0.97]]]])
+    uniform = torch.full((1, 1, 2, 3), 1 / 3)
+    assert pointer_loss(right, target, steps) < 0.05 < pointer_loss(uniform, target, steps)
 
 
-def test_pointer_target_ignores_height_so_a_place_on_a_tower_points_at_its_base():
-    from pmoe_core.planner.pose_head import pointer_loss
+def test_a_target_goes_with_the_object_whose_footprint_holds_it():
+    """A pyramid's place off its zone's centre belongs to the zone, not to a nearer block or table anchor; a place
+    at a named position with no object there belongs to the nearest candidate."""
+    metres = torch.tensor([[[0.50, 0.00, 0.0], [0.50, 0.09, 0.02], [0.40, 0.2, 0.0], [0.7, -0.3, 0.02]]])
+    pos = positions_to_tokens(metres)
+    cond = _condition(torch.zeros(1, 4, 6), pos)
+    cond.attributes[0, 2:, 6:9] = torch.tensor([[1.5, 1.5, 0.01], [0.4, 0.4, 0.4], [1.0, 1.0, 0.0], [0.4, 0.4, 0.4]])
+    cond.attributes[0, 4, 9] = 0.0  # the third candidate is a table anchor, not an object
+    targets = positions_to_tokens(torch.tensor([[[[0.50, 0.06, 0.04], [0.43, 0.19, 0.02]],
+                                                 [[0.7, -0.3, 0.06], [0.62, -0.3, 0.02]]]]))
+    tokens = torch.cat([targets, torch.zeros(1, 2, 2, 6)], -1)
+    # the zone (extent 15 cm) holds (0.50, 0.06) although the block at 0.09 is nearer; the table anchor is nearest
+    # to (0.43, 0.19); (0.7, -0.3) is on the last block; (0.62, -0.3) is off every footprint: the nearest, that block
+    assert nearest_candidate(tokens, cond).tolist() == [[[2, 4], [5, 5]]]
 
-    base, other = [0.2, 0.1, -0.6], [0.6, -0.4, -0.6]  # tokens on the table, token units
-    anchors = torch.tensor([[base, other]])
-    mask = torch.ones(1, 2, dtype=torch.bool)
-    steps = torch.ones(1, 1, dtype=torch.bool)
-    high = torch.tensor([[[[0.2, 0.1, 0.0], [0.2, 0.1, 0.0]]]])  # 0.6 token units (~9 cm) above the base
-    on_base = torch.tensor([[[[0.98, 0.02], [0.98, 0.02]]]])
-    on_other = torch.tensor([[[[0.02, 0.98], [0.02, 0.98]]]])
-    assert pointer_loss(on_base, high, anchors, mask, steps) < 0.1 < pointer_loss(on_other, high, anchors, mask, steps)
+
+def test_the_relation_bias_starts_at_zero_and_then_reads_the_partners_choice():
+    torch.manual_seed(0)
+    dit = _dit().eval()
+    cond, _, _ = _pointer_toy(torch.Generator().manual_seed(0), 2)
+    h = torch.randn(2, 2, 2, 32)
+    used = torch.zeros(2, 4, cond.seq.shape[1])
+    used[:, :, 3] = 1.0
+    assert torch.all(dit.relation_bias(h, used, cond) == 0)
+    _randomised(dit)
+    bias = dit.relation_bias(h, used, cond)
+    used2 = torch.zeros_like(used)
+    used2[:, :, 5] = 1.0
+    assert not torch.allclose(dit.relation_bias(h, used2, cond), bias)

@@ -21,7 +21,8 @@ def tiny_config(tmp_path, demo_cache):
     def make(**changes) -> PlannerTrainConfig:
         base = PlannerTrainConfig(
             out=str(tmp_path / "run"), tasks=("stack-blocks",), episodes=4, steps_stage1=2, steps=6, batch_size=4,
-            warmup=2, preset="tiny", ckpt_every=100, cache=demo_cache, tensorboard=False,
+            lexicon_batch=8, lexicon_names=24, warmup=2, preset="tiny", ckpt_every=100, cache=demo_cache,
+            tensorboard=False,
         )
         return dataclasses.replace(base, **changes)
 

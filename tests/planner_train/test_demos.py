@@ -1,4 +1,4 @@
-"""Demonstrations: template captions, deterministic oracle demos, the npz cache."""
+"""Demonstrations: referring phrases, deterministic oracle demos in training phrasings, the npz cache."""
 
 from __future__ import annotations
 
@@ -9,27 +9,39 @@ import numpy as np
 import pytest
 
 from pmoe_core.planner import demos
-from pmoe_core.planner.demos import DemoSpec, canonical_steps, caption, generate_demos, load_demos
+from pmoe_core.planner.demos import (
+    DemoSpec,
+    canonical_steps,
+    generate_demos,
+    load_demos,
+    referring_phrases,
+)
 from pmoe_core.tabletop.episodes import run_episode
 from pmoe_core.tabletop.tasks import TASKS, make_scene
 
 
-def test_caption_names_every_object_with_colour_size_and_place():
-    desc = make_scene("put-block-into-matching-bowl", 3)
-    text = caption(desc)
-    assert text.startswith("There is ")
-    for obj in desc.objects:
-        assert f"{obj.color} {obj.kind}" in text
-    assert text.count(" at the ") == len(desc.objects)
-    assert "small " in text  # bowl-task blocks are small
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_referring_phrases_name_exactly_one_object(task):
+    for seed in range(4):
+        desc = make_scene(task, seed)
+        phrases = referring_phrases(desc)
+        assert 1 <= len(phrases) <= demos.REFS
+        for text, x, y in phrases:
+            named = [o for o in desc.objects if o.position[:2] == (x, y)]
+            assert len(named) == 1 and named[0].kind in text, (text, seed)
+            if named[0].color in text:  # the words single it out: no other object of its kind has them all
+                others = [o for o in desc.objects if o is not named[0] and o.kind == named[0].kind
+                          and o.color == named[0].color]
+                assert not others or ("big" in text or "small" in text), (text, seed)
 
 
 def test_demos_are_oracle_sequences_and_deterministic():
     spec = DemoSpec(("stack-blocks",), episodes=2, num_points=256, max_steps=6)
     a, b = generate_demos(spec), generate_demos(spec)
     assert np.array_equal(a.points, b.points) and np.array_equal(a.poses, b.poses)
-    assert a.points.shape == (2, 256, 6) and a.points.dtype == np.float32
-    desc = make_scene("stack-blocks", 1)
+    assert a.points.shape == (2, 256, 7) and a.points.dtype == np.float32
+    assert a.points[..., 6].max() >= 2  # the proposal ids of at least three blocks
+    desc = make_scene("stack-blocks", 1, phrasing="train")
     steps = canonical_steps(desc)
     assert a.lengths[1] == len(steps) and a.instructions[1] == desc.instruction
     assert np.allclose(a.poses[1, 0, 1, :3], steps[0].place.position, atol=1e-6)
@@ -47,7 +59,7 @@ def test_cache_round_trip(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demos, "generate_demos", render_again)
     again = load_demos(spec, tmp_path)
-    assert np.array_equal(first.points, again.points) and first.captions == again.captions
+    assert np.array_equal(first.points, again.points) and np.array_equal(first.ref_texts, again.ref_texts)
     assert first.instructions == again.instructions
 
 
@@ -73,12 +85,13 @@ def test_canonical_order_is_geometric_not_by_object_id():
 
 
 def test_cli_constants_match_the_trainer():
-    """pmoe_cli.plan keeps copies of these so `pmoe --help` does not import torch."""
-    import pmoe_cli.plan as cli
+    """pmoe_cli.plan_train keeps copies of these so `pmoe --help` does not import torch."""
+    import pmoe_cli.plan_train as cli
     from pmoe_core.planner import train
 
     assert cli.DEFAULT_TASKS == train.DEFAULT_TASKS and cli.PRESETS == train.PRESETS
     defaults = {name: p.default.default for name, p in inspect.signature(cli.train).parameters.items()}
     config = train.PlannerTrainConfig()
-    for name in ("episodes", "steps_stage1", "steps", "batch_size", "lr", "llm", "experts", "preset", "seed"):
+    assert defaults["tasks"] == "all" and config.tasks == tuple(TASKS)
+    for name in ("episodes", "steps_stage1", "steps", "batch_size", "lr", "llm", "joint", "experts", "preset", "seed"):
         assert defaults[name] == getattr(config, name), name  # `pmoe plan train` with no options = the config

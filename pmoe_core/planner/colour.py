@@ -1,0 +1,128 @@
+"""Colour, measured and named: CIELAB of measured colours, and colour words grounded in CIELAB by language.
+
+The objects' colours are measured from the cloud and compared in CIELAB (`rgb_to_lab`), where distance follows
+what people call a different colour far better than in rgb. A colour word is grounded in the same space by
+language-side data, not by demonstrations: a named-colour lexicon (tabletop/lexicon.py: the CSS4 and XKCD names
+with their rgb) trains `ColourHead`, which reads the frozen LM's state of every token of a phrase and says which
+tokens name a colour (a pooling weight) and what CIELAB colour they name. The head is trained in Stage I and frozen
+in Stage II, so the seven colours of the demonstrations cannot overwrite what ~950 names taught it; a word the
+demonstrations never had ("pink") lands where the lexicon put it.
+
+How an asked colour relates to the objects (which one is meant, whether it matters for the task) is learned by the
+planner from demonstrations: it gets the difference between the asked colour and each object's (model.py).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+# CIELAB under D65, from sRGB.
+_M = torch.tensor([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                   [0.0193339, 0.1191920, 0.9503041]])
+_WHITE = torch.tensor([0.95047, 1.0, 1.08883])
+
+# Phrases a colour name is read in: the LM's state of a word depends on the words before it, and instructions name
+# colours inside such phrases ("... on the red block").
+CARRIERS = ("{c}", "the {c} block", "the {c} bowl", "the {c} zone", "stack them on the {c} block",
+            "put the {c} block there", "the small {c} one")
+HELD_OUT_EVERY = 10  # lexicon names with crc32(name) % 10 == 0 are held out of Stage I, to measure generalisation
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3) sRGB in [0, 1] -> (..., 3) CIELAB (L in [0, 100], a and b about [-100, 100])."""
+    rgb = rgb.clamp(0, 1)
+    linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = linear @ _M.to(rgb).t() / _WHITE.to(rgb)
+    f = torch.where(xyz > (6 / 29) ** 3, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    fx, fy, fz = f.unbind(-1)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-1)
+
+
+@dataclass
+class ColourHeadConfig:
+    hidden: int = 128
+
+
+@dataclass
+class AskedColour:
+    """The colour a text names, pooled over its tokens: CIELAB / 100, and each token's pooling weight."""
+
+    lab: torch.Tensor  # (B, 3)
+    weights: torch.Tensor  # (B, T)
+
+
+class ColourHead(nn.Module):
+    """Frozen-LM token states (B, T, H) -> the CIELAB colour the text names (`AskedColour`)."""
+
+    def __init__(self, cfg: ColourHeadConfig, text_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, cfg.hidden), nn.GELU(),
+                                 nn.Linear(cfg.hidden, 4))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> AskedColour:
+        out = self.net(states)
+        weights = out[..., 3].masked_fill(~mask, float("-inf")).softmax(-1)
+        return AskedColour((weights[..., None] * out[..., :3]).sum(1), weights)
+
+
+@dataclass(frozen=True)
+class LexiconEntry:
+    name: str
+    lab: tuple[float, float, float]  # CIELAB / 100
+
+
+def lexicon_entries() -> tuple[list[LexiconEntry], list[LexiconEntry]]:
+    """(train, held out) entries of the named-colour lexicon, split by a hash of the name."""
+    from pmoe_core.tabletop.lexicon import colour_lexicon
+
+    entries = {}
+    for named in colour_lexicon():
+        rgb = np.asarray(named.rgb, dtype=np.float32)
+        rgb = rgb / 255.0 if rgb.max() > 1.0 else rgb
+        entries.setdefault(named.name.strip().lower(), rgb)
+    names = sorted(entries)
+    labs = (rgb_to_lab(torch.from_numpy(np.stack([entries[n] for n in names]))) / 100.0).tolist()
+    out = [LexiconEntry(n, tuple(lab)) for n, lab in zip(names, labs)]
+    held = [e for e in out if zlib.crc32(e.name.encode()) % HELD_OUT_EVERY == 0]
+    return [e for e in out if zlib.crc32(e.name.encode()) % HELD_OUT_EVERY != 0], held
+
+
+def lexicon_phrase(name: str, carrier: int) -> str:
+    """`name` in carrier `carrier`, in the case instructions come in (lower, Capitalised or UPPER: one per pair,
+    fixed by a hash, so the set of phrases stays one per pair)."""
+    text = CARRIERS[carrier].format(c=name)
+    case = zlib.crc32(f"{name}|{carrier}".encode()) % 8
+    return text.upper() if case == 0 else text[:1].upper() + text[1:] if case < 3 else text
+
+
+def lexicon_texts(entries: list[LexiconEntry]) -> list[str]:
+    """Every phrase Stage I reads: each name in each carrier."""
+    return [lexicon_phrase(e.name, c) for e in entries for c in range(len(CARRIERS))]
+
+
+def lexicon_batch(entries: list[LexiconEntry], seed: int, step: int, size: int) -> tuple[list[str], torch.Tensor]:
+    """`size` (phrase, CIELAB / 100) pairs of one step: a function of (seed, step) only, as the demo batches are."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919)
+    rows = torch.randint(len(entries), (size,), generator=g).tolist()
+    carriers = torch.randint(len(CARRIERS), (size,), generator=g).tolist()
+    texts = [lexicon_phrase(entries[r].name, c) for r, c in zip(rows, carriers)]
+    return texts, torch.tensor([entries[r].lab for r in rows])
+
+
+def colour_loss(asked: AskedColour, target_lab: torch.Tensor) -> torch.Tensor:
+    """Mean squared CIELAB error (units of 100) of the asked colours."""
+    return (asked.lab - target_lab).pow(2).sum(-1).mean()
+
+
+@torch.no_grad()
+def nearest_colour_accuracy(asked_lab: torch.Tensor, true_lab: torch.Tensor, palette_lab: torch.Tensor) -> float:
+    """Fraction of phrases whose asked colour is nearest (among `palette_lab` (P, 3)) to the same palette entry as
+    the phrase's true colour: would the planner pick the right object among objects of these colours."""
+    asked = torch.cdist(asked_lab, palette_lab).argmin(-1)
+    truth = torch.cdist(true_lab, palette_lab).argmin(-1)
+    return float((asked == truth).float().mean())
