@@ -129,7 +129,7 @@ def test_train_command_writes_checkpoint_and_export(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "done: step 3" in result.output
     meta = load_checkpoint(slim)["meta"]
-    assert meta["kind"] == "planner" and meta["config"]["moe"]["num_experts"] == 2
+    assert meta["kind"] == "planner" and meta["config"]["trunk"]["experts"] == 2
     assert meta["command"].startswith("pmoe ") and meta["complete"] is True
     assert (run / "log.jsonl").is_file() and (run / "tb").is_dir()
 
