@@ -18,7 +18,13 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from pmoe_cli import plan_train
@@ -27,6 +33,7 @@ from pmoe_core.io import read_point_cloud
 from pmoe_core.jsonio import write_json_atomic
 from pmoe_core.outputs import check_output_file
 from pmoe_core.tabletop.oracle import Step
+from pmoe_core.tabletop.phrasing import PHRASINGS, check_phrasing
 from pmoe_core.tabletop.scene_io import save_episode, sidecar_path
 from pmoe_core.tabletop.tasks import TASKS, make_scene
 from pmoe_core.tabletop.world import SceneDesc
@@ -56,6 +63,7 @@ plan_app = typer.Typer(
 )
 
 TASK_HELP = "task family: " + ", ".join(TASKS)
+PHRASING_HELP = "how instructions are worded: " + ", ".join(PHRASINGS) + " (docs/planner-world.md)"
 plan_app.command("train")(plan_train.train)
 
 
@@ -107,7 +115,12 @@ def run_plan(scene_path: Path, instruction: str, checkpoint: Path | None, json_o
     goal_note = simulated_goal_note(desc, instruction, checked) if desc is not None else None
     if goal_note is not None:
         _warn(goal_note)
-    from pmoe_core.planner.policy import cloud_input, load_planner, plan_cloud, plan_output
+    from pmoe_core.planner.policy import (
+        cloud_input,
+        load_planner,
+        plan_cloud,
+        plan_output,
+    )
 
     planner = load_planner(checkpoint)
     points = cloud_input(cloud, planner.model.config, seed, scene_path)
@@ -189,12 +202,13 @@ def scene(
     seed: int = typer.Option(0, "--seed", help="episode seed (same seed, same scene)"),
     out: Path = typer.Option(..., "--out", help="PLY to write; the scene description goes beside it as .json"),
     split: str = typer.Option("seen", "--split", help="colour split: seen or unseen (CLIPort)"),
+    phrasing: str = typer.Option("template", "--phrasing", help=PHRASING_HELP),
 ) -> None:
     """Generate a task scene and write what three cameras see (PLY + JSON sidecar)."""
     require_planner_extra()
     from pmoe_core.tabletop.observe import observe
 
-    desc = make_scene(task, seed, split)
+    desc = make_scene(task, seed, split, phrasing)
     cloud = observe(desc)
     ply, sidecar = save_episode(cloud, desc, out)
     typer.echo(f"{desc.task} seed {desc.seed}: {desc.instruction!r}")
@@ -212,10 +226,12 @@ def bench(
     euler_steps: int = typer.Option(None, "--euler-steps", help="with --policy model: rectified-flow Euler steps"),
     seed: int = typer.Option(0, "--seed", help="first episode seed"),
     split: str = typer.Option("seen", "--split", help="colour split: seen or unseen"),
+    phrasing: str = typer.Option("template", "--phrasing", help=PHRASING_HELP),
     json_out: Path = typer.Option(None, "--json", help="also write the results as JSON here"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:
     """Success rate and mean score per task for a policy executed in MuJoCo."""
+    check_phrasing(phrasing)
     if json_out is not None:
         check_output_file(json_out, overwrite=overwrite)
     require_planner_extra()
@@ -239,8 +255,9 @@ def bench(
             bar.update(job, total=total if total is not None else bar.tasks[job].total, advance=advance,
                        description=message or "episodes")
 
-        results = run_bench([task], episodes, policy, seed, split, progress, policy_fn)
-    table = Table(title=f"pmoe plan bench: policy {policy}, split {split}, seeds {seed}..{seed + episodes - 1}")
+        results = run_bench([task], episodes, policy, seed, split, progress, policy_fn, phrasing)
+    table = Table(title=f"pmoe plan bench: policy {policy}, split {split}, {phrasing} phrasings, "
+                        f"seeds {seed}..{seed + episodes - 1}")
     for column in ("task", "episodes", "success", "score", "episodes/s"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for r in results:
@@ -248,5 +265,5 @@ def bench(
                       f"{r.episodes_per_s:.1f}")
     console.print(table)
     if json_out is not None:
-        write_json_atomic(json_out, bench_report(results, policy, seed, split), indent=1)
+        write_json_atomic(json_out, bench_report(results, policy, seed, split, phrasing), indent=1)
         console.print(f"wrote {json_out}")

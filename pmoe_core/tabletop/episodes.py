@@ -84,7 +84,7 @@ def run_bench(
     return results
 
 
-def bench_report(results: list[TaskResult], policy: str, seed: int, split: str) -> dict:
+def bench_report(results: list[TaskResult], policy: str, seed: int, split: str, phrasing: str = "template") -> dict:
     """The JSON written by `pmoe plan bench --json` (schema `planner_bench`)."""
     return {
         "format": "pmoe-planner-bench",
@@ -92,5 +92,6 @@ def bench_report(results: list[TaskResult], policy: str, seed: int, split: str) 
         "policy": policy,
         "seed": seed,
         "split": split,
+        "phrasing": phrasing,
         "tasks": [asdict(r) for r in results],
     }

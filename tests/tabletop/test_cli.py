@@ -39,6 +39,24 @@ def test_bench_json_report(tmp_path):
     assert data["tasks"][0]["success_rate"] == 1.0 and data["policy"] == "oracle"
 
 
+def test_scene_and_bench_in_other_phrasings(tmp_path):
+    out = runner.invoke(plan_app, ["scene", "--task", "stack-blocks", "--seed", "4", "--phrasing", "heldout",
+                                   "--out", str(tmp_path / "s.ply")])
+    assert out.exit_code == 0, out.output
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert data == make_scene("stack-blocks", 4, phrasing="heldout").to_json() and data["phrasing"] == "heldout"
+    assert data["instruction"] != make_scene("stack-blocks", 4).instruction
+    report = tmp_path / "bench.json"
+    out = runner.invoke(plan_app, ["bench", "--task", "stack-blocks", "--episodes", "1", "--phrasing", "train",
+                                   "--json", str(report)])
+    assert out.exit_code == 0, out.output
+    data = json.loads(report.read_text())
+    validate(data, "planner_bench")
+    assert data["phrasing"] == "train"
+    bad = runner.invoke(plan_app, ["bench", "--episodes", "1", "--phrasing", "poetic"])
+    assert bad.exit_code != 0 and "unknown phrasing 'poetic'" in str(bad.exception)
+
+
 def test_registered_on_the_main_app_and_errors_are_one_line(capsys):
     from pmoe_cli.app import main
 
