@@ -4,7 +4,10 @@ The answer is text, generated token by token. Input embeddings are the frozen to
 LM (SmolLM2-135M: 49,152 tokens x 576), projected to the decoder's width; the output head is tied to the same
 matrix (logits = projected state . embedding of each token), so the vocabulary and the head are the LM's and the
 decoder learns no per-word table of its own. Each block: causal self-attention over the answer so far,
-cross-attention over the trunk's output (question + scene tokens), an MLP.
+cross-attention over the trunk's output (question + scene tokens), an MLP. Every answer position also starts from
+the pooled question state (`Memory.query`), so the first cross-attention already knows what is asked: starting from
+the start token alone, the first layer could only look at the same thing for every question, and on tabletop colour
+questions the model answered one colour for all of them for longer.
 
 Generation: greedy (batched) or beam search (one question, N ranked answers), both stopping at the LM's end token
 or at a length limit. No sampling, no dropout at inference: the same inputs always give the same answer.
@@ -26,6 +29,20 @@ class DecoderConfig:
     heads: int = 4
     mlp_ratio: float = 2.0
     max_positions: int = 16  # answer tokens the position table covers (the length limit cannot exceed it - 1)
+
+
+@dataclass
+class Memory:
+    """What the decoder reads: the trunk's states (B, M, D) and their mask (B, M) bool, and a pooled question state
+    (B, D) added to every answer position."""
+
+    states: torch.Tensor
+    mask: torch.Tensor
+    query: torch.Tensor
+
+    def repeat(self, n: int) -> Memory:
+        """One question's memory (batch 1) for n beams."""
+        return Memory(self.states.expand(n, -1, -1), self.mask.expand(n, -1), self.query.expand(n, -1))
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,7 @@ class _Block(nn.Module):
 
 
 class AnswerDecoder(nn.Module):
-    """prefix token ids (B, T) + memory (B, M, memory_dim) + memory mask (B, M) -> next-token logits (B, T, V).
+    """prefix token ids (B, T) + Memory (states of width memory_dim) -> next-token logits (B, T, V).
 
     `embeddings` (V, H) is the frozen LM's token-embedding matrix: held as a non-persistent buffer (never trained,
     never saved: it is rebuilt from the packaged LM). `bos`/`eos` are the LM's start and end token ids."""
@@ -83,43 +100,44 @@ class AnswerDecoder(nn.Module):
         self.inp = nn.Linear(lm_dim, cfg.dim)
         self.pos = nn.Embedding(cfg.max_positions, cfg.dim)
         self.memory_in = nn.Linear(memory_dim, cfg.dim)
+        self.query_in = nn.Linear(memory_dim, cfg.dim)
         self.blocks = nn.ModuleList(_Block(cfg) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.dim)
         self.out = nn.Linear(cfg.dim, lm_dim)
         nn.init.normal_(self.pos.weight, std=0.02)
 
-    def hidden(self, prefix: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+    def hidden(self, prefix: torch.Tensor, memory: Memory) -> torch.Tensor:
         """(B, T, H) states in the LM's embedding space, one per prefix position (what the tied head reads)."""
         if prefix.shape[1] > self.cfg.max_positions:
             raise ValueError(f"answer prefix of {prefix.shape[1]} tokens exceeds {self.cfg.max_positions} positions")
-        x = self.inp(self.embeddings[prefix]) + self.pos.weight[: prefix.shape[1]]
-        mem = self.memory_in(memory)
+        x = self.inp(self.embeddings[prefix]) + self.pos.weight[: prefix.shape[1]] + self.query_in(memory.query)[:, None]
+        mem = self.memory_in(memory.states)
         for block in self.blocks:
-            x = block(x, mem, memory_mask)
+            x = block(x, mem, memory.mask)
         return self.out(self.norm(x))
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """The tied head: scores of every LM token."""
         return states @ self.embeddings.T
 
-    def loss(self, memory: torch.Tensor, memory_mask: torch.Tensor, answers: list[list[int]]) -> torch.Tensor:
+    def loss(self, memory: Memory, answers: list[list[int]]) -> torch.Tensor:
         """Mean cross entropy of each answer's tokens and its end token, teacher-forced after the start token.
         Logits are computed only at real positions (the head over 49k tokens is most of the cost)."""
         longest = max(len(a) for a in answers) + 1
-        prefix = torch.full((len(answers), longest), self.eos, dtype=torch.long, device=memory.device)
+        prefix = torch.full((len(answers), longest), self.eos, dtype=torch.long, device=memory.states.device)
         target = torch.full_like(prefix, -100)
         for row, ids in enumerate(answers):
             seq = [self.bos, *ids]
             prefix[row, : len(seq)] = torch.tensor(seq)
             target[row, : len(seq)] = torch.tensor([*ids, self.eos])
-        states = self.hidden(prefix, memory, memory_mask)
+        states = self.hidden(prefix, memory)
         real = target >= 0
         return F.cross_entropy(self.logits(states[real]), target[real])
 
     # --- generation ---
 
-    def _next_logprobs(self, prefix: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.logits(self.hidden(prefix, memory, memory_mask)[:, -1]).float(), dim=-1)
+    def _next_logprobs(self, prefix: torch.Tensor, memory: Memory) -> torch.Tensor:
+        return torch.log_softmax(self.logits(self.hidden(prefix, memory)[:, -1]).float(), dim=-1)
 
     def _limit(self, max_tokens: int) -> int:
         if not 1 <= max_tokens <= self.cfg.max_positions - 1:
@@ -127,17 +145,17 @@ class AnswerDecoder(nn.Module):
         return max_tokens
 
     @torch.no_grad()
-    def greedy(self, memory: torch.Tensor, memory_mask: torch.Tensor, max_tokens: int) -> list[Hypothesis]:
+    def greedy(self, memory: Memory, max_tokens: int) -> list[Hypothesis]:
         """The most likely next token at every step, for a whole batch at once. At the length limit an answer
         ends if the end token is the most likely next one, else it is cut there (its score is its tokens')."""
         limit = self._limit(max_tokens)
-        b = memory.shape[0]
-        prefix = torch.full((b, 1), self.bos, dtype=torch.long, device=memory.device)
+        b = memory.states.shape[0]
+        prefix = torch.full((b, 1), self.bos, dtype=torch.long, device=memory.states.device)
         score = [0.0] * b
         ids: list[list[int]] = [[] for _ in range(b)]
         finished, stopped = [False] * b, [False] * b
         for length in range(limit + 1):
-            logp = self._next_logprobs(prefix, memory, memory_mask)
+            logp = self._next_logprobs(prefix, memory)
             best = logp.argmax(dim=-1)
             for row in range(b):
                 if stopped[row]:
@@ -157,8 +175,8 @@ class AnswerDecoder(nn.Module):
         return [Hypothesis(tuple(ids[r]), score[r], finished[r]) for r in range(b)]
 
     @torch.no_grad()
-    def beam(self, memory: torch.Tensor, memory_mask: torch.Tensor, beams: int, max_tokens: int) -> list[Hypothesis]:
-        """Beam search for ONE question (memory (1, M, D)): up to `beams` answers, best first by summed
+    def beam(self, memory: Memory, beams: int, max_tokens: int) -> list[Hypothesis]:
+        """Beam search for ONE question (a batch-1 memory): up to `beams` answers, best first by summed
         log-probability (no length penalty: answers are a few tokens). A beam ends when the end token is among
         its `beams` best continuations; at the length limit the others are cut. With beams=1 this is greedy."""
         limit = self._limit(max_tokens)
@@ -167,8 +185,8 @@ class AnswerDecoder(nn.Module):
         live: list[tuple[list[int], float]] = [([], 0.0)]
         finished: list[Hypothesis] = []
         for length in range(limit + 1):
-            prefix = torch.tensor([[self.bos, *ids] for ids, _ in live], dtype=torch.long, device=memory.device)
-            logp = self._next_logprobs(prefix, memory.expand(len(live), -1, -1), memory_mask.expand(len(live), -1))
+            prefix = torch.tensor([[self.bos, *ids] for ids, _ in live], dtype=torch.long, device=memory.states.device)
+            logp = self._next_logprobs(prefix, memory.repeat(len(live)))
             candidates: list[tuple[float, list[int], int]] = []
             for row, (ids, score) in enumerate(live):
                 top = torch.topk(logp[row], beams)

@@ -32,7 +32,7 @@ from pmoe_core.planner.scene_encoder import SceneEncoder, SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
 from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
 from pmoe_core.planner.trunk import Trunk, TrunkConfig
-from pmoe_core.qa.decoder import AnswerDecoder, DecoderConfig, Hypothesis
+from pmoe_core.qa.decoder import AnswerDecoder, DecoderConfig, Hypothesis, Memory
 from pmoe_core.qa.scene_input import QAScene
 
 
@@ -40,7 +40,7 @@ from pmoe_core.qa.scene_input import QAScene
 class QAModelConfig:
     text: TextFeatureSpec = field(default_factory=lambda: TextFeatureSpec(max_tokens=96))
     encoder: SceneEncoderConfig = field(default_factory=lambda: SceneEncoderConfig(
-        pointnet=PointNet2Config(layers=[SALayer(128, 0.1, 16, [32, 64]), SALayer(32, 0.3, 16, [64, 128])]),
+        pointnet=PointNet2Config(layers=[SALayer(64, 0.12, 16, [32, 64]), SALayer(16, 0.35, 16, [64, 128])]),
         spatial=SpatialTransformerConfig(dim=128, heads=4, layers=1, fourier_bands=6, max_wavelength=4.0),
         objects=ObjectTokenConfig(max_objects=16, hidden=64, dim=128, fourier_bands=6),
     ))
@@ -48,7 +48,7 @@ class QAModelConfig:
     trunk: TrunkConfig = field(default_factory=lambda: TrunkConfig(dim=128, depth=2, heads=4, experts=4,
                                                                     relation_dim=RELATION_DIM))
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
-    num_points: int = 1024  # encoder input points per scene (scene_input)
+    num_points: int = 512  # encoder input points per scene (scene_input): proposal points first
     scene_tokens: bool = True  # False: the text-only baseline (no scene tokens at all)
     max_answer_tokens: int = 8  # the default length limit of a generated answer
 
@@ -143,13 +143,16 @@ class QAModel(nn.Module):
 
     # --- the forward pass up to the decoder's memory ---
 
-    def memory(self, inputs: list[QAInput]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(memory (B, L, dim), mask (B, L) bool, MoE balance loss) for a batch of questions."""
+    def memory(self, inputs: list[QAInput]) -> tuple[Memory, torch.Tensor]:
+        """What the decoder reads for a batch of questions (the trunk's states, and the mean of its question
+        positions), and the trunk's MoE balance loss."""
         text, text_mask = self.features.batch([q.text for q in inputs])
         text, text_mask = text.to(self.device), text_mask.to(self.device)
         scene, scene_mask, relations = self._scene_tokens(inputs)
         out = self.trunk(text, text_mask, scene, scene_mask, relations)
-        return out.seq, out.mask, out.aux_loss
+        weight = out.text_mask.to(out.text.dtype)[..., None]
+        query = (out.text * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+        return Memory(out.seq, out.mask, query), out.aux_loss
 
     def _scene_tokens(self, inputs: list[QAInput]):
         """Encoder tokens + the scale token + the agent token (masked out where unknown), their mask and pairwise
@@ -176,21 +179,21 @@ class QAModel(nn.Module):
     # --- training and inference ---
 
     def loss(self, inputs: list[QAInput], answers: list[str]) -> dict[str, torch.Tensor]:
-        memory, mask, aux = self.memory(inputs)
-        lm = self.decoder.loss(memory, mask, [self.answer_ids(a) for a in answers])
+        memory, aux = self.memory(inputs)
+        lm = self.decoder.loss(memory, [self.answer_ids(a) for a in answers])
         return {"loss": lm + aux, "lm": lm, "aux": aux}
 
     @torch.no_grad()
     def answer(self, inputs: list[QAInput], max_tokens: int | None = None) -> list[Hypothesis]:
         """The greedy answer to each question (batched)."""
-        memory, mask, _ = self.memory(inputs)
-        return self.decoder.greedy(memory, mask, self.config.max_answer_tokens if max_tokens is None else max_tokens)
+        memory, _ = self.memory(inputs)
+        return self.decoder.greedy(memory, self.config.max_answer_tokens if max_tokens is None else max_tokens)
 
     @torch.no_grad()
     def answer_beams(self, question: QAInput, beams: int, max_tokens: int | None = None) -> list[Hypothesis]:
         """Up to `beams` answers to one question, best first."""
-        memory, mask, _ = self.memory([question])
-        return self.decoder.beam(memory, mask, beams, self.config.max_answer_tokens if max_tokens is None else max_tokens)
+        memory, _ = self.memory([question])
+        return self.decoder.beam(memory, beams, self.config.max_answer_tokens if max_tokens is None else max_tokens)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}

@@ -50,7 +50,7 @@ class QATrainConfig:
     out: str = "runs/qa"
     tabletop_scenes: int = 2000  # train seeds 0..N-1 (seen colours), the tabletop generator's task mix
     rooms: int = 900  # synthetic ScanNet rooms written; the train split (i % 3 == 0) is used: 300 rooms
-    steps: int = 1500
+    steps: int = 2000
     dense_steps: int = 300  # the trunk is dense for these steps, then upcycled to its experts
     batch_size: int = 32
     lr: float = 1e-3

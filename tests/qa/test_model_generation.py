@@ -37,11 +37,11 @@ def _input(model, cloud, question="what color is the block?"):
 def _sequence_logprob(model, query, ids, finished):
     """Teacher-forced log-probability of `ids` (+ the end token when finished), recomputed from scratch."""
     with torch.no_grad():
-        memory, mask, _ = model.memory([query])
+        memory, _ = model.memory([query])
     dec = model.decoder
     prefix = torch.tensor([[dec.bos, *ids]])
     with torch.no_grad():
-        logp = torch.log_softmax(dec.logits(dec.hidden(prefix, memory, mask))[0].double(), -1)
+        logp = torch.log_softmax(dec.logits(dec.hidden(prefix, memory))[0].double(), -1)
     targets = [*ids, dec.eos] if finished else list(ids)
     return float(sum(logp[i, t] for i, t in enumerate(targets)))
 
@@ -92,9 +92,9 @@ def test_text_only_baseline_ignores_the_scene(features):
     cfg = dataclasses.replace(QAModelConfig.tiny(), scene_tokens=False)
     baseline = QAModel(cfg, features).eval()
     red, blue = _input(baseline, cube_on_table(RED)), _input(baseline, cube_on_table(BLUE))
-    mem_red, _, _ = baseline.memory([red])
-    mem_blue, _, _ = baseline.memory([blue])
-    assert torch.equal(mem_red, mem_blue)
+    mem_red, _ = baseline.memory([red])
+    mem_blue, _ = baseline.memory([blue])
+    assert torch.equal(mem_red.states, mem_blue.states) and torch.equal(mem_red.query, mem_blue.query)
 
 
 def test_answers_follow_the_scene(features):
