@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -11,7 +11,12 @@ from typer.testing import CliRunner
 
 from pmoe_cli.app import main
 from pmoe_cli.plan import plan_app, simulated_goal_note
-from pmoe_core.planner.checks import TASK_SIMILARITY, check_input, match_task, named_words
+from pmoe_core.planner.checks import (
+    TASK_SIMILARITY,
+    check_input,
+    match_task,
+    named_words,
+)
 from pmoe_core.scene import Scene
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.scene_io import save_episode, write_scene_ply
@@ -22,7 +27,7 @@ runner = CliRunner()
 CHIT_CHAT = ("hello there", "what time is it", "make me a sandwich", "tell me a joke", "open the door")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cloud(task: str = "stack-blocks", seed: int = 100000, split: str = "seen") -> Scene:
     return observe(make_scene(task, seed, split))
 
