@@ -152,24 +152,34 @@ def demo_spec(cfg: PlannerTrainConfig, model_cfg: PlannerConfig) -> DemoSpec:
                     radius=objects.radius, min_points=objects.min_points)
 
 
-def cached_text_features(model_cfg: PlannerConfig, texts: list[str], cache: str | None,
+def text_cache_dir() -> Path:
+    """`$PMOE_CACHE_DIR/text` where the variable is set, else `~/.cache/pmoe/text`: frozen-LM states of fixed text
+    sets (the lexicon's phrases), shared by every run on the machine."""
+    return demo_cache_dir().parent / "text"
+
+
+def cached_text_features(model_cfg: PlannerConfig, texts: list[str], lexicon: list[str], cache: str | None,
                          progress: Progress = silent) -> TextFeatures:
-    """The frozen LM's states of `texts`, read from the cache when a run already computed them, else computed
-    (~17 ms a text on one thread) and cached."""
+    """The frozen LM's states of a run's `texts` (cached beside its demonstrations) and of the `lexicon` phrases
+    (cached once per machine), read from the caches when computed before, else computed (~17 ms a text on one
+    thread) and cached."""
     features = text_features(model_cfg.text)
-    unique = sorted(set(texts))
-    key = hashlib.sha256(json.dumps([model_cfg.text.llm, model_cfg.text.layer, model_cfg.text.max_tokens, unique])
-                         .encode()).hexdigest()[:16]
-    path = demo_cache_dir(cache) / f"text-{key}.npz"
-    if path.is_file() and features.load(path):
-        return features
-    progress(total=len(unique))
-    for start in range(0, len(unique), 256):
-        chunk = unique[start : start + 256]
-        features.encode(chunk)
-        progress(advance=len(chunk), message="text states")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    features.save(path)
+    spec = [model_cfg.text.llm, model_cfg.text.layer, model_cfg.text.max_tokens]
+    for folder, name, group in ((text_cache_dir(), "lexicon", lexicon), (demo_cache_dir(cache), "run", texts)):
+        unique = sorted(set(group))
+        key = hashlib.sha256(json.dumps([*spec, unique]).encode()).hexdigest()[:16]
+        path = folder / f"text-{name}-{key}.npz"
+        if path.is_file() and features.load(path):
+            continue
+        mine = TextFeatures(features.spec, features.llm, features.tokenizer)  # this group's states alone
+        progress(total=len(unique))
+        for start in range(0, len(unique), 256):
+            chunk = unique[start : start + 256]
+            mine.encode(chunk)
+            progress(advance=len(chunk), message=f"{name} text states")
+        folder.mkdir(parents=True, exist_ok=True)
+        mine.save(path)
+        features.load(path)
     return features
 
 
@@ -263,8 +273,8 @@ def train_planner(
     lexicon, held_out = lexicon_entries()
     if cfg.lexicon_names is not None:
         lexicon = lexicon[:: max(1, len(lexicon) // max(1, cfg.lexicon_names))][: cfg.lexicon_names]
-    texts = demos.instructions + [str(t) for t in np.unique(demos.ref_texts) if t] + lexicon_texts(lexicon)
-    features = cached_text_features(model_cfg, texts, cfg.cache, demo_progress)
+    texts = demos.instructions + [str(t) for t in np.unique(demos.ref_texts) if t]
+    features = cached_text_features(model_cfg, texts, lexicon_texts(lexicon), cfg.cache, demo_progress)
     torch.manual_seed(cfg.seed)
     model = ThreeDMoEPlanner(model_cfg, features).train()
     run_dir = Path(cfg.out)
@@ -339,6 +349,10 @@ def colour_grounding(model: ThreeDMoEPlanner, held_out: list[LexiconEntry]) -> d
         true = torch.tensor([e.lab for e in entries])
         out[f"{name}_nearest"] = nearest_colour_accuracy(asked, true, palette)
         out[f"{name}_median_delta_e"] = float((asked - true).norm(dim=-1).median() * 100)
+    # what an unseen-colour scene asks of the planner: which of its four colours a word names
+    unseen_palette = torch.stack([palette[list(COLORS).index(c)] for c in SPLITS["unseen"]])
+    asked = model.asked_colour(model.text_batch([f"the {c} block" for c in SPLITS["unseen"]])).lab.cpu()
+    out["unseen_names_among_unseen"] = nearest_colour_accuracy(asked, unseen_palette, unseen_palette)
     return out
 
 

@@ -1,0 +1,78 @@
+"""Colour: CIELAB conversion, the colour head's pooling, the lexicon split, and grounding that generalises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pmoe_core.planner.colour import (
+    CARRIERS,
+    ColourHead,
+    ColourHeadConfig,
+    colour_loss,
+    lexicon_entries,
+    lexicon_phrase,
+    nearest_colour_accuracy,
+    rgb_to_lab,
+)
+from pmoe_core.tabletop.world import COLORS, SPLITS
+
+
+def test_cielab_of_known_colours():
+    lab = rgb_to_lab(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.5]]))
+    expected = torch.tensor([[100.0, 0.0, 0.0], [0.0, 0.0, 0.0], [53.24, 80.09, 67.20], [53.39, 0.0, 0.0]])
+    torch.testing.assert_close(lab, expected, atol=0.05, rtol=0)
+
+
+def test_colour_head_pools_over_real_tokens_only():
+    torch.manual_seed(0)
+    head = ColourHead(ColourHeadConfig(hidden=8), 12)
+    states = torch.randn(2, 5, 12)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    asked = head(states, mask)
+    assert asked.lab.shape == (2, 3) and torch.allclose(asked.weights.sum(-1), torch.ones(2))
+    assert (asked.weights[1, 2:] == 0).all()
+    states[1, 2:] = 100.0  # padding changes nothing
+    torch.testing.assert_close(head(states, mask).lab[1], asked.lab[1])
+
+
+def test_lexicon_split_is_disjoint_and_phrases_are_fixed():
+    train, held = lexicon_entries()
+    names = {e.name for e in train}
+    assert len(train) > 700 and 40 < len(held) < len(train) / 5 and not names & {e.name for e in held}
+    assert all(-1.5 < v < 1.5 for e in train for v in e.lab)
+    assert lexicon_phrase("sky blue", 1) == lexicon_phrase("sky blue", 1)
+    assert {lexicon_phrase("sky blue", c).lower() for c in range(len(CARRIERS))} == {
+        c.format(c="sky blue") for c in CARRIERS}
+
+
+@pytest.mark.slow
+def test_the_lexicon_grounds_colour_words_it_never_trained_on(smollm2_text):
+    """Trained on ~200 lexicon names (without the unseen split's words), the head finds the right one of the
+    world's eleven colours for most of "orange", "purple", "pink", "white" and of the held-out lexicon names, far
+    above chance (1 in 11). This is what lets the planner follow a colour no demonstration showed. (Measured: 3 of
+    4 and 57% after 100 steps; 300 steps overfit the 200 names: 2 of 4, 55%.)"""
+    train, held = lexicon_entries()
+    unseen = set(SPLITS["unseen"])
+    train = [e for e in train[::4] if e.name not in unseen]
+    held = [e for e in held if e.name not in unseen]
+    texts = [f"the {e.name} block" for e in train]
+    states, mask = smollm2_text.batch(texts)
+    target = torch.tensor([e.lab for e in train])
+    torch.manual_seed(0)
+    head = ColourHead(ColourHeadConfig(), smollm2_text.dim)
+    opt = torch.optim.AdamW(head.parameters(), lr=3e-3)
+    for _ in range(100):
+        loss = colour_loss(head(states, mask), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    palette = rgb_to_lab(torch.tensor(list(COLORS.values()), dtype=torch.float32) / 255.0) / 100.0
+    with torch.no_grad():
+        words = [f"the {c} block" for c in SPLITS["unseen"]]
+        asked = head(*smollm2_text.batch(words)).lab
+        truth = palette[[list(COLORS).index(c) for c in SPLITS["unseen"]]]
+        assert nearest_colour_accuracy(asked, truth, palette) >= 0.5
+        asked = head(*smollm2_text.batch([f"the {e.name} block" for e in held])).lab
+        accuracy = nearest_colour_accuracy(asked, torch.tensor([e.lab for e in held]), palette)
+    assert accuracy > 0.4, accuracy
