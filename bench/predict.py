@@ -176,12 +176,14 @@ def write_store(data: Path, cloud: Path, truth: Path) -> None:
 
 
 class TileMemory:
-    """Samples the predict process's resident memory and files each sample under the tile its log last announced
-    ("tile k/N"; 0 = reading, before the first tile's line), so growth across tiles shows, not only the peak."""
+    """Samples the predict process's resident memory and files each sample under the tile being scored, so growth
+    across tiles shows, not only the peak. predict logs "tile k/N" when tile k is done: samples after that line
+    belong to tile k + 1, those before the first line to reading + tile 1, those after "tile N/N" to writing."""
 
     def __init__(self, log: Path):
         self.log = log
         self.peaks: dict[int, int] = {}
+        self.tiles = 0
 
     def __call__(self, pid: int) -> None:
         try:
@@ -190,12 +192,15 @@ class TileMemory:
         except OSError:
             return
         rss = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        found = re.findall(r"tile (\d+)/\d+", text)
-        tile = int(found[-1]) if found else 0
+        found = re.findall(r"tile (\d+)/(\d+)", text)
+        done, total = (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
+        tile = done + 1  # total + 1: writing the outputs
         self.peaks[tile] = max(self.peaks.get(tile, 0), rss)
+        self.tiles = max(total, self.tiles)
 
     def summary(self) -> str:
-        return ", ".join(f"{'read' if t == 0 else t}: {v / 2**30:.2f}" for t, v in sorted(self.peaks.items()))
+        names = {1: "read + 1", self.tiles + 1: "write"}
+        return ", ".join(f"{names.get(t, t)}: {v / 2**30:.2f}" for t, v in sorted(self.peaks.items()))
 
 
 def run_predict(ckpt: str, cloud: Path, out: Path, threads: int, tile_points: int,
