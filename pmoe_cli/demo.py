@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from pmoe_core.errors import BadInput, PmoeError
-from pmoe_core.planner.tasks import make_scene
+from pmoe_core.tabletop.tasks import make_scene
 
 TRAIN_DATASETS = ("scannet", "s3dis", "structured3d", "nuscenes", "semantickitti")  # the paper's joint set
 ZERO_SHOT = ("matterport3d", "waymo")  # never trained on: evaluated through their class names only
