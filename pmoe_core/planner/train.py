@@ -108,7 +108,7 @@ class PlannerTrainConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     episodes: int = 500  # per task, train seeds 0..episodes-1, seen colours, training phrasings
     steps_stage1: int = 300
-    steps: int = 2400  # Stage II steps
+    steps: int = 5000  # Stage II steps
     batch_size: int = 16
     lexicon_batch: int = 64  # lexicon phrases per Stage I step
     lexicon_names: int | None = None  # train on this many lexicon names (spread over the alphabet); None: all
