@@ -16,7 +16,7 @@ def test_version():
 
 
 COMMANDS = ["demo", "synth", "convert", "check", "info", "export", "vocab", "models", "import", "train", "eval", "predict",
-            "route-inspect", "plan"]
+            "route-inspect", "plan", "qa"]
 
 
 def test_help_lists_only_registered_commands():
