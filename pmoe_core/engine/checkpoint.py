@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pmoe_core import __version__
-from pmoe_core.errors import FormatError, MissingFile
+from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.outputs import atomic_path, remove_stale_partials
 from pmoe_core.schemas import validate
 from pmoe_core.vocab.custom import register_from_attrs
@@ -141,3 +141,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def plain_args(value: Any) -> Any:
+    """Tuples as lists, recursively: what a training config looks like after a checkpoint round trip, so saved and
+    current arguments compare equal."""
+    if isinstance(value, dict):
+        return {k: plain_args(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_args(v) for v in value]
+    return value
+
+
+def check_resume_args(meta: dict[str, Any], cfg: Any, keys: tuple[str, ...], path: str | Path) -> None:
+    """Refuse a resume whose training arguments in `keys` differ from those the checkpoint was trained with (the
+    data, optimiser and schedule a run's exact continuation depends on)."""
+    saved = meta.get("train_args", {})
+    for key in keys:
+        now = plain_args(getattr(cfg, key))
+        if key in saved and saved[key] != now:
+            raise BadInput(f"--resume with a different {key} ({saved[key]!r} in the checkpoint, {now!r} now)", path)
+

@@ -20,13 +20,14 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from pmoe_core.engine.checkpoint import (
+    check_resume_args,
     load_checkpoint,
+    plain_args,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -225,14 +226,6 @@ def make_optimizer(model: ThreeDMoEPlanner, cfg: PlannerTrainConfig, stage: int)
     return torch.optim.AdamW(model.stage_parameters(stage), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _meta(cfg: PlannerTrainConfig, model_cfg: PlannerConfig, step: int, stage: int, loss: float | None) -> dict:
     total = cfg.steps_stage1 + cfg.steps
     meta = {
@@ -242,21 +235,13 @@ def _meta(cfg: PlannerTrainConfig, model_cfg: PlannerConfig, step: int, stage: i
         "config": model_cfg.to_dict(),
         "step": step,
         "stage": stage,
-        "train_args": _plain(dataclasses.asdict(cfg)),
+        "train_args": plain_args(dataclasses.asdict(cfg)),
         "complete": step >= total,
         "metrics": {} if loss is None else {"loss": loss},
     }
     if cfg.command:
         meta["command"] = cfg.command
     return meta
-
-
-def _check_resume(meta: dict, cfg: PlannerTrainConfig, path: Path) -> None:
-    saved = meta.get("train_args", {})
-    for key in _RESUME_KEYS:
-        now = _plain(getattr(cfg, key))
-        if key in saved and saved[key] != now:
-            raise BadInput(f"--resume with a different {key} ({saved[key]!r} in the checkpoint, {now!r} now)", path)
 
 
 def train_planner(
@@ -287,7 +272,7 @@ def train_planner(
         meta = payload["meta"]
         if meta["kind"] != "planner":
             raise FormatError(f"not a planner checkpoint (kind {meta['kind']!r})", ckpt_path)
-        _check_resume(meta, cfg, ckpt_path)
+        check_resume_args(meta, cfg, _RESUME_KEYS, ckpt_path)
         model.load_trainable_state_dict(payload["model"])
         start = int(meta["step"])
         if start < total and meta.get("stage") == stage_of(cfg, start):
@@ -304,7 +289,7 @@ def train_planner(
     with RunLog(run_dir, tensorboard=cfg.tensorboard) as log:
         if start == 0:
             log.log(0, "start", groups=trainable_groups(model), demos=len(demos), lexicon=len(lexicon),
-                    config=_plain(dataclasses.asdict(cfg)))
+                    config=plain_args(dataclasses.asdict(cfg)))
         while step < stop:
             stage = stage_of(cfg, step)
             if stage == 2 and not model.is_upcycled:

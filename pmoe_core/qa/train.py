@@ -17,12 +17,18 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from pmoe_core.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from pmoe_core.engine.checkpoint import (
+    check_resume_args,
+    load_checkpoint,
+    plain_args,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.planner.text_features import TextFeatures
@@ -141,7 +147,7 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
         meta = payload["meta"]
         if meta["kind"] != KIND:
             raise FormatError(f"not a QA checkpoint (kind {meta['kind']!r})", ckpt_path)
-        _check_resume(meta, cfg, ckpt_path)
+        check_resume_args(meta, cfg, _RESUME_KEYS, ckpt_path)
         start = int(meta["step"])
         if meta.get("upcycled"):
             model.trunk.upcycle()
@@ -158,7 +164,7 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
     with RunLog(run_dir, tensorboard=cfg.tensorboard) as log:
         if start == 0:
             log.log(0, "start", groups=trainable_groups(model), questions=len(data), scenes=len(data.scenes),
-                    config=_plain(dataclasses.asdict(cfg)))
+                    config=plain_args(dataclasses.asdict(cfg)))
         while step < stop:
             if step == cfg.dense_steps and not model.trunk.is_moe:
                 model.trunk.upcycle()
@@ -194,27 +200,11 @@ def make_optimizer(model: QAModel, cfg: QATrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(trainable(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _check_resume(meta: dict, cfg: QATrainConfig, path: Path) -> None:
-    saved = meta.get("train_args", {})
-    for key in _RESUME_KEYS:
-        now = _plain(getattr(cfg, key))
-        if key in saved and saved[key] != now:
-            raise BadInput(f"--resume with a different {key} ({saved[key]!r} in the checkpoint, {now!r} now)", path)
-
-
 def _save(path: Path, cfg: QATrainConfig, model_cfg: QAModelConfig, model: QAModel, optimizer, step: int,
           loss: float) -> None:
     meta = {"kind": KIND, "preset": cfg.preset, "config": model_cfg.to_dict(), "step": step,
             "stage": 2 if model.trunk.is_moe else 1, "upcycled": model.trunk.is_moe,
-            "train_args": _plain(dataclasses.asdict(cfg)), "complete": step >= cfg.steps,
+            "train_args": plain_args(dataclasses.asdict(cfg)), "complete": step >= cfg.steps,
             "metrics": {"loss": loss}}
     if cfg.command:
         meta["command"] = cfg.command
