@@ -117,7 +117,7 @@ def demo(
                                                                                  str(scene_ply.with_suffix(".json"))]))
     steps_done.append(Step("plan pick/place poses for the scene's instruction and execute them in MuJoCo",
                            ["plan", "--scene", str(scene_ply), "--instruction", make_scene(PLAN_TASK, seed).instruction,
-                            "--json", str(plan_dir / "plan.json"), "--simulate"], [str(plan_dir / "plan.json")]))
+                            "--json", str(plan_dir / "plan.json"), "--simulate", "--overwrite"], [str(plan_dir / "plan.json")]))
     # The headline: label a scene of a dataset the model never trained on, with class names typed here (two of
     # them in no benchmark at all), and point to the labelled PLY.
     predict_dir = reports / "predict"
