@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pmoe_core.tabletop.lexicon import D65_WHITE, SRGB_TO_XYZ
+
 # CIELAB under D65, from sRGB.
-_M = torch.tensor([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
-                   [0.0193339, 0.1191920, 0.9503041]])
-_WHITE = torch.tensor([0.95047, 1.0, 1.08883])
+_M = torch.tensor(SRGB_TO_XYZ, dtype=torch.float32)
+_WHITE = torch.tensor(D65_WHITE, dtype=torch.float32)
 
 # Phrases a colour name is read in: the LM's state of a word depends on the words before it, and instructions name
 # colours inside such phrases ("... on the red block").
@@ -34,7 +35,10 @@ HELD_OUT_EVERY = 10  # lexicon names with crc32(name) % 10 == 0 are held out of 
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """(..., 3) sRGB in [0, 1] -> (..., 3) CIELAB (L in [0, 100], a and b about [-100, 100])."""
+    """(..., 3) sRGB in [0, 1] -> (..., 3) CIELAB (L in [0, 100], a and b about [-100, 100]).
+
+    The tensor twin of `tabletop.lexicon.to_lab` (same constants; the model converts on its own device and dtype,
+    the world's checks on numpy arrays of 0-255)."""
     rgb = rgb.clamp(0, 1)
     linear = torch.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
     xyz = linear @ _M.to(rgb).t() / _WHITE.to(rgb)

@@ -23,7 +23,9 @@ WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # Berlin & Kay's eleven basic colour terms of English: the words speakers use for a colour before any finer name.
 BASIC_TERMS = ("black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange", "gray")
 # sRGB primaries -> CIE XYZ, and the D65 white point (IEC 61966-2-1).
-SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+# sRGB (linear) -> XYZ under D65, and the D65 white: shared with the model's tensor version (planner/colour.py).
+SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
 D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 
 

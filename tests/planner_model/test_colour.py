@@ -76,3 +76,16 @@ def test_the_lexicon_grounds_colour_words_it_never_trained_on(smollm2_text):
         asked = head(*smollm2_text.batch([f"the {e.name} block" for e in held])).lab
         accuracy = nearest_colour_accuracy(asked, torch.tensor([e.lab for e in held]), palette)
     assert accuracy > 0.4, accuracy
+
+
+def test_tensor_and_numpy_cielab_agree():
+    """The model's rgb_to_lab (tensors) and the world's to_lab (numpy, the input checks) are one conversion."""
+    import numpy as np
+    import torch
+
+    from pmoe_core.planner.colour import rgb_to_lab
+    from pmoe_core.tabletop.lexicon import to_lab
+
+    rgb = np.random.default_rng(0).integers(0, 256, (500, 3))
+    model = rgb_to_lab(torch.from_numpy(rgb).double() / 255.0).numpy()
+    assert np.abs(model - to_lab(rgb)).max() < 1e-3
