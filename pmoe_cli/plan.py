@@ -43,7 +43,7 @@ BENCH_POLICIES = ("oracle", "random", "model")  # = pmoe_core.tabletop.episodes.
 PLANNER_EXTRA = ("mujoco", "peft", "gguf")  # = pyproject.toml [project.optional-dependencies] planner
 
 
-def require_planner_extra() -> None:
+def require_planner_extra(command: str = "pmoe plan") -> None:
     """Stop with one line naming the extra when a module of it cannot be imported (a core install has none)."""
     missing = []
     for module in PLANNER_EXTRA:
@@ -52,7 +52,7 @@ def require_planner_extra() -> None:
         except ImportError:
             missing.append(module)
     if missing:
-        raise BadInput(f"`pmoe plan` needs the planner extra: pip install 'pmoe[planner]' "
+        raise BadInput(f"`{command}` needs the planner extra: pip install 'pmoe[planner]' "
                        f"({', '.join(missing)} not installed)")
 
 plan_app = typer.Typer(

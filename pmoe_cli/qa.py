@@ -76,7 +76,7 @@ def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Pat
         raise BadInput(f"--max-tokens must be 1..15, got {max_tokens}")
     if json_out is not None:
         check_output_file(json_out, overwrite=True)
-    require_planner_extra()
+    require_planner_extra("pmoe qa")
     from pmoe_core.qa.answer import answer_question
     from pmoe_core.qa.scene_input import require_colour
     from pmoe_core.qa.scenes import load_scene_cloud
@@ -130,7 +130,7 @@ def train(
     """Train an answering model on synthetic tabletop and room questions (scene inputs rendered once and cached)."""
     if export is not None:
         check_output_file(export, overwrite=True)
-    require_planner_extra()
+    require_planner_extra("pmoe qa")
     from pmoe_core.qa.train import QATrainConfig, export_checkpoint, train_qa
 
     cfg = QATrainConfig(
@@ -169,7 +169,7 @@ def bench(
         raise BadInput("--tabletop-scenes and --rooms must be >= 0, and not both 0")
     if json_out is not None:
         check_output_file(json_out, overwrite=True)
-    require_planner_extra()
+    require_planner_extra("pmoe qa")
     from pmoe_core.qa.evaluate import BenchSpec, run_bench
     from pmoe_core.qa.train import load_qa_model
 

@@ -74,4 +74,6 @@ def test_core_install_runs_every_command_that_needs_no_extra(tmp_path):
     plan = _run([pmoe, "plan", "scene", "--task", "stack-blocks", "--out", "s.ply"], work, env)
     assert (plan.returncode, plan.stderr) == (1, PLAN_LINE)
     assert not (work / "s.ply").exists()
+    qa = _run([pmoe, "qa", "--scene", "scene.ply", "--question", "how many chairs are there?"], work, env)
+    assert (qa.returncode, qa.stderr) == (1, PLAN_LINE.replace("`pmoe plan`", "`pmoe qa`"))
     print(f"core install: {installed:.0f} s to install, {time.perf_counter() - started:.0f} s in all")
