@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from pmoe_cli.progress import ProgressBar
+from pmoe_cli.progress import ProgressBar, report_training
 from pmoe_core.errors import BadInput
 from pmoe_core.tabletop.tasks import TASKS
 
@@ -67,8 +67,4 @@ def train(
     finally:
         demo_bar.stop()
         bar.stop()
-    final = result.losses[-1] if result.losses else float("nan")
-    state = "stopped early" if result.interrupted else "done"
-    typer.echo(f"{state}: step {result.steps}, last loss {final:.4f}, {result.seconds:.0f} s; wrote {result.checkpoint}")
-    if export is not None:
-        typer.echo(f"exported {export_checkpoint(result.checkpoint, export)}")
+    report_training(result, export, export_checkpoint)

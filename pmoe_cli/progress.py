@@ -63,3 +63,16 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+def report_training(result, export, export_checkpoint) -> None:
+    """The closing line of a `plan train` / `qa train` run, and the slim copy when `--export` asked for one.
+    `result` is the trainer's result (steps, losses, seconds, checkpoint, interrupted)."""
+    import typer
+
+    final = result.losses[-1] if result.losses else float("nan")
+    state = "stopped early" if result.interrupted else "done"
+    typer.echo(f"{state}: step {result.steps}, last loss {final:.4f}, {result.seconds:.0f} s; wrote {result.checkpoint}")
+    if export is not None:
+        typer.echo(f"exported {export_checkpoint(result.checkpoint, export)}")
+

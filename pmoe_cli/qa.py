@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pmoe_cli.plan import require_planner_extra
-from pmoe_cli.progress import ProgressBar
+from pmoe_cli.progress import ProgressBar, report_training
 from pmoe_core.errors import BadInput
 from pmoe_core.jsonio import write_json_atomic
 from pmoe_core.outputs import check_output_file
@@ -144,11 +144,7 @@ def train(
     finally:
         data_bar.stop()
         bar.stop()
-    final = result.losses[-1] if result.losses else float("nan")
-    state = "stopped early" if result.interrupted else "done"
-    typer.echo(f"{state}: step {result.steps}, last loss {final:.4f}, {result.seconds:.0f} s; wrote {result.checkpoint}")
-    if export is not None:
-        typer.echo(f"exported {export_checkpoint(result.checkpoint, export)}")
+    report_training(result, export, export_checkpoint)
 
 
 @qa_app.command("bench")

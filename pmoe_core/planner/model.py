@@ -286,8 +286,8 @@ class ThreeDMoEPlanner(nn.Module):
         return self.plan_batch(points[None], [instruction], euler_steps, generator)[0]
 
 
-def trainable_groups(model: ThreeDMoEPlanner) -> dict[str, int]:
-    """Trainable parameter counts by part (for logs and the CLI's summary)."""
+def trainable_groups(model: nn.Module) -> dict[str, int]:
+    """Trainable parameter counts by top-level part (for logs and the CLI's summary; the QA model uses it too)."""
     groups: dict[str, int] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:

@@ -208,13 +208,3 @@ class QAModel(nn.Module):
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value.to(params[name].dtype))
-
-
-def trainable_groups(model: QAModel) -> dict[str, int]:
-    """Trainable parameter counts by part (for logs)."""
-    groups: dict[str, int] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            part = name.split(".")[0]
-            groups[part] = groups.get(part, 0) + p.numel()
-    return groups

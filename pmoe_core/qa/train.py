@@ -31,10 +31,11 @@ from pmoe_core.engine.checkpoint import (
 )
 from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.planner.model import trainable_groups
 from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.data import QASetSpec, load_set, qa_cache_dir
-from pmoe_core.qa.model import QAModel, QAModelConfig, trainable_groups
+from pmoe_core.qa.model import QAModel, QAModelConfig
 
 KIND = "qa"
 CHECKPOINT_NAME = "qa.pt"
