@@ -29,6 +29,11 @@ def engine_conftest() -> ModuleType:
     return load("pmoe_tests_engine_conftest", "engine/conftest.py")
 
 
+def reliability_conftest() -> ModuleType:
+    """tests/reliability/conftest.py: REPO and the helpers that run pmoe in a subprocess."""
+    return load("pmoe_tests_reliability_conftest", "reliability/conftest.py")
+
+
 def inspect_support() -> ModuleType:
     """tests/inspect/support.py: the engine's tiny stores and one trained Point-MoE checkpoint per session."""
     return load("pmoe_tests_inspect_support", "inspect/support.py")

@@ -11,25 +11,34 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import room, street, write_store
+from support_loader import engine_conftest
 from torch import nn
 
+from pmoe_core.data.collate import fragment_pieces
+from pmoe_core.data.dataset import SceneDataset
 from pmoe_core.data.recipes import RecipeConfig
+from pmoe_core.data.sample import Sample
 from pmoe_core.engine.confusion_plot import row_normalised, save_confusion_png
 from pmoe_core.engine.eval_report import write_report
-from pmoe_core.engine.evaluate import CHUNK_POINTS, evaluate, evaluate_model, vote_scenes
+from pmoe_core.engine.evaluate import (
+    CHUNK_POINTS,
+    evaluate,
+    evaluate_model,
+    vote_scenes,
+)
 from pmoe_core.engine.label_sets import UnionVocabulary, union_vocabulary
 from pmoe_core.engine.train import TrainConfig, train
 from pmoe_core.engine.tta import View, tta_views
-from pmoe_core.data.collate import fragment_pieces
-from pmoe_core.data.dataset import SceneDataset
-from pmoe_core.data.sample import Sample
 from pmoe_core.errors import BadInput, MissingFile, StoreError
 from pmoe_core.models.presets import build_model, get_config
 from pmoe_core.scene import Scene
 from pmoe_core.schemas import validate
 from pmoe_core.store import StoreReader
 from pmoe_core.vocab.label_spaces import label_space
+
+room = engine_conftest().room
+street = engine_conftest().street
+write_store = engine_conftest().write_store
 
 CODE = 8  # the red channel of the coded stores is label * CODE, so a fake model can read the true label
 IGNORED = 30  # red code of ignore-labelled points (clamped onto the last row of the oracle's table)

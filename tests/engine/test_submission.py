@@ -11,18 +11,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import room, write_store
+from support_loader import engine_conftest
 from torch import nn
 
 from pmoe_core.convert import convert
 from pmoe_core.engine.evaluate import evaluate_model
-from pmoe_core.engine.submission import PredictionWriter, nuscenes_meta, submission_values
+from pmoe_core.engine.submission import (
+    PredictionWriter,
+    nuscenes_meta,
+    submission_values,
+)
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.sources import nuscenes as nuscenes_source
 from pmoe_core.sources.synthetic_indoor import write_scannet
 from pmoe_core.sources.synthetic_outdoor import write_nuscenes
 from pmoe_core.store import StoreReader
 from pmoe_core.vocab.label_spaces import NUSCENES, SCANNET, SEMANTICKITTI, label_space
+
+room = engine_conftest().room
+write_store = engine_conftest().write_store
 
 
 def meta(*datasets: str) -> dict:

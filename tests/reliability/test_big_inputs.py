@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from support_loader import reliability_conftest
+
+REPO = reliability_conftest().REPO
 
 POINTS = int(os.environ.get("PMOE_BIG_POINTS", str(30_000_000)))
 CHUNK = 2_000_000

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, pmoe_argv, run_pmoe
+from support_loader import reliability_conftest
 
 from pmoe_core.errors import StoreError
 from pmoe_core.scene import Scene
 from pmoe_core.sources.synthetic_indoor import write_scannet
 from pmoe_core.sources.synthetic_outdoor import write_semantickitti
 from pmoe_core.store import StoreWriter, check_store, open_store
+
+REPO = reliability_conftest().REPO
+pmoe_argv = reliability_conftest().pmoe_argv
+run_pmoe = reliability_conftest().run_pmoe
 
 
 def test_second_library_writer_is_refused_and_names_the_holder(tmp_path, cache_env):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_pmoe
+from support_loader import reliability_conftest
 
 from pmoe_core.convert import build_options, convert
 from pmoe_core.errors import BadInput, FormatError, PmoeError, StoreError
@@ -32,6 +32,8 @@ from pmoe_core.sources.synthetic_outdoor import (
     write_semantickitti,
     write_waymo,
 )
+
+run_pmoe = reliability_conftest().run_pmoe
 
 
 def _convert(dataset: str, raw: Path, out: Path, **kwargs):

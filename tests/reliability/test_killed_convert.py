@@ -13,12 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, pmoe_argv, run_pmoe
 from store_digest import store_digest
+from support_loader import reliability_conftest
 
 from pmoe_core.sources.synthetic_outdoor import write_semantickitti
 from pmoe_core.store import check_store
 from pmoe_core.store.layout import LOCK_KEY
+
+REPO = reliability_conftest().REPO
+pmoe_argv = reliability_conftest().pmoe_argv
+run_pmoe = reliability_conftest().run_pmoe
 
 KILL_TRIALS = int(os.environ.get("PMOE_KILL_TRIALS", "16"))
 SCENES = 24

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, pmoe_argv, run_pmoe
+from support_loader import reliability_conftest
 
 from pmoe_core.engine.checkpoint import load_checkpoint, save_checkpoint
+
+REPO = reliability_conftest().REPO
+pmoe_argv = reliability_conftest().pmoe_argv
+run_pmoe = reliability_conftest().run_pmoe
 
 KILL_TRIALS = int(os.environ.get("PMOE_TRAIN_KILL_TRIALS", "4"))
 STEPS = 16

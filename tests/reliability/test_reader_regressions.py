@@ -18,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
 from PIL import Image
-
+from support_loader import reliability_conftest
 from targets import small_scene
 
 from pmoe_core import io as pio
 from pmoe_core.errors import FormatError
 from pmoe_core.sources import nuscenes, protobuf_wire, s3dis, structured3d
 from pmoe_core.sources.synthetic_indoor import write_structured3d
+
+REPO = reliability_conftest().REPO
 
 LIMITED = textwrap.dedent("""
     import resource, sys
