@@ -7,9 +7,9 @@ from functools import cache
 
 import numpy as np
 import pytest
+from cli_errors import one_line_error
 from typer.testing import CliRunner
 
-from pmoe_cli.app import main
 from pmoe_cli.plan import plan_app, simulated_goal_note
 from pmoe_core.planner.checks import (
     TASK_SIMILARITY,
@@ -132,35 +132,26 @@ def _write(tmp_path, name: str, cloud: Scene):
     return path
 
 
-def _one_line_error(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("pmoe: error: ") and err.count("\n") == 1, err
-    return err
-
-
 def test_cli_refusals_are_one_line_naming_the_scene_before_the_planner_loads(tmp_path, capsys):
     cloud = _cloud()
     missing_ckpt = ["--checkpoint", str(tmp_path / "never-loaded.pt")]
     mm = _write(tmp_path, "mm.ply", Scene("mm", cloud.coord * 1000, color=cloud.color, segment=cloud.segment))
-    err = _one_line_error(capsys, ["plan", "--scene", str(mm), "--instruction", "stack the blocks", *missing_ckpt])
+    err = one_line_error(capsys, ["plan", "--scene", str(mm), "--instruction", "stack the blocks", *missing_ckpt])
     assert str(mm) in err and "looks like millimetres" in err
     scene = _write(tmp_path, "ok.ply", cloud)
-    err = _one_line_error(capsys, ["plan", "--scene", str(scene), "--instruction", "hello there", *missing_ckpt])
+    err = one_line_error(capsys, ["plan", "--scene", str(scene), "--instruction", "hello there", *missing_ckpt])
     assert str(scene) in err and "matches no task" in err
     table = cloud.segment == -1
     bare = _write(tmp_path, "bare.ply", Scene("t", cloud.coord[table], color=cloud.color[table],
                                               segment=cloud.segment[table]))
-    err = _one_line_error(capsys, ["plan", "--scene", str(bare), "--instruction", "stack the blocks", *missing_ckpt])
+    err = one_line_error(capsys, ["plan", "--scene", str(bare), "--instruction", "stack the blocks", *missing_ckpt])
     assert "no objects found" in err
 
 
 def test_json_outputs_are_not_overwritten_without_overwrite(tmp_path, capsys):
     report = tmp_path / "bench.json"
     report.write_text("{}")
-    err = _one_line_error(capsys, ["plan", "bench", "--task", "stack-blocks", "--episodes", "1", "--json",
+    err = one_line_error(capsys, ["plan", "bench", "--task", "stack-blocks", "--episodes", "1", "--json",
                                    str(report)])
     assert str(report) in err and report.read_text() == "{}"
     out = runner.invoke(plan_app, ["bench", "--task", "stack-blocks", "--episodes", "1", "--json", str(report),
@@ -171,7 +162,7 @@ def test_json_outputs_are_not_overwritten_without_overwrite(tmp_path, capsys):
     ply, _ = save_episode(_cloud(), desc, tmp_path / "s.ply")
     plan_json = tmp_path / "plan.json"
     plan_json.write_text("{}")
-    err = _one_line_error(capsys, ["plan", "--scene", str(ply), "--instruction", desc.instruction, "--json",
+    err = one_line_error(capsys, ["plan", "--scene", str(ply), "--instruction", desc.instruction, "--json",
                                    str(plan_json)])
     assert str(plan_json) in err and plan_json.read_text() == "{}"
 

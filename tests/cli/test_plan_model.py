@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_errors import one_line_error
 from plyfile import PlyData, PlyElement
 from typer.testing import CliRunner
 
@@ -43,15 +44,6 @@ def scene_ply(tmp_path_factory):
     result = runner.invoke(plan_app, ["scene", "--task", "stack-blocks", "--seed", "100000", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
-
-
-def _error(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("pmoe: error: ") and err.count("\n") == 1, err
-    return err
 
 
 def _ok(argv: list[str]) -> None:
@@ -149,27 +141,27 @@ def test_default_checkpoint_plans_a_generated_scene():
 
 def test_errors_are_one_line_naming_the_file(tiny_ckpt, scene_ply, tmp_path, capsys):
     missing = tmp_path / "nope.ply"
-    assert str(missing) in _error(capsys, ["plan", "--scene", str(missing), "--instruction", "x",
+    assert str(missing) in one_line_error(capsys, ["plan", "--scene", str(missing), "--instruction", "x",
                                            "--checkpoint", str(tiny_ckpt)])
 
     bare = tmp_path / "bare.ply"
     xyz = np.zeros(10, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
     PlyData([PlyElement.describe(xyz, "vertex")]).write(str(bare))
-    err = _error(capsys, ["plan", "--scene", str(bare), "--instruction", "x", "--checkpoint", str(tiny_ckpt)])
+    err = one_line_error(capsys, ["plan", "--scene", str(bare), "--instruction", "x", "--checkpoint", str(tiny_ckpt)])
     assert str(bare) in err and "colours" in err
 
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    assert str(junk) in _error(capsys, ["plan", "--scene", str(scene_ply), "--instruction", "stack the blocks",
+    assert str(junk) in one_line_error(capsys, ["plan", "--scene", str(scene_ply), "--instruction", "stack the blocks",
                                         "--checkpoint", str(junk)])
 
-    err = _error(capsys, ["plan", "train", "--tasks", "juggle-blocks", "--out", str(tmp_path / "r")])
+    err = one_line_error(capsys, ["plan", "train", "--tasks", "juggle-blocks", "--out", str(tmp_path / "r")])
     assert "unknown task 'juggle-blocks'" in err
 
     lonely = tmp_path / "lonely.ply"
     lonely.write_bytes(scene_ply.read_bytes())  # no .json sidecar beside it
-    err = _error(capsys, ["plan", "--scene", str(lonely), "--instruction", "x", "--checkpoint", str(tiny_ckpt),
+    err = one_line_error(capsys, ["plan", "--scene", str(lonely), "--instruction", "x", "--checkpoint", str(tiny_ckpt),
                           "--simulate"])
     assert str(lonely.with_suffix(".json")) in err
 
-    assert "--instruction" in _error(capsys, ["plan", "--scene", str(scene_ply)])
+    assert "--instruction" in one_line_error(capsys, ["plan", "--scene", str(scene_ply)])

@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from cli_errors import one_line_error
 from plyfile import PlyData, PlyElement
 from qa_model_support import cube_on_table
 from typer.testing import CliRunner
 
-from pmoe_cli.app import app, main
+from pmoe_cli.app import app
 from pmoe_core.engine.checkpoint import load_checkpoint
 from pmoe_core.io import write_ply
 from pmoe_core.qa.train import QATrainConfig, train_qa
@@ -35,15 +36,6 @@ def cube_ply(tmp_path_factory):
     out = tmp_path_factory.mktemp("cloud") / "cube.ply"
     write_ply(cube_on_table((255, 87, 89)), out)
     return out
-
-
-def _error(capsys, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith("pmoe: error: ") and err.count("\n") == 1, err
-    return err
 
 
 def test_qa_is_listed():
@@ -83,27 +75,27 @@ def test_answer_beams_situated_tabletop_ref(tiny_ckpt, tmp_path):
 
 def test_bad_inputs_are_one_line(tiny_ckpt, cube_ply, tmp_path, capsys):
     ck = ["--checkpoint", str(tiny_ckpt)]
-    assert "--question is empty" in _error(capsys, ["qa", "--scene", str(cube_ply), "--question", "  ", *ck])
-    assert "--situation is empty" in _error(
+    assert "--question is empty" in one_line_error(capsys, ["qa", "--scene", str(cube_ply), "--question", "  ", *ck])
+    assert "--situation is empty" in one_line_error(
         capsys, ["qa", "--scene", str(cube_ply), "--question", "what?", "--situation", "", *ck])
-    assert "both --scene and --question" in _error(capsys, ["qa", "--question", "what?"])
-    err = _error(capsys, ["qa", "--scene", str(tmp_path / "absent.ply"), "--question", "what?", *ck])
+    assert "both --scene and --question" in one_line_error(capsys, ["qa", "--question", "what?"])
+    err = one_line_error(capsys, ["qa", "--scene", str(tmp_path / "absent.ply"), "--question", "what?", *ck])
     assert "absent.ply" in err
     bare = tmp_path / "bare.ply"
     xyz = np.zeros(10, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     xyz["x"] = np.arange(10)
     PlyData([PlyElement.describe(xyz, "vertex")]).write(str(bare))
-    err = _error(capsys, ["qa", "--scene", str(bare), "--question", "what?", *ck])
+    err = one_line_error(capsys, ["qa", "--scene", str(bare), "--question", "what?", *ck])
     assert "bare.ply" in err and "no colour" in err
-    assert "--beams must be >= 1" in _error(capsys, ["qa", "--scene", str(cube_ply), "--question", "what?",
+    assert "--beams must be >= 1" in one_line_error(capsys, ["qa", "--scene", str(cube_ply), "--question", "what?",
                                                      "--beams", "0", *ck])
-    assert "--max-tokens must be 1..15" in _error(capsys, ["qa", "--scene", str(cube_ply), "--question", "what?",
+    assert "--max-tokens must be 1..15" in one_line_error(capsys, ["qa", "--scene", str(cube_ply), "--question", "what?",
                                                            "--max-tokens", "40", *ck])
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"junk")
-    assert "junk.pt" in _error(capsys, ["qa", "--scene", str(cube_ply), "--question", "what?",
+    assert "junk.pt" in one_line_error(capsys, ["qa", "--scene", str(cube_ply), "--question", "what?",
                                         "--checkpoint", str(junk)])
-    assert "unknown" in _error(capsys, ["qa", "bench", "--checkpoint", str(tiny_ckpt), "--conditions", "sideways"])
+    assert "unknown" in one_line_error(capsys, ["qa", "bench", "--checkpoint", str(tiny_ckpt), "--conditions", "sideways"])
 
 
 def test_bench_reports_model_and_majority(tiny_ckpt, tmp_path):
