@@ -50,6 +50,7 @@ def _qa(
                                    "model's, 8)"),
     json_out: Path = typer.Option(None, "--json", help="also write the answers as JSON here"),
     seed: int = typer.Option(0, "--seed", help="seed of the point subsample"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:
     """3D question answering: `pmoe qa --scene S --question "..."` prints the answer."""
     if ctx.invoked_subcommand is not None:
@@ -61,11 +62,11 @@ def _qa(
         raise typer.Exit()
     if scene is None or question is None:
         raise BadInput("answering needs both --scene and --question")
-    run_qa(scene, question, situation, checkpoint, beams, max_tokens, json_out, seed)
+    run_qa(scene, question, situation, checkpoint, beams, max_tokens, json_out, seed, overwrite)
 
 
 def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Path | None, beams: int,
-           max_tokens: int | None, json_out: Path | None, seed: int) -> None:
+           max_tokens: int | None, json_out: Path | None, seed: int, overwrite: bool = False) -> None:
     if not question.strip():
         raise BadInput("--question is empty")
     if situation is not None and not situation.strip():
@@ -75,7 +76,7 @@ def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Pat
     if max_tokens is not None and not 1 <= max_tokens <= 15:
         raise BadInput(f"--max-tokens must be 1..15, got {max_tokens}")
     if json_out is not None:
-        check_output_file(json_out, overwrite=True)
+        check_output_file(json_out, overwrite=overwrite)
     require_planner_extra("pmoe qa")
     from pmoe_core.qa.answer import answer_question
     from pmoe_core.qa.scene_input import require_colour
@@ -155,6 +156,7 @@ def bench(
     conditions: str = typer.Option(",".join(CONDITIONS), "--conditions",
                                    help="held-out scenes in training wording, and/or in held-out wording"),
     json_out: Path = typer.Option(None, "--json", help="also write the scores as JSON here"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:
     """EM@1 and CIDEr per question type on held-out synthetic questions, beside the majority-answer baseline."""
     names = tuple(c.strip() for c in conditions.split(",") if c.strip())
@@ -164,7 +166,7 @@ def bench(
     if tabletop_scenes < 0 or rooms < 0 or tabletop_scenes + rooms == 0:
         raise BadInput("--tabletop-scenes and --rooms must be >= 0, and not both 0")
     if json_out is not None:
-        check_output_file(json_out, overwrite=True)
+        check_output_file(json_out, overwrite=overwrite)
     require_planner_extra("pmoe qa")
     from pmoe_core.qa.evaluate import BenchSpec, run_bench
     from pmoe_core.qa.train import load_qa_model

@@ -57,7 +57,9 @@ def test_answer_greedy_and_json(tiny_ckpt, cube_ply, tmp_path):
     assert len(data["answers"]) == 1 and data["beams"] == 1 and data["scene_kind"] == "tabletop"
     assert data["object_proposals"] == 1 and data["max_tokens"] == 8
     assert data["answers"][0]["text"] in result.output
-    again = runner.invoke(app, args)  # deterministic: the same call, the same answer
+    refused = runner.invoke(app, args)  # an existing --json file is not replaced without --overwrite
+    assert refused.exit_code == 1 and json.loads(out.read_text()) == data
+    again = runner.invoke(app, [*args, "--overwrite"])  # deterministic: the same call, the same answer
     assert json.loads(out.read_text())["answers"] == data["answers"] and again.exit_code == 0
 
 
