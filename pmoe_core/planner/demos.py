@@ -33,7 +33,7 @@ from pmoe_core.tabletop.poses import BLOCK_SYMMETRY, Pose
 from pmoe_core.tabletop.tasks import make_scene, task_name
 from pmoe_core.tabletop.world import SceneDesc
 
-DEMO_VERSION = 6
+DEMO_VERSION = 7
 REFS = 8  # referring phrases kept per demonstration
 HELD_OUT_SEED = 100_000  # evaluation episodes use seeds from here on; training uses 0..episodes-1
 CACHE_ENV = "PMOE_CACHE_DIR"

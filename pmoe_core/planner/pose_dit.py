@@ -7,7 +7,9 @@ scene) drive adaLN-Zero modulation; the cross-attention output and the final lay
 
 Poses are anchored at candidates. A pointer lets every pose token attend over the condition's candidates (object
 tokens and a coarse grid of table anchors) keyed by their states and centres; the token's end point is the chosen
-candidate's centre and measured yaw plus a residual, its velocity (end point - x_t) / (1 - t). Copying a position
+candidate's centre and measured yaw plus a residual whose position part is in that candidate's frame (turned by
+its yaw: a pyramid's row offsets are constants in the zone's frame), its velocity (end point - x_t) / (1 - t).
+Copying a position
 from the cloud is easy for attention; regressing it through a trunk is not. Two pointer passes: after the first,
 the pick and place tokens of a step exchange what they pointed at (one attention between the two) and point again,
 the second time with a learned bias from the relation (`relations.pair_features`) between each candidate and what
@@ -31,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pmoe_core.planner.pose_tokens import TOKEN_DIM, yaw_to_rot6d
+from pmoe_core.planner.pose_tokens import TOKEN_DIM, rotate_token_offsets, yaw_to_rot6d
 from pmoe_core.planner.relations import RELATION_DIM, pair_features
 from pmoe_core.planner.spatial_transformer import fourier_xyz
 
@@ -228,7 +230,9 @@ class PoseDiT(nn.Module):
         if self.training:
             used = F.one_hot(target.flatten(1), cond.anchors.shape[1]).to(used.dtype)
             centre = (used @ cond.anchors.to(used.dtype)).reshape(centre.shape)
-        end = torch.cat([centre, _pointed_rotation(used, cond.yaws)], dim=-1) + v
+        yaw = _pointed_yaw(used, cond.yaws).reshape(centre.shape[:-1])
+        v = torch.cat([rotate_token_offsets(v[..., :3], yaw), v[..., 3:]], dim=-1)  # offsets in the object's frame
+        end = torch.cat([centre, yaw_to_rot6d(yaw)], dim=-1) + v
         remaining = (1 - t).clamp_min(1e-3).reshape(-1, 1, 1, 1).to(v.dtype)
         return (end - x) / remaining
 
@@ -260,13 +264,11 @@ class PoseDiT(nn.Module):
                 used)
 
 
-def _pointed_rotation(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor:
-    """(B, S * 2, L) pointer weights, (B, L) yaws modulo a quarter turn -> (B, S, 2, 6) the 6-D rotation of the
-    weighted circular mean of those yaws (taken on 4 x yaw, where the quarter-turn symmetry is a full turn)."""
-    b = yaws.shape[0]
+def _pointed_yaw(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor:
+    """(B, S * 2, L) pointer weights, (B, L) yaws modulo a quarter turn -> (B, S * 2) the weighted circular mean of
+    those yaws (taken on 4 x yaw, where the quarter-turn symmetry is a full turn)."""
     four = 4 * yaws.to(weights.dtype)
-    mean = torch.atan2(weights @ four.sin()[..., None], weights @ four.cos()[..., None]) / 4  # (B, S * 2, 1)
-    return yaw_to_rot6d(mean[..., 0]).reshape(b, -1, 2, 6)
+    return torch.atan2(weights @ four.sin()[..., None], weights @ four.cos()[..., None])[..., 0] / 4
 
 
 def _masked_mean(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

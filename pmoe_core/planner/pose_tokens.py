@@ -91,6 +91,16 @@ def tokens_to_positions(tokens: torch.Tensor) -> torch.Tensor:
     return (tokens + 1) / 2 * (hi - lo) + lo
 
 
+def rotate_token_offsets(offset: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
+    """(..., 3) token-space position offsets turned by `yaw` (...,) about z, in metres (the token axes are scaled
+    differently, so the turn is made in metric units and mapped back)."""
+    scale = (2 / (_HI - _LO)).to(offset)
+    xy = offset[..., :2] / scale[:2]
+    cos, sin = yaw.cos()[..., None], yaw.sin()[..., None]
+    turned = torch.cat([cos * xy[..., :1] - sin * xy[..., 1:], sin * xy[..., :1] + cos * xy[..., 1:]], dim=-1)
+    return torch.cat([turned * scale[:2], offset[..., 2:]], dim=-1)
+
+
 def poses_to_tokens(poses: torch.Tensor) -> torch.Tensor:
     """(..., 7) position + quaternion -> (..., 9) normalised position + 6-D rotation."""
     m = quat_to_matrix(poses[..., 3:])

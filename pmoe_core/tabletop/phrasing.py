@@ -34,10 +34,11 @@ BRITISH = {"color": "colour", "colored": "coloured", "gray": "grey", "center": "
 
 @dataclass(frozen=True)
 class TaskWording:
-    """A task family's frames: the original `templates`, `fronted` word-order variants (train only), `heldout`."""
+    """A task family's frames: the original `templates`, `variants` (train only: word order and other sentence
+    frames), `heldout`."""
 
     templates: tuple[str, ...]
-    fronted: tuple[str, ...]
+    variants: tuple[str, ...]
     heldout: tuple[str, ...]
 
 
@@ -51,6 +52,14 @@ WORDINGS: dict[str, TaskWording] = {
         (
             "on the {color} block, stack all the blocks",
             "on top of the {color} block, build one tower with all the other blocks",
+            "use the {color} block as the foundation and pile the rest on it",
+            "i want every block stacked on the {color} block",
+            "all blocks on the {color} block, in one tower",
+            "the tower starts at the {color} block; place the others above it",
+            "build a tower whose bottom block is the {color} one",
+            "have the others stacked onto the {color} block",
+            "move each of the other blocks onto the {color} block",
+            "one stack, {color} block underneath, everything else on top",
         ),
         (
             "the {color} block goes at the bottom: put all the other blocks on top of it",
@@ -67,6 +76,12 @@ WORDINGS: dict[str, TaskWording] = {
         (
             "each color on its big block, stack the blocks of the same color",
             "on the big block of the same color, put the small blocks",
+            "match the colors: every small block on the big one of its color",
+            "build towers by color, the big block of each color at the base",
+            "each small block belongs on the large block that has its color",
+            "put small blocks onto big blocks with the same color",
+            "for every color, stack its small blocks on its big block",
+            "make towers where each big block carries the small blocks of its color",
         ),
         (
             "sort the blocks into towers by color, each on the big block of its color",
@@ -83,6 +98,12 @@ WORDINGS: dict[str, TaskWording] = {
         (
             "on the {color} block, stack all blocks in size order, bigger blocks below smaller ones",
             "from the biggest blocks up to the smallest, build a tower on the {color} block",
+            "on the {color} block, the big block first, then the small ones",
+            "build a tower from large to small, starting with the {color} block",
+            "the {color} block is the base; add the other big block, then the small blocks",
+            "stack by size on the {color} block, smallest at the top",
+            "order the blocks by size into a tower on the {color} block",
+            "use the {color} block as the base of a tower that gets smaller towards the top",
         ),
         (
             "make a tower on the {color} block with the large block first and the small ones above it",
@@ -99,6 +120,12 @@ WORDINGS: dict[str, TaskWording] = {
         (
             "on the {color} zone, stack the blocks into a pyramid",
             "on the {color} zone, make a pyramid with all six blocks",
+            "build a pyramid: three blocks at the bottom, then two, then one, on the {color} zone",
+            "the six blocks should form a pyramid on the {color} zone",
+            "pyramid of blocks, {color} zone",
+            "make the blocks into a pyramid standing in the {color} zone",
+            "on the {color} zone, a row of three, a row of two and one on top",
+            "i want a pyramid of all the blocks on the {color} zone",
         ),
         (
             "arrange the six blocks as a pyramid standing on the {color} zone",
@@ -115,6 +142,12 @@ WORDINGS: dict[str, TaskWording] = {
         (
             "into the bowls of the same color, put the blocks",
             "into the bowl that matches its color, place each block",
+            "match the blocks to the bowls by color",
+            "every block into the bowl of its own color",
+            "put each block in a bowl, colors matching",
+            "find each block's bowl of the same color and put it there",
+            "blocks go into bowls that have their color",
+            "each block should end up in the bowl with its color",
         ),
         (
             "sort the blocks into the bowls by color",
@@ -131,6 +164,12 @@ WORDINGS: dict[str, TaskWording] = {
         (
             "on the {color} zone, stack all the blocks",
             "inside the {color} zone, put all blocks in one stack",
+            "all the blocks in one tower on the {color} zone",
+            "the {color} zone is where the tower goes; stack every block there",
+            "pile every block on the {color} zone",
+            "build one stack of blocks in the {color} zone",
+            "i want all blocks stacked inside the {color} zone",
+            "carry every block to the {color} zone and stack them",
         ),
         (
             "make a single tower out of all the blocks in the {color} zone",
@@ -147,6 +186,12 @@ WORDINGS: dict[str, TaskWording] = {
         (
             "to the {position} of the table, move the {color} block",
             "at the {position}, put the {color} block",
+            "the {color} block to the {position} of the table",
+            "i want the {color} block at the {position}",
+            "move the {color} block so it sits at the {position} of the table",
+            "{color} block, {position}",
+            "put the {color} block over at the {position} of the table",
+            "the {position} of the table is where the {color} block goes",
         ),
         (
             "take the {color} block over to the {position}",
@@ -175,7 +220,8 @@ POLITENESS = {
 }
 # A polite prefix ("please", "could you") goes only before a frame that starts with one of these verbs.
 VERBS = frozenset(("stack", "build", "put", "place", "set", "pile", "make", "move", "sort", "group", "arrange", "use",
-                   "gather", "take", "bring", "drop", "heap"))
+                   "gather", "take", "bring", "drop", "heap", "match",
+                   "order", "find", "carry", "have"))
 ENDINGS = ("", ".", "!")
 CASES = ("lower", "capitalised", "upper")
 CASE_WEIGHTS = (0.5, 0.35, 0.15)
@@ -196,7 +242,7 @@ def normalise(text: str) -> str:
 
 def _frames_of(task: str, phrasing: str) -> tuple[str, ...]:
     wording = WORDINGS[task]
-    return wording.templates + wording.fronted if phrasing == "train" else wording.heldout
+    return wording.templates + wording.variants if phrasing == "train" else wording.heldout
 
 
 def _word_choices(frame: str, phrasing: str) -> list[tuple[str, ...]]:

@@ -90,14 +90,23 @@ def stack_blocks_in_size_order(rng: np.random.Generator, palette: tuple[str, ...
 PYRAMID = ((-0.05, 0.02), (0.0, 0.02), (0.05, 0.02), (-0.025, 0.06), (0.025, 0.06), (0.0, 0.10))  # (zone-frame x, z)
 
 
+def row_yaw(zone_yaw: float) -> float:
+    """The pyramid's row direction: the square zone's edge nearest the table's x axis, in [-pi/4, pi/4).
+
+    A square looks the same after a quarter turn, so the zone's own yaw is not observable; its yaw modulo a quarter
+    turn is (what perception measures), and a goal must be a function of what can be seen."""
+    return (zone_yaw + math.pi / 4) % (math.pi / 2) - math.pi / 4
+
+
 def stack_block_pyramid(rng: np.random.Generator, palette: tuple[str, ...]) -> Built:
     placer, objects = Placer(rng), []
     zone = new_object(placer, objects, "zone", _colors(rng, palette, 1)[0], 0.15)
     blocks = tuple(new_object(placer, objects, "block", c, SMALL).id for c in _colors(rng, palette, 6))
-    cos, sin = math.cos(zone.yaw), math.sin(zone.yaw)
+    yaw = row_yaw(zone.yaw)
+    cos, sin = math.cos(yaw), math.sin(yaw)
     x0, y0, _ = zone.position
     goals = [
-        Goal(blocks, (r6(x0 + u * cos), r6(y0 + u * sin), z), zone.yaw, z_tol=Z_TOL)
+        Goal(blocks, (r6(x0 + u * cos), r6(y0 + u * sin), z), r6(yaw), z_tol=Z_TOL)
         for u, z in PYRAMID
     ]
     words = {"color": zone.color}

@@ -229,3 +229,19 @@ def test_the_relation_bias_starts_at_zero_and_then_reads_the_partners_choice():
     used2 = torch.zeros_like(used)
     used2[:, :, 5] = 1.0
     assert not torch.allclose(dit.relation_bias(h, used2, cond), bias)
+
+
+def test_offsets_turn_in_metres_not_token_units():
+    """The token axes are scaled differently (x: 0.5 m wide, y: 1 m), so a 5 cm offset along x turned a quarter turn
+    must be 5 cm along y in metres, and turning back restores it."""
+    import math
+
+    from pmoe_core.planner.pose_tokens import positions_to_tokens, rotate_token_offsets
+
+    origin = torch.tensor([0.5, 0.0, 0.1])
+    along_x = positions_to_tokens(origin + torch.tensor([0.05, 0.0, 0.0])) - positions_to_tokens(origin)
+    along_y = positions_to_tokens(origin + torch.tensor([0.0, 0.05, 0.0])) - positions_to_tokens(origin)
+    turned = rotate_token_offsets(along_x, torch.tensor(math.pi / 2))
+    assert torch.allclose(turned, along_y, atol=1e-6)
+    yaw = torch.tensor(0.3)
+    assert torch.allclose(rotate_token_offsets(rotate_token_offsets(along_x, yaw), -yaw), along_x, atol=1e-6)

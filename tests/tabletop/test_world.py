@@ -106,3 +106,23 @@ def test_unknown_task_split_or_seed_is_bad_input():
     with pytest.raises(BadInput, match="seed"):
         make_scene("stack-blocks", -1)
     assert make_scene("put-blocks-in-zone", 0).task == "stack-all-blocks-on-a-zone"
+
+
+def test_pyramid_row_is_a_function_of_what_can_be_seen():
+    """A square zone looks the same after a quarter turn, so the row runs along its edge nearest the x axis: the
+    goals' yaw is the zone's yaw modulo a quarter turn, in [-pi/4, pi/4), and the bottom row lies on that line."""
+    from pmoe_core.tabletop.poses import BLOCK_SYMMETRY, angle_diff
+
+    folded = 0
+    for seed in range(60):
+        desc = make_scene("stack-block-pyramid", seed)
+        zone = next(o for o in desc.objects if o.kind == "zone")
+        yaws = {g.yaw for g in desc.goals}
+        assert len(yaws) == 1
+        yaw = yaws.pop()
+        assert -math.pi / 4 <= yaw < math.pi / 4
+        assert angle_diff(yaw, zone.yaw, BLOCK_SYMMETRY) < 1e-5
+        folded += abs(yaw - zone.yaw) > 1e-3
+        (x0, y0), (x2, y2) = desc.goals[0].position[:2], desc.goals[2].position[:2]
+        assert math.atan2(y2 - y0, x2 - x0) == pytest.approx(yaw, abs=1e-4)
+    assert folded > 10  # most zones are turned beyond the folded range, so the fold is exercised
