@@ -113,7 +113,7 @@ def demo(
                            [str(reports / "routing")]))
     scene_ply = plan_dir / "scene.ply"
     steps_done.append(Step("make a tabletop scene", ["plan", "scene", "--task", PLAN_TASK, "--seed", str(seed),
-                                                      "--out", str(scene_ply)], [str(scene_ply),
+                                                      "--out", str(scene_ply), "--overwrite"], [str(scene_ply),
                                                                                  str(scene_ply.with_suffix(".json"))]))
     steps_done.append(Step("plan pick/place poses for the scene's instruction and execute them in MuJoCo",
                            ["plan", "--scene", str(scene_ply), "--instruction", make_scene(PLAN_TASK, seed).instruction,

@@ -203,8 +203,11 @@ def scene(
     out: Path = typer.Option(..., "--out", help="PLY to write; the scene description goes beside it as .json"),
     split: str = typer.Option("seen", "--split", help="colour split: seen or unseen (CLIPort)"),
     phrasing: str = typer.Option("template", "--phrasing", help=PHRASING_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out PLY and its .json"),
 ) -> None:
     """Generate a task scene and write what three cameras see (PLY + JSON sidecar)."""
+    for path in (out, sidecar_path(out)):
+        check_output_file(path, overwrite=overwrite)
     require_planner_extra()
     from pmoe_core.tabletop.observe import observe
 

@@ -16,6 +16,7 @@ import typer
 
 from pmoe_cli.progress import ProgressBar, report_training
 from pmoe_core.errors import BadInput
+from pmoe_core.outputs import check_output_file
 from pmoe_core.tabletop.tasks import TASKS
 
 DEFAULT_TASKS = tuple(TASKS)  # = pmoe_core.planner.train.DEFAULT_TASKS
@@ -40,12 +41,15 @@ def train(
     stop_at: int = typer.Option(None, "--stop-at", help="save and stop at this global step (--resume continues)"),
     ckpt_every: int = typer.Option(250, "--ckpt-every", help="checkpoint every N steps"),
     export: Path = typer.Option(None, "--export", help="also write a slim fp16 weights-only copy here"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --export file"),
 ) -> None:
     """Train a 3D-MoE planner on oracle demonstrations (demos rendered once and cached)."""
     from pmoe_cli.plan import (
         require_planner_extra,  # plan.py registers this command: imported here, not above
     )
 
+    if export is not None:
+        check_output_file(export, overwrite=overwrite)
     names = DEFAULT_TASKS if tasks.strip() == "all" else tuple(t.strip() for t in tasks.split(",") if t.strip())
     if not names:
         raise BadInput("--tasks is empty")

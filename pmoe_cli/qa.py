@@ -127,10 +127,11 @@ def train(
     stop_at: int = typer.Option(None, "--stop-at", help="save and stop at this step (--resume continues)"),
     ckpt_every: int = typer.Option(250, "--ckpt-every", help="checkpoint every N steps"),
     export: Path = typer.Option(None, "--export", help="also write a slim fp16 weights-only copy here"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --export file"),
 ) -> None:
     """Train an answering model on synthetic tabletop and room questions (scene inputs rendered once and cached)."""
     if export is not None:
-        check_output_file(export, overwrite=True)
+        check_output_file(export, overwrite=overwrite)
     require_planner_extra("pmoe qa")
     from pmoe_core.qa.train import QATrainConfig, export_checkpoint, train_qa
 

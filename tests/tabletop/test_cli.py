@@ -104,3 +104,30 @@ def test_without_the_planner_extra_each_command_names_it(command, tmp_path, caps
     with pytest.raises(SystemExit) as exc:
         main(["plan", *command[:1 if command[0].isalpha() else 0], "--help"])
     assert exc.value.code == 0 and "Usage: pmoe plan" in capsys.readouterr().out
+
+
+def test_scene_out_is_replaced_only_with_overwrite(tmp_path):
+    args = ["scene", "--task", "stack-blocks", "--seed", "4", "--out", str(tmp_path / "s.ply")]
+    assert runner.invoke(plan_app, args).exit_code == 0
+    (tmp_path / "s.json").write_text("mine")
+    refused = runner.invoke(plan_app, [*args[:-3], "5", "--out", str(tmp_path / "s.ply")])
+    assert refused.exit_code != 0 and "already exists; pass --overwrite" in str(refused.exception or refused.output)
+    assert (tmp_path / "s.json").read_text() == "mine"  # nothing of the refused call was written
+    again = runner.invoke(plan_app, [*args[:-3], "5", "--out", str(tmp_path / "s.ply"), "--overwrite"])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "s.json").read_text())["seed"] == 5
+
+
+@pytest.mark.parametrize("command", [["plan", "train"], ["qa", "train"]])
+def test_train_export_is_checked_first_and_replaced_only_with_overwrite(command, tmp_path, capsys):
+    """An existing --export file is refused before any data or training work (one line, exit 1)."""
+    from pmoe_cli.app import main
+
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"someone else's weights")
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--out", str(tmp_path / "run"), "--export", str(target)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.count("\n") == 1
+    assert "already exists; pass --overwrite to replace it" in err and str(target) in err
+    assert target.read_bytes() == b"someone else's weights" and not (tmp_path / "run").exists()
