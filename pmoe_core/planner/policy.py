@@ -25,7 +25,7 @@ from pmoe_core.tabletop.oracle import Step
 from pmoe_core.tabletop.world import SceneDesc
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "default" / "planner-default.pt"
-DEFAULT_COMMAND = "pmoe plan train --out runs/planner-default --export pmoe_core/planner/default/planner-default.pt"
+DEFAULT_COMMAND = "pmoe plan train --out runs/planner-default --export pmoe_core/planner/default/planner-default.pt --overwrite"
 OLD_DESIGN = ("the checkpoint is from an older planner design (before issue #20: random tiny LLM); "
               f"retrain with `{DEFAULT_COMMAND}`")
 
