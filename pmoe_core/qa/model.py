@@ -5,11 +5,19 @@ It is the planner's model family with a language head instead of the Pose-DiT, b
   cloud -> scene_input (scale-normalised, object proposals) -> planner SceneEncoder (PointNet++ + spatial
   transformer tokens, one token per object proposal) + a scale token [+ an agent token (SQA3D position/heading)]
   question -> TextFeatures (frozen pretrained SmolLM2-135M states, cached per text)
+  question -> planner ColourHead (the CIELAB colour it names; trained on the named-colour lexicon in the dense
+  phase, frozen after) -> with each object's measured CIELAB, joins that object's token
   [text; scene] -> planner Trunk (bidirectional blocks, relation bias between scene tokens, FFNs upcycled to MoE)
   -> AnswerDecoder (small causal decoder over SmolLM2's vocabulary, tied to its frozen embeddings): greedy or beam.
 
 Plan and QA share parts and code but not weights: separate checkpoints (`kind` "qa"), because the planner's default
 must train alone in an hour on one CPU thread, and a joint model would make each wait for the other.
+Colour grounding is the planner's (planner/colour.py, planner/model.py `condition`): an object token gets its measured
+CIELAB and its difference to the asked colour explicitly, through a small MLP. The default trained before them (issue
+#21) answered "yes" to every existence question and got 10% of tabletop colour questions: a linear probe read an
+object's palette colour back from 57% of its encoder tokens and 26% of its trunk states, so the colour was there
+only faintly and the question's colour word had nothing to be compared with.
+
 `scene_tokens=False` is the text-only baseline (the same model with no scene tokens), for `pmoe qa bench`.
 """
 
@@ -23,8 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pmoe_core.planner.colour import rgb_to_lab
-from pmoe_core.planner.model import _build
+from pmoe_core.planner.colour import (
+    AskedColour,
+    ColourHead,
+    ColourHeadConfig,
+    colour_loss,
+    rgb_to_lab,
+)
+from pmoe_core.planner.model import TextBatch, _build
 from pmoe_core.planner.objects import ObjectTokenConfig
 from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
 from pmoe_core.planner.relations import RELATION_DIM, attributes, pairwise
@@ -34,6 +48,9 @@ from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
 from pmoe_core.planner.trunk import Trunk, TrunkConfig
 from pmoe_core.qa.decoder import AnswerDecoder, DecoderConfig, Hypothesis, Memory
 from pmoe_core.qa.scene_input import QAScene
+
+DESIGN = 2  # checkpoints from before colour grounding (issue #21) have none
+COLOUR_FEATURES = 7  # an object's CIELAB / 100 (3), its difference to the asked colour (3) and that distance (1)
 
 
 @dataclass
@@ -48,6 +65,7 @@ class QAModelConfig:
     trunk: TrunkConfig = field(default_factory=lambda: TrunkConfig(dim=128, depth=2, heads=4, experts=4,
                                                                     relation_dim=RELATION_DIM))
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    colour: ColourHeadConfig = field(default_factory=ColourHeadConfig)
     num_points: int = 512  # encoder input points per scene (scene_input): proposal points first
     scene_tokens: bool = True  # False: the text-only baseline (no scene tokens at all)
     max_answer_tokens: int = 8  # the default length limit of a generated answer
@@ -68,6 +86,7 @@ class QAModelConfig:
             scene_dim=32,
             trunk=TrunkConfig(dim=32, depth=1, heads=2, experts=2, relation_dim=RELATION_DIM),
             decoder=DecoderConfig(dim=32, layers=1, heads=2),
+            colour=ColourHeadConfig(hidden=32),
             num_points=256,
         )
 
@@ -117,6 +136,9 @@ class QAModel(nn.Module):
         tokenizer = self.features.tokenizer
         embeddings = self.features.llm.get_input_embeddings().weight
         self.encoder = SceneEncoder(config.encoder, config.scene_dim)
+        self.colour = ColourHead(config.colour, self.features.dim)
+        d = config.scene_dim
+        self.object_colour = nn.Sequential(nn.Linear(COLOUR_FEATURES, d), nn.GELU(), nn.Linear(d, d))
         self.scale_token = nn.Linear(1, config.scene_dim)
         self.agent_token = nn.Linear(5, config.scene_dim)
         self.trunk = Trunk(config.trunk, self.features.dim, config.scene_dim)
@@ -141,47 +163,82 @@ class QAModel(nn.Module):
     def answer_text(self, ids) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
+    # --- colour grounding ---
+
+    def text_batch(self, texts: list[str]) -> TextBatch:
+        states, mask = self.features.batch(texts)
+        return TextBatch(states.to(self.device), mask.to(self.device))
+
+    @property
+    def colour_frozen(self) -> bool:
+        """The colour head learns in the dense phase only, from the lexicon, and is frozen once the trunk is
+        upcycled (as the planner's after Stage I): answers about seven colours must not overwrite what ~900 names
+        taught it."""
+        return self.trunk.is_moe
+
+    def asked_colour(self, text: TextBatch) -> AskedColour:
+        """The colour a text names (planner/colour.py); cut from the graph once the head is frozen."""
+        asked = self.colour(text.states, text.mask)
+        return AskedColour(asked.lab.detach(), asked.weights.detach()) if self.colour_frozen else asked
+
+    def training_parameters(self) -> list[nn.Parameter]:
+        """What the optimiser updates now: everything trainable, less the colour head once it is frozen."""
+        frozen = ("colour.",) if self.colour_frozen else ()
+        return [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith(frozen)]
+
     # --- the forward pass up to the decoder's memory ---
 
     def memory(self, inputs: list[QAInput]) -> tuple[Memory, torch.Tensor]:
         """What the decoder reads for a batch of questions (the trunk's states, and the mean of its question
         positions), and the trunk's MoE balance loss."""
-        text, text_mask = self.features.batch([q.text for q in inputs])
-        text, text_mask = text.to(self.device), text_mask.to(self.device)
-        scene, scene_mask, relations = self._scene_tokens(inputs)
-        out = self.trunk(text, text_mask, scene, scene_mask, relations)
+        text = self.text_batch([q.text for q in inputs])
+        scene, scene_mask, relations = self._scene_tokens(inputs, self.asked_colour(text).lab)
+        out = self.trunk(text.states, text.mask, scene, scene_mask, relations)
         weight = out.text_mask.to(out.text.dtype)[..., None]
         query = (out.text * weight).sum(1) / weight.sum(1).clamp_min(1.0)
         return Memory(out.seq, out.mask, query), out.aux_loss
 
-    def _scene_tokens(self, inputs: list[QAInput]):
-        """Encoder tokens + the scale token + the agent token (masked out where unknown), their mask and pairwise
-        relation features (planner/relations.py); with scene_tokens off, one masked-out token (the text-only
-        baseline)."""
+    def _scene_tokens(self, inputs: list[QAInput], asked_lab: torch.Tensor):
+        """Encoder tokens (object tokens with their colour features added) + the scale token + the agent token
+        (masked out where unknown), their mask and pairwise relation features (planner/relations.py); with
+        scene_tokens off, one masked-out token (the text-only baseline). `asked_lab` (B, 3): CIELAB / 100."""
         b, d = len(inputs), self.config.scene_dim
         if not self.config.scene_tokens:
             return (torch.zeros(b, 1, d, device=self.device), torch.zeros(b, 1, dtype=torch.bool, device=self.device),
                     None)
         points = torch.from_numpy(np.stack([q.scene.points for q in inputs])).to(self.device)
         st = self.encoder(points)
+        lab = rgb_to_lab(st.colors) / 100.0
+        diff = lab - asked_lab[:, None, :]
+        obj = st.objects[..., None].to(lab.dtype)
+        colour = self.object_colour(torch.cat([lab, diff, diff.norm(dim=-1, keepdim=True)], -1)) * obj
         scale = torch.tensor([[math.log(q.scene.scale)] for q in inputs], device=self.device)
         agent = torch.tensor([q.agent or (0.0,) * 5 for q in inputs], device=self.device)
         has_agent = torch.tensor([q.agent is not None for q in inputs], device=self.device)
-        tokens = torch.cat([st.tokens, self.scale_token(scale)[:, None], self.agent_token(agent)[:, None]], dim=1)
+        tokens = torch.cat([st.tokens + colour, self.scale_token(scale)[:, None], self.agent_token(agent)[:, None]],
+                           dim=1)
         two = torch.zeros(b, 2, 3, device=self.device)
         centres = torch.cat([st.centres, torch.zeros(b, 1, 3, device=self.device), agent[:, None, :3]], dim=1)
         objects = torch.cat([st.objects, torch.zeros(b, 2, dtype=torch.bool, device=self.device)], dim=1)
-        attrs = attributes(centres, torch.cat([rgb_to_lab(st.colors) / 100.0, two], 1),
-                           torch.cat([st.extents, two], 1), objects)
+        attrs = attributes(centres, torch.cat([lab, two], 1), torch.cat([st.extents, two], 1), objects)
         mask = torch.cat([st.valid, torch.ones(b, 1, dtype=torch.bool, device=self.device), has_agent[:, None]], 1)
         return tokens, mask, pairwise(attrs)
 
     # --- training and inference ---
 
-    def loss(self, inputs: list[QAInput], answers: list[str]) -> dict[str, torch.Tensor]:
+    def loss(self, inputs: list[QAInput], answers: list[str], lexicon: list[str] | None = None,
+             lexicon_lab: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The answers' token loss + the MoE balance loss [+ "colour": the CIELAB error of the colour each
+        `lexicon` phrase names, against `lexicon_lab` (B, 3) CIELAB / 100, while the colour head learns]."""
+        if lexicon and self.colour_frozen:
+            raise ValueError("the colour head is frozen: lexicon phrases train it in the dense phase only")
         memory, aux = self.memory(inputs)
         lm = self.decoder.loss(memory, [self.answer_ids(a) for a in answers])
-        return {"loss": lm + aux, "lm": lm, "aux": aux}
+        parts = {"loss": lm + aux, "lm": lm, "aux": aux}
+        if lexicon:
+            colour = colour_loss(self.asked_colour(self.text_batch(lexicon)), lexicon_lab.to(self.device))
+            parts = {**parts, "loss": parts["loss"] + colour, "colour": colour}
+        return parts
 
     @torch.no_grad()
     def answer(self, inputs: list[QAInput], max_tokens: int | None = None) -> list[Hypothesis]:

@@ -1,7 +1,9 @@
 """Training of the answering model on synthetic QA sets, with exact resume; loading trained models.
 
 The trunk trains dense for `dense_steps` (the planner's Stage I idea), then is upcycled to its experts (exact at the
-switch, planner/trunk.py) and trains on. Each step's batch is drawn from a generator seeded by (seed, step), and
+switch, planner/trunk.py) and trains on. In the dense phase the colour head also learns from the named-colour lexicon
+(planner/colour.py: `lexicon_batch` phrases per step beside the questions); it is frozen from the switch on, and
+its grounding of the lexicon's held-out names is logged there ("grounding"). Each step's batch is drawn from a generator seeded by (seed, step), and
 nothing else is random (no dropout), so a resumed run continues exactly where a straight run would be. The
 frozen LM's states of every question are computed once (`TextFeatures`, cached on disk beside the scene inputs).
 Checkpoints hold only tensors and plain data (`engine/checkpoint.py`): kind "qa", the model config, the step, the
@@ -31,11 +33,18 @@ from pmoe_core.engine.checkpoint import (
 )
 from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError, MissingFile
+from pmoe_core.planner.colour import (
+    LexiconEntry,
+    lexicon_batch,
+    lexicon_entries,
+    lexicon_texts,
+)
 from pmoe_core.planner.model import trainable_groups
 from pmoe_core.planner.text_features import TextFeatures
+from pmoe_core.planner.train import colour_grounding
 from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.data import QASetSpec, load_set, qa_cache_dir
-from pmoe_core.qa.model import QAModel, QAModelConfig
+from pmoe_core.qa.model import DESIGN, QAModel, QAModelConfig
 
 KIND = "qa"
 CHECKPOINT_NAME = "qa.pt"
@@ -58,7 +67,9 @@ class QATrainConfig:
     tabletop_scenes: int = 2000  # train seeds 0..N-1 (seen colours), the tabletop generator's task mix
     rooms: int = 900  # synthetic ScanNet rooms written; the train split (i % 3 == 0) is used: 300 rooms
     steps: int = 2000
-    dense_steps: int = 300  # the trunk is dense for these steps, then upcycled to its experts
+    dense_steps: int = 300  # the trunk is dense (and the colour head learns) for these steps, then upcycled
+    lexicon_batch: int = 64  # lexicon phrases per dense step (the colour head's data)
+    lexicon_names: int | None = None  # learn from this many lexicon names (spread over the alphabet); None: all
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -91,8 +102,8 @@ class QATrainResult:
 
 
 # Changing these between a run and its resume would silently change what is trained.
-_RESUME_KEYS = ("tabletop_scenes", "rooms", "steps", "dense_steps", "batch_size", "lr", "weight_decay", "warmup",
-                "preset", "text_only", "seed")
+_RESUME_KEYS = ("tabletop_scenes", "rooms", "steps", "dense_steps", "lexicon_batch", "lexicon_names", "batch_size",
+                "lr", "weight_decay", "warmup", "preset", "text_only", "seed")
 
 
 def batch_indices(seed: int, step: int, size: int, batch: int) -> list[int]:
@@ -124,11 +135,22 @@ def load_text_states(features: TextFeatures, texts: list[str], cache: str | Path
     features.load(path)
 
 
+def lexicon_split(names: int | None) -> tuple[list[LexiconEntry], list[LexiconEntry]]:
+    """(train, held-out) lexicon entries: the training names cut to `names` spread over the alphabet (as the
+    planner's --lexicon-names), the held-out ones whole."""
+    train, held_out = lexicon_entries()
+    if names is not None:
+        train = train[:: max(1, len(train) // max(1, names))][:names]
+    return train, held_out
+
+
 def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Progress = silent,
              features: TextFeatures | None = None) -> QATrainResult:
     """Run (or resume) training; checkpoints to `cfg.out/qa.pt` every `ckpt_every` steps and at the end."""
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.dense_steps < 0 or cfg.tabletop_scenes + cfg.rooms < 1:
         raise BadInput("--steps and --batch-size must be >= 1, --dense-steps >= 0, and some scenes are needed")
+    if cfg.lexicon_batch < 1 or (cfg.lexicon_names is not None and cfg.lexicon_names < 1):
+        raise BadInput("the lexicon batch and the number of lexicon names must be >= 1")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -138,6 +160,8 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
         raise BadInput("the training set has no questions (no scenes selected?)")
     features = features or TextFeatures(model_cfg.text)
     load_text_states(features, data.texts(), cfg.cache)
+    lexicon, held_out = lexicon_split(cfg.lexicon_names)
+    load_text_states(features, lexicon_texts(lexicon), cfg.cache)
     model = QAModel(model_cfg, features).train()
     run_dir = Path(cfg.out)
     ckpt_path = run_dir / CHECKPOINT_NAME
@@ -148,6 +172,7 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
         meta = payload["meta"]
         if meta["kind"] != KIND:
             raise FormatError(f"not a QA checkpoint (kind {meta['kind']!r})", ckpt_path)
+        check_design(meta, ckpt_path)
         check_resume_args(meta, cfg, _RESUME_KEYS, ckpt_path)
         start = int(meta["step"])
         if meta.get("upcycled"):
@@ -165,10 +190,11 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
     with RunLog(run_dir, tensorboard=cfg.tensorboard) as log:
         if start == 0:
             log.log(0, "start", groups=trainable_groups(model), questions=len(data), scenes=len(data.scenes),
-                    config=plain_args(dataclasses.asdict(cfg)))
+                    lexicon=len(lexicon), config=plain_args(dataclasses.asdict(cfg)))
         while step < stop:
             if step == cfg.dense_steps and not model.trunk.is_moe:
-                model.trunk.upcycle()
+                log.log(step, "grounding", **colour_grounding(model, held_out))
+                model.trunk.upcycle()  # and the colour head is frozen from here on (QAModel.colour_frozen)
                 optimizer = None  # the upcycled trunk has new parameters: a fresh optimizer (as at a planner stage)
             if optimizer is None:
                 optimizer = make_optimizer(model, cfg)
@@ -176,9 +202,11 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
             for group in optimizer.param_groups:
                 group["lr"] = lr
             rows = batch_indices(cfg.seed, step, len(data), cfg.batch_size)
-            parts = model.loss(data.inputs(rows), [data.items[i].answers[0] for i in rows])
+            words, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch) if not model.colour_frozen \
+                else (None, None)
+            parts = model.loss(data.inputs(rows), [data.items[i].answers[0] for i in rows], words, labs)
             parts["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(trainable(model), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.training_parameters(), cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -193,17 +221,20 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
     return QATrainResult(run_dir, ckpt_path, step, losses, time.perf_counter() - started, step < cfg.steps)
 
 
-def trainable(model: QAModel) -> list[torch.nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
-
-
 def make_optimizer(model: QAModel, cfg: QATrainConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW(trainable(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(model.training_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def check_design(meta: dict, path: Path) -> None:
+    """A checkpoint of an older model design is refused in one line: its weights cannot fit this model."""
+    if meta.get("design") != DESIGN:
+        raise FormatError("QA checkpoint of an older design (before colour grounding, issue #21); retrain it with "
+                          "`pmoe qa train`", path)
 
 
 def _save(path: Path, cfg: QATrainConfig, model_cfg: QAModelConfig, model: QAModel, optimizer, step: int,
           loss: float) -> None:
-    meta = {"kind": KIND, "preset": cfg.preset, "config": model_cfg.to_dict(), "step": step,
+    meta = {"kind": KIND, "design": DESIGN, "preset": cfg.preset, "config": model_cfg.to_dict(), "step": step,
             "stage": 2 if model.trunk.is_moe else 1, "upcycled": model.trunk.is_moe,
             "train_args": plain_args(dataclasses.asdict(cfg)), "complete": step >= cfg.steps,
             "metrics": {"loss": loss}}
@@ -243,6 +274,7 @@ def load_qa_model(path: str | Path | None = None, features: TextFeatures | None 
     if meta.get("kind") != KIND:
         raise FormatError(f"not a QA checkpoint (kind {meta.get('kind')!r}); `pmoe qa` needs one from "
                           "`pmoe qa train`", path)
+    check_design(meta, path)
     try:
         cfg = QAModelConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as err:

@@ -27,7 +27,7 @@ def tiny_ckpt(tmp_path_factory):
     Uses the default QA cache (tiny keyed sets), as `pmoe qa bench` will."""
     root = tmp_path_factory.mktemp("qa")
     cfg = QATrainConfig(out=str(root / "run"), tabletop_scenes=3, rooms=0, steps=2, dense_steps=1, batch_size=4,
-                        warmup=1, preset="tiny", tensorboard=False)
+                        warmup=1, preset="tiny", tensorboard=False, lexicon_names=24)
     return train_qa(cfg).checkpoint
 
 

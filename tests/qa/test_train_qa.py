@@ -1,12 +1,13 @@
-"""`train_qa`: a tiny config trains for a few steps on tabletop and room questions (dense, then upcycled), resumes
-exactly, refuses a changed recipe, exports a slim copy, and loads back; wrong files are one-line errors."""
+"""`train_qa`: a tiny config trains for a few steps on tabletop and room questions (dense, then upcycled), its colour
+head learns from the lexicon in the dense phase only, it resumes exactly, refuses a changed recipe, exports a slim
+copy, and loads back; wrong files (an older design among them) are one-line errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from pmoe_core.engine.checkpoint import load_checkpoint
+from pmoe_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.qa.model import QAModelConfig
@@ -26,7 +27,7 @@ def cache(tmp_path_factory):
 def _cfg(out, cache, **kw) -> QATrainConfig:
     base = {"out": str(out), "tabletop_scenes": 4, "rooms": 6, "steps": 4, "dense_steps": 2, "batch_size": 4,
             "warmup": 1, "preset": "tiny", "cache": cache, "tensorboard": False, "ckpt_every": 100,
-            "command": "pmoe qa train --test"}
+            "command": "pmoe qa train --test", "lexicon_names": 24}
     return QATrainConfig(**{**base, **kw})
 
 
@@ -69,6 +70,28 @@ def test_resume_is_exact(tmp_path, cache, features, straight):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_colour_head_learns_in_the_dense_phase_and_is_frozen_after(tmp_path, cache, features, straight):
+    """Steps 1-2 are dense (the head moves with the lexicon loss), steps 3-4 upcycled (it stays put, the rest moves)."""
+    one = train_qa(_cfg(tmp_path / "one", cache, stop_at=1), features=features)
+    two = train_qa(_cfg(tmp_path / "two", cache, stop_at=2), features=features)
+    w1, w2, w4 = (load_checkpoint(r.checkpoint)["model"] for r in (one, two, straight))
+    colour = [k for k in w4 if k.startswith("colour.")]
+    assert colour and all(k in w1 and k in w2 for k in colour)
+    assert any(not torch.equal(w1[k], w2[k]) for k in colour)
+    assert all(torch.equal(w2[k], w4[k]) for k in colour)
+    assert not torch.equal(w2["object_colour.0.weight"], w4["object_colour.0.weight"])
+    log = (straight.run_dir / "log.jsonl").read_text()
+    assert '"event": "grounding"' in log and '"held_out_nearest"' in log and '"colour"' in log
+
+
+def test_frozen_colour_head_is_not_trained(straight, features):
+    model = load_qa_model(straight.checkpoint, features).model
+    assert model.colour_frozen
+    assert not any(p is q for p in model.training_parameters() for q in model.colour.parameters())
+    with pytest.raises(ValueError, match="frozen"):
+        model.loss([], [], ["the red block"], torch.zeros(1, 3))
+
+
 def test_resume_refuses_a_changed_recipe(tmp_path, cache, features):
     train_qa(_cfg(tmp_path / "run", cache, stop_at=1), features=features)
     with pytest.raises(BadInput, match="different lr"):
@@ -84,6 +107,24 @@ def test_export_is_slim_and_loads(tmp_path, straight, features):
     loaded = load_qa_model(slim, features)
     assert loaded.model.trunk.is_moe and not loaded.model.training
     assert loaded.meta["command"] == "pmoe qa train --test"
+    full = load_qa_model(straight.checkpoint, features).model
+    texts = ["is there a red block?", "what color is the big block?"]
+    for name, value in full.trainable_state_dict().items():  # every weight, the colour head's too, round-trips
+        torch.testing.assert_close(loaded.model.trainable_state_dict()[name], value.half().float())
+    torch.testing.assert_close(loaded.model.asked_colour(loaded.model.text_batch(texts)).lab,
+                               full.asked_colour(full.text_batch(texts)).lab, atol=2e-3, rtol=0)
+
+
+def test_an_older_design_is_one_clear_error(tmp_path, straight, features):
+    """A checkpoint from before colour grounding (no design mark, no colour head) is refused in one line that says
+    to retrain, not a weights mismatch."""
+    payload = load_checkpoint(straight.checkpoint)
+    meta = {k: v for k, v in payload["meta"].items() if k not in ("design", "pmoe_version")}
+    model = {k: v for k, v in payload["model"].items() if not k.startswith(("colour.", "object_colour."))}
+    old = save_checkpoint(tmp_path / "old.pt", meta, {"model": model})
+    with pytest.raises(FormatError, match="older design.*pmoe qa train") as err:
+        load_qa_model(old, features)
+    assert "old.pt" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_wrong_files_are_one_line_errors(tmp_path, features):
