@@ -15,7 +15,8 @@ near-uniform scores of a barely trained checkpoint flip easily (72.8% at 200k po
 A small --tile-points on a small cloud is costly: every tile scores its 2 m of context too.
 With --scene terrain the cloud is airborne-LiDAR-like instead: 100 x 100 m tiles of rolling ground with box
 buildings and round trees (~12 points/m^2, no colour, intensity by surface), scored with the SemanticKITTI classes
-by the outdoor recipe (what predict picks for a cloud with intensity and no colour); it is always handed over as LAS.
+by the outdoor recipe (what predict picks for a cloud with intensity and no colour); it is always handed over as LAS,
+and eval (up to --eval-max-points) scores the same LAS as pmoe reads it, stored as one SemanticKITTI val scene.
 With --format las the cloud is handed to predict as a LAS 1.4 file (point format 2, 16-bit colour), written
 in pieces of 1M points, so predict's own LAS reader and labelled-copy writer are what is measured.
 Run: PYTHONPATH=. python bench/predict.py [--sizes 1000000,30000000] [--threads 2] [--eval-max-points 1000000]
@@ -68,6 +69,7 @@ def room_points(rng: np.random.Generator, n: int, origin: np.ndarray) -> tuple[n
     return (xyz + origin).astype(np.float32), color, segment
 
 
+EVAL_SCENE = {"scannet": "scene0999_00", "semantickitti": "08_000000"}  # the stored scene's name per dataset
 TERRAIN_TILE = 100.0  # m
 TERRAIN_POINTS = 120_000  # per tile: ~12 points/m^2
 # surface kind -> (SemanticKITTI class, intensity 0-1): ground, building, vegetation
@@ -169,9 +171,19 @@ def npy_to_las(cloud: Path, chunk: int = 1 << 20) -> Path:
 def write_store(data: Path, cloud: Path, truth: Path) -> None:
     """The same cloud as the only val scene of a ScanNet store (segment = the generating surface's class)."""
     array = np.load(cloud, mmap_mode="r")
-    scene = Scene("scene0999_00", np.asarray(array[:, :3]), color=np.asarray(array[:, 3:]).astype(np.uint8),
+    scene = Scene(EVAL_SCENE["scannet"], np.asarray(array[:, :3]), color=np.asarray(array[:, 3:]).astype(np.uint8),
                   segment=np.load(truth))
     with StoreWriter.open(str(data / "scannet.zarr"), "scannet") as writer:
+        writer.append("val", scene)
+
+
+def write_terrain_store(data: Path, las: Path, truth: Path) -> None:
+    """The terrain LAS as pmoe reads it (intensity -> strength), as the only val scene of a SemanticKITTI store."""
+    from pmoe_core.io import read_point_cloud
+
+    cloud = read_point_cloud(las)
+    scene = Scene(EVAL_SCENE["semantickitti"], cloud.coord, strength=cloud.strength, segment=np.load(truth))
+    with StoreWriter.open(str(data / "semantickitti.zarr"), "semantickitti") as writer:
         writer.append("val", scene)
 
 
@@ -215,14 +227,15 @@ def run_predict(ckpt: str, cloud: Path, out: Path, threads: int, tile_points: in
     return float(report["seconds"]), wall, rss, labels, memory
 
 
-def run_eval(ckpt: str, data: Path, out: Path, threads: int) -> tuple[float, float, int, np.ndarray]:
+def run_eval(ckpt: str, data: Path, out: Path, threads: int,
+             dataset: str = "scannet") -> tuple[float, float, int, np.ndarray]:
     """(scoring s, wall s, peak RSS bytes, classes) of `pmoe eval --save-pred` on the stored cloud."""
     out.mkdir(parents=True, exist_ok=True)
-    wall, rss = pmoe(["eval", ckpt, "--data", str(data), "--datasets", "scannet", "--device", "cpu", "--threads",
+    wall, rss = pmoe(["eval", ckpt, "--data", str(data), "--datasets", dataset, "--device", "cpu", "--threads",
                       str(threads), "--json", str(out / "report.json"), "--save-pred", str(out / "pred")],
                      out.with_suffix(".log"), threads)
     seconds = json.loads((out / "report.json").read_text())["seconds"]
-    return float(seconds), wall, rss, np.load(out / "pred" / "scannet" / "val" / "classes" / "scene0999_00.npy")
+    return float(seconds), wall, rss, np.load(out / "pred" / dataset / "val" / "classes" / f"{EVAL_SCENE[dataset]}.npy")
 
 
 def main() -> None:
@@ -252,6 +265,8 @@ def main() -> None:
             if terrain:
                 cloud = work / f"terrain_{n}.las"
                 truth = write_terrain_las(cloud, n)
+                if n <= args.eval_max_points:
+                    write_terrain_store(work / f"data_{n}", cloud, truth)
             else:
                 cloud = work / f"cloud_{n}.npy"
                 truth = write_cloud(cloud, n)
@@ -262,9 +277,9 @@ def main() -> None:
             p_s, p_wall, p_rss, labels, memory = run_predict(ckpt, cloud, work / f"predict_{n}", args.threads,
                                                      args.tile_points, datasets[0])
             row = (f"| {n:,} | {p_s:.1f} ({p_wall:.1f}) | {n / p_s:,.0f} | {p_rss / 2**30:.2f} GiB | ")
-            if n <= args.eval_max_points and not terrain:
+            if n <= args.eval_max_points:
                 data = work / f"data_{n}"
-                e_s, e_wall, e_rss, classes = run_eval(ckpt, data, work / f"eval_{n}", args.threads)
+                e_s, e_wall, e_rss, classes = run_eval(ckpt, data, work / f"eval_{n}", args.threads, datasets[0])
                 agree = float((classes.astype(np.int64) == labels).mean())
                 row += (f"{e_s:.1f} ({e_wall:.1f}) | {n / e_s:,.0f} | {e_rss / 2**30:.2f} GiB | {p_s / e_s:.2f}x | "
                         f"{p_rss / e_rss:.2f}x | {100 * agree:.2f}% |")
