@@ -30,7 +30,7 @@ from pmoe_core.progress import Progress, silent
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.oracle import Step, oracle_steps
 from pmoe_core.tabletop.poses import BLOCK_SYMMETRY, Pose
-from pmoe_core.tabletop.tasks import make_scene, task_name
+from pmoe_core.tabletop.tasks import WORLD_VERSION, make_scene, task_name
 from pmoe_core.tabletop.world import SceneDesc
 
 DEMO_VERSION = 7
@@ -57,7 +57,7 @@ class DemoSpec:
         return ObjectTokenConfig(max_objects=self.max_objects, radius=self.radius, min_points=self.min_points)
 
     def key(self) -> str:
-        text = json.dumps({"version": DEMO_VERSION, **asdict(self)}, sort_keys=True)
+        text = json.dumps({"version": DEMO_VERSION, "world": WORLD_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -25,6 +25,7 @@ from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.items import QAItem
 from pmoe_core.qa.model import QAInput, agent_features, question_text
 from pmoe_core.qa.scene_input import QAScene, scene_input
+from pmoe_core.tabletop.tasks import WORLD_VERSION
 
 CACHE_ENV = "PMOE_CACHE_DIR"
 PERCEPTION_VERSION = 1  # bump when scene_input changes what it returns for the same cloud
@@ -51,6 +52,7 @@ class QASetSpec:
     def scene_key(self) -> str:
         data = {k: v for k, v in asdict(self).items() if k != "templates"}
         data["perception"] = PERCEPTION_VERSION
+        data["world"] = WORLD_VERSION  # tabletop scenes (final states stand at the goals) change with the world
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -29,6 +29,9 @@ from pmoe_core.tabletop.world import (
 )
 
 SMALL, BIG = BLOCK_SIZES["small"], BLOCK_SIZES["big"]
+# Bumped when a task's scenes or goals change for the same (task, seed, split): caches of rendered scenes key on it.
+# 2: the pyramid's row along the zone's edge nearest x.
+WORLD_VERSION = 2
 Z_TOL = 0.01
 # A block is "in" a bowl when its footprint disc lies inside the bowl's inner wall.
 BOWL_XY_TOL = round(BOWL_INNER_RADIUS - SMALL * math.sqrt(2) / 2, 3)
