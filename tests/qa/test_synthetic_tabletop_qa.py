@@ -190,3 +190,13 @@ def test_final_state_is_where_the_simulated_oracle_leaves_the_blocks(task):
         for block in desc.blocks:
             moved = np.subtract(rollout.poses[block.id].position, final.objects[block.id].position)
             assert np.linalg.norm(moved) < 0.003, (task, seed, block)
+
+
+def test_cached_scene_inputs_are_keyed_by_the_world_version(monkeypatch):
+    """Final-state scenes stand at the goals, so a change of the world's goals must not reuse cached inputs."""
+    from pmoe_core.qa import data
+
+    spec = data.QASetSpec(tabletop_scenes=3)
+    before = spec.scene_key()
+    monkeypatch.setattr(data, "WORLD_VERSION", data.WORLD_VERSION + 1)
+    assert spec.scene_key() != before
