@@ -115,7 +115,7 @@ def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Pat
 def train(
     tabletop_scenes: int = typer.Option(2000, "--tabletop-scenes", help="tabletop training scenes (seeds 0..N-1)"),
     rooms: int = typer.Option(900, "--rooms", help="synthetic ScanNet rooms written; a third (train split) are used"),
-    steps: int = typer.Option(2000, "--steps", help="training steps"),
+    steps: int = typer.Option(4000, "--steps", help="training steps"),
     dense_steps: int = typer.Option(300, "--dense-steps", help="steps with a dense trunk before it is upcycled"),
     batch_size: int = typer.Option(32, "--batch-size", help="questions per step"),
     lr: float = typer.Option(1e-3, "--lr", help="peak learning rate (warmup, cosine to 10%)"),

@@ -66,7 +66,7 @@ class QATrainConfig:
     out: str = "runs/qa"
     tabletop_scenes: int = 2000  # train seeds 0..N-1 (seen colours), the tabletop generator's task mix
     rooms: int = 900  # synthetic ScanNet rooms written; the train split (i % 3 == 0) is used: 300 rooms
-    steps: int = 2000
+    steps: int = 4000
     dense_steps: int = 300  # the trunk is dense (and the colour head learns) for these steps, then upcycled
     lexicon_batch: int = 64  # lexicon phrases per dense step (the colour head's data)
     lexicon_names: int | None = None  # learn from this many lexicon names (spread over the alphabet); None: all
