@@ -96,6 +96,15 @@ def lexicon_entries() -> tuple[list[LexiconEntry], list[LexiconEntry]]:
     return [e for e in out if zlib.crc32(e.name.encode()) % HELD_OUT_EVERY != 0], held
 
 
+def lexicon_split(names: int | None = None) -> tuple[list[LexiconEntry], list[LexiconEntry]]:
+    """(train, held-out) lexicon entries, the training names cut to `names` spread over the alphabet (None: all;
+    tests train on a few), the held-out ones whole."""
+    train, held_out = lexicon_entries()
+    if names is not None:
+        train = train[:: max(1, len(train) // max(1, names))][:names]
+    return train, held_out
+
+
 def lexicon_phrase(name: str, carrier: int) -> str:
     """`name` in carrier `carrier`, in the case instructions come in (lower, Capitalised or UPPER: one per pair,
     fixed by a hash, so the set of phrases stays one per pair)."""

@@ -37,7 +37,7 @@ from pmoe_core.errors import BadInput, FormatError
 from pmoe_core.planner.colour import (
     LexiconEntry,
     lexicon_batch,
-    lexicon_entries,
+    lexicon_split,
     lexicon_texts,
     nearest_colour_accuracy,
     rgb_to_lab,
@@ -255,9 +255,7 @@ def train_planner(
     random.seed(cfg.seed)
     model_cfg = model_config(cfg.preset, cfg.llm, cfg.experts, cfg.joint)
     demos = load_demos(demo_spec(cfg, model_cfg), cfg.cache, demo_progress)
-    lexicon, held_out = lexicon_entries()
-    if cfg.lexicon_names is not None:
-        lexicon = lexicon[:: max(1, len(lexicon) // max(1, cfg.lexicon_names))][: cfg.lexicon_names]
+    lexicon, held_out = lexicon_split(cfg.lexicon_names)
     texts = demos.instructions + [str(t) for t in np.unique(demos.ref_texts) if t]
     features = cached_text_features(model_cfg, texts, lexicon_texts(lexicon), cfg.cache, demo_progress)
     torch.manual_seed(cfg.seed)

@@ -34,9 +34,8 @@ from pmoe_core.engine.checkpoint import (
 from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.planner.colour import (
-    LexiconEntry,
     lexicon_batch,
-    lexicon_entries,
+    lexicon_split,
     lexicon_texts,
 )
 from pmoe_core.planner.model import trainable_groups
@@ -133,15 +132,6 @@ def load_text_states(features: TextFeatures, texts: list[str], cache: str | Path
     features.encode(texts)
     features.save(path)
     features.load(path)
-
-
-def lexicon_split(names: int | None) -> tuple[list[LexiconEntry], list[LexiconEntry]]:
-    """(train, held-out) lexicon entries: the training names cut to `names` spread over the alphabet (as the
-    planner's --lexicon-names), the held-out ones whole."""
-    train, held_out = lexicon_entries()
-    if names is not None:
-        train = train[:: max(1, len(train) // max(1, names))][:names]
-    return train, held_out
 
 
 def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Progress = silent,
