@@ -1,7 +1,8 @@
 """`pmoe qa`: 3D question answering with the 3D-MoE answering model.
 
-- `pmoe qa --scene SCENE --question "..." [--situation "..."]`: answer in text (the packaged default unless
-  --checkpoint); greedy, or --beams N ranked answers; --json writes them.
+- `pmoe qa --scene SCENE --question "..." [--situation "..." [--position X Y Z --rotation QX QY QZ QW]]`: answer in
+  text (the packaged default unless --checkpoint); greedy, or --beams N ranked answers; --json writes them. The
+  position and rotation are SQA3D's situated agent, read as the QA sets read them (`qa/answer.py`).
 - `pmoe qa train`: train an answering model on synthetic QA sets (the packaged default's recipe by default).
 - `pmoe qa bench`: EM@1 and CIDEr per question type on held-out synthetic questions, with the majority baseline.
 
@@ -44,6 +45,12 @@ def _qa(
                               "or a tabletop ref such as tabletop/stack-blocks/seen/100000"),
     question: str = typer.Option(None, "--question", help='e.g. "how many blocks are there?"'),
     situation: str = typer.Option(None, "--situation", help='where you are, e.g. "I am facing the door."'),
+    position: tuple[float, float, float] = typer.Option(None, "--position", help="the situated agent's position "
+                                                        "X Y Z in the cloud's frame, metres (SQA3D's; needs "
+                                                        "--situation and --rotation)"),
+    rotation: tuple[float, float, float, float] = typer.Option(None, "--rotation", help="the agent's rotation, a "
+                                                               "unit quaternion QX QY QZ QW (SQA3D's); it faces "
+                                                               "the rotated +x, only the yaw is used"),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="QA checkpoint (default: the packaged one)"),
     beams: int = typer.Option(1, "--beams", help="1: greedy; N > 1: beam search, N ranked answers"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="answer length limit in LM tokens (default: the "
@@ -62,15 +69,18 @@ def _qa(
         raise typer.Exit()
     if scene is None or question is None:
         raise BadInput("answering needs both --scene and --question")
-    run_qa(scene, question, situation, checkpoint, beams, max_tokens, json_out, seed, overwrite)
+    run_qa(scene, question, situation, checkpoint, beams, max_tokens, json_out, seed, overwrite, position, rotation)
 
 
 def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Path | None, beams: int,
-           max_tokens: int | None, json_out: Path | None, seed: int, overwrite: bool = False) -> None:
+           max_tokens: int | None, json_out: Path | None, seed: int, overwrite: bool = False,
+           position: tuple[float, ...] | None = None, rotation: tuple[float, ...] | None = None) -> None:
     if not question.strip():
         raise BadInput("--question is empty")
     if situation is not None and not situation.strip():
         raise BadInput("--situation is empty (leave it out for an unsituated question)")
+    if (position is None) != (rotation is None):
+        raise BadInput("--position and --rotation go together (the agent's place and heading)")
     if beams < 1:
         raise BadInput(f"--beams must be >= 1, got {beams}")
     if max_tokens is not None and not 1 <= max_tokens <= 15:
@@ -78,17 +88,25 @@ def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Pat
     if json_out is not None:
         check_output_file(json_out, overwrite=overwrite)
     require_planner_extra("pmoe qa")
-    from pmoe_core.qa.answer import answer_question
+    from pmoe_core.qa.answer import (
+        Agent,
+        answer_question,
+        check_agent,
+        check_agent_in_scene,
+    )
     from pmoe_core.qa.scene_input import require_colour
     from pmoe_core.qa.scenes import load_scene_cloud
     from pmoe_core.qa.train import load_qa_model
 
+    agent = Agent(tuple(position), tuple(rotation)) if position is not None else None
+    check_agent(agent, situation)
     started = time.perf_counter()
     cloud = load_scene_cloud(scene_ref)  # fail on a bad scene before the slow model load
     require_colour(cloud, scene_ref)
+    check_agent_in_scene(agent, cloud, scene_ref)
     loaded = load_qa_model(checkpoint)
     load_s = time.perf_counter() - started
-    result = answer_question(loaded.model, cloud, question, situation, beams, max_tokens, seed, scene_ref)
+    result = answer_question(loaded.model, cloud, question, situation, beams, max_tokens, seed, scene_ref, agent)
     console = Console()
     if beams == 1:
         console.print(result.answers[0].text or "(empty answer)", highlight=False)
@@ -102,7 +120,9 @@ def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Pat
     console.print(f"scene: {result.kind}, {result.objects} object proposals, scale {result.scale:.2f} m; "
                   f"load {load_s:.2f} s, answer {result.seconds:.3f} s", highlight=False, style="dim")
     if json_out is not None:
-        report = {"scene": scene_ref, "question": question, "situation": situation, "checkpoint": str(loaded.path),
+        report = {"scene": scene_ref, "question": question, "situation": situation,
+                  "position": list(agent.position) if agent else None,
+                  "rotation": list(agent.rotation) if agent else None, "checkpoint": str(loaded.path),
                   "beams": beams, "max_tokens": result.max_tokens, "seed": seed,
                   "answers": [{"text": a.text, "logprob": a.logprob, "finished": a.finished} for a in result.answers],
                   "scene_kind": result.kind, "object_proposals": result.objects,

@@ -43,7 +43,8 @@ def test_qa_is_listed():
     assert result.exit_code == 0 and "qa" in result.output
     result = runner.invoke(app, ["qa", "--help"])
     assert result.exit_code == 0
-    for word in ("--scene", "--question", "--situation", "--beams", "--max-tokens", "train", "bench"):
+    for word in ("--scene", "--question", "--situation", "--position", "--rotation", "--beams", "--max-tokens", "train",
+                 "bench"):
         assert word in result.output
 
 
@@ -73,6 +74,26 @@ def test_answer_beams_situated_tabletop_ref(tiny_ckpt, tmp_path):
     assert 1 <= len(answers) <= 3 and "rank" in result.output
     assert [a["logprob"] for a in answers] == sorted((a["logprob"] for a in answers), reverse=True)
     assert json.loads(out.read_text())["situation"] == "I am facing the red block."
+
+
+def test_situated_agent_position_and_rotation(tiny_ckpt, cube_ply, tmp_path, capsys):
+    out = tmp_path / "s.json"
+    base = ["qa", "--scene", str(cube_ply), "--question", "what is on my left?", "--checkpoint", str(tiny_ckpt)]
+    agent = ["--position", "0.2", "-0.1", "0", "--rotation", "0", "0", "0.7071068", "0.7071068"]
+    result = runner.invoke(app, [*base, "--situation", "I am facing the block.", *agent, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["position"] == [0.2, -0.1, 0.0] and data["rotation"] == [0.0, 0.0, 0.7071068, 0.7071068]
+    assert data["situation"] == "I am facing the block." and data["answers"][0]["text"] in result.output
+    situated = ["--situation", "I am facing the block."]
+    assert "go together" in one_line_error(capsys, [*base, *situated, "--position", "0", "0", "0"])
+    assert "need --situation" in one_line_error(capsys, [*base, *agent])
+    assert "unit quaternion" in one_line_error(capsys, [*base, *situated, "--position", "0", "0", "0",
+                                                        "--rotation", "0", "0", "1", "1"])
+    assert "finite" in one_line_error(capsys, [*base, *situated, "--position", "nan", "0", "0",
+                                               "--rotation", "0", "0", "0", "1"])
+    err = one_line_error(capsys, [*base, *situated, "--position", "50", "0", "0", "--rotation", "0", "0", "0", "1"])
+    assert "outside the scene" in err and "cube.ply" in err
 
 
 def test_bad_inputs_are_one_line(tiny_ckpt, cube_ply, tmp_path, capsys):
