@@ -38,12 +38,14 @@ def flow_loss(
     cfg: FlowConfig,
     generator: torch.Generator | None = None,
     end_point_dims: int = 0,
+    dim_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean squared velocity error over the entries `mask` (broadcastable to x1) marks as real data.
 
     The first `end_point_dims` coordinates (last axis) are scored on the end point the velocity implies,
     x_t + (1 - t) v, against x1: the velocity error weighted by (1 - t)^2. That is the loss for a model that
     predicts those coordinates as end points (v = (end - x_t) / (1 - t)); on velocity it would explode near t = 1.
+    `dim_weights` (last axis) weighs each coordinate's error: the units a coordinate's precision is judged in.
     """
     x0 = torch.randn(x1.shape, device=x1.device, dtype=x1.dtype, generator=generator)
     t = sample_times(x1.shape[0], cfg, x1.device, generator).to(x1.dtype)
@@ -51,6 +53,8 @@ def flow_loss(
     err = (velocity(tb * x1 + (1 - tb) * x0, t) - (x1 - x0)) ** 2
     if end_point_dims:
         err = torch.cat([err[..., :end_point_dims] * (1 - tb) ** 2, err[..., end_point_dims:]], dim=-1)
+    if dim_weights is not None:
+        err = err * dim_weights.to(err)
     if mask is None:
         return err.mean()
     weight = mask.to(err.dtype).expand_as(err)

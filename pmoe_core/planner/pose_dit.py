@@ -47,6 +47,7 @@ class PoseDiTConfig:
     max_steps: int = 12  # LoHoRavens: blocks + 2
     anchor_bands: int = 8  # Fourier bands of the candidates' centres in the pointer's keys
     pointer_loss: float = 1.0  # weight of the pointer's supervision (pose_head.pointer_loss)
+    position_unit: float = 0.02  # m: the end-point loss scores positions in this unit (pose_tokens.token_error_weights)
 
 
 @dataclass
@@ -257,11 +258,32 @@ class PoseDiT(nn.Module):
         if bonus is not None:
             logits = logits + bonus
         weights = logits.masked_fill(~cond.candidates[:, None, :], float("-inf")).softmax(-1)
-        one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
-        used = one_hot + weights - weights.detach() if self.training else one_hot
+        if self.training:
+            one_hot = F.one_hot(weights.argmax(-1), weights.shape[-1]).to(weights.dtype)
+            used = one_hot + weights - weights.detach()
+        else:
+            used = F.one_hot(distinct_picks(weights.reshape(b, s, 2, -1)).flatten(1), weights.shape[-1])
+            used = used.to(weights.dtype)
         centre = used @ cond.anchors.to(used.dtype)
         return (centre.reshape(b, s, 2, 3), (used @ prepared.seq).reshape(b, s, 2, d), weights.reshape(b, s, 2, -1),
                 used)
+
+
+def distinct_picks(weights: torch.Tensor) -> torch.Tensor:
+    """(B, S, 2, L) pointer attention -> (B, S, 2) the candidate each pose token takes: the most attended one, except
+    that a pick never takes what an earlier step picked (its next choice instead). The cloud shows each object where
+    it was before the plan ran; once a step has moved an object, picking at its old place can only grasp air (or
+    whatever now stands there), so no plan the world accepts picks one object twice. Places are unconstrained (a
+    tower's base takes every level)."""
+    choice = weights.argmax(-1)
+    taken = torch.zeros(weights.shape[0], weights.shape[-1], dtype=torch.bool, device=weights.device)
+    rows = torch.arange(weights.shape[0], device=weights.device)
+    for j in range(weights.shape[1]):
+        w = weights[:, j, 0]  # 0 exactly where not a candidate: those stay last even when every candidate is taken
+        pick = torch.where(w > 0, w - 2.0 * taken.to(w.dtype), float("-inf")).argmax(-1)
+        choice[:, j, 0] = pick
+        taken[rows, pick] = True
+    return choice
 
 
 def _pointed_yaw(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor:

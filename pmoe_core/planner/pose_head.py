@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from pmoe_core.planner.flow import FlowConfig, euler_sample, flow_loss
 from pmoe_core.planner.pose_dit import Condition, PointerRecord, PoseDiT, step_mask
 from pmoe_core.planner.pose_tokens import (
+    token_error_weights,
     tokens_to_positions,
     yaw_of_tokens,
     yaw_to_rot6d,
@@ -38,7 +39,8 @@ def pose_losses(dit: PoseDiT, cond: Condition, tokens: torch.Tensor, lengths: to
         return dit.velocity(x, t, cond, prepared, mask, target, record)
 
     parts = {
-        "flow": flow_loss(velocity, tokens, mask[:, :, None, None], flow, generator, end_point_dims=tokens.shape[-1]),
+        "flow": flow_loss(velocity, tokens, mask[:, :, None, None], flow, generator, end_point_dims=tokens.shape[-1],
+                          dim_weights=token_error_weights(dit.cfg.position_unit)),
         "stop": F.cross_entropy(dit.length_logits(prepared), lengths - 1),
     }
     per_pass = [pointer_loss(w, target, mask) for w in record.weights]

@@ -91,6 +91,15 @@ def tokens_to_positions(tokens: torch.Tensor) -> torch.Tensor:
     return (tokens + 1) / 2 * (hi - lo) + lo
 
 
+def token_error_weights(position_unit: float) -> torch.Tensor:
+    """(TOKEN_DIM,) squared-error weights that score a token's position in units of `position_unit` metres, the
+    same along x, y and z, and its 6-D rotation as it is. The token axes map the workspace box to [-1, 1], so a
+    token unit is 25 cm along x but 50 cm along y; scored in token units a 5 mm error costs 1e-4 to 4e-4, too little
+    against the rotation's to pay for a pyramid's millimetres."""
+    per_metre = 2 / (_HI - _LO)
+    return torch.cat([(1 / (per_metre * position_unit)) ** 2, torch.ones(TOKEN_DIM - 3)])
+
+
 def rotate_token_offsets(offset: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
     """(..., 3) token-space position offsets turned by `yaw` (...,) about z, in metres (the token axes are scaled
     differently, so the turn is made in metric units and mapped back)."""

@@ -11,6 +11,7 @@ from pmoe_core.planner.pose_dit import (
     PointerRecord,
     PoseDiT,
     PoseDiTConfig,
+    distinct_picks,
     step_mask,
 )
 from pmoe_core.planner.pose_head import (
@@ -105,7 +106,7 @@ def test_a_fresh_dit_predicts_the_pointed_candidates_pose():
     record = PointerRecord([])
     v = dit.velocity(x, t, cond, prepared, step_mask(torch.tensor([2, 1, 2]), 2), record=record)
     end = x + 0.5 * v
-    chosen = record.weights[-1].argmax(-1)  # (B, S, 2) indices into the condition
+    chosen = distinct_picks(record.weights[-1])  # (B, S, 2) indices into the condition
     assert (chosen >= 2).all()  # never an instruction position
     for i in range(3):
         for s in range(2):
@@ -139,29 +140,31 @@ def test_padded_steps_and_padded_condition_do_not_leak():
 
 
 def _pointer_toy(g: torch.Generator, batch: int, k: int = 8):
-    """Scenes of random candidates; one is flagged "pick", one "place"; a third flag asks for the step twice (the
-    stop head must read it). Targets: pick at its candidate, place 0.1 above the other (token units), identity
-    rotations."""
+    """Scenes of random candidates; one is flagged "pick", one "place", one "pick second"; a flag asks for a second
+    step (the stop head must read it). Targets: pick at its candidate, place 0.1 above the other (token units), the
+    second step's pick at the second flagged candidate and its place as the first's (a tower), identity rotations."""
     pos = torch.rand(batch, k, 3, generator=g) * 2 - 1
-    which = torch.stack([torch.randperm(k, generator=g)[:2] for _ in range(batch)])
+    which = torch.stack([torch.randperm(k, generator=g)[:3] for _ in range(batch)])
     two = torch.rand(batch, generator=g) < 0.5
-    feats = torch.zeros(batch, k, 6)
+    feats = torch.zeros(batch, k, 7)
     rows = torch.arange(batch)
     feats[rows, which[:, 0], 0] = 1.0
     feats[rows, which[:, 1], 1] = 1.0
+    feats[rows, which[:, 2], 6] = 1.0
     feats[..., 2] = two[:, None].float()
-    feats[..., 3:] = pos
+    feats[..., 3:6] = pos
     x1 = torch.zeros(batch, 2, 2, 9)
     x1[:, :, :, 3], x1[:, :, :, 7] = 1.0, 1.0  # 6-D identity rotation
     x1[:, 0, 0, :3] = pos[rows, which[:, 0]]
     x1[:, 0, 1, :3] = pos[rows, which[:, 1]] + torch.tensor([0.0, 0.0, 0.1])
     x1[:, 1] = x1[:, 0]
+    x1[:, 1, 0, :3] = pos[rows, which[:, 2]]
     return _condition(feats, pos), x1, 1 + two.long()
 
 
 def test_pointer_learns_to_put_pick_and_place_on_the_flagged_candidates():
     torch.manual_seed(0)
-    dit = _dit().train()
+    dit = _dit(cond_dim=7).train()
     opt = torch.optim.AdamW(dit.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(1)
     for _ in range(300):
@@ -182,7 +185,7 @@ def test_pointer_learns_to_put_pick_and_place_on_the_flagged_candidates():
 
 def test_in_training_the_end_point_is_anchored_at_the_target_candidate():
     torch.manual_seed(0)
-    dit = _dit().train()
+    dit = _dit(cond_dim=7).train()
     cond, x1, _ = _pointer_toy(torch.Generator().manual_seed(0), 4)
     prepared = dit.prepare(cond)
     target = nearest_candidate(x1, cond)
@@ -218,7 +221,7 @@ def test_a_target_goes_with_the_object_whose_footprint_holds_it():
 
 def test_the_relation_bias_starts_at_zero_and_then_reads_the_partners_choice():
     torch.manual_seed(0)
-    dit = _dit().eval()
+    dit = _dit(cond_dim=7).eval()
     cond, _, _ = _pointer_toy(torch.Generator().manual_seed(0), 2)
     h = torch.randn(2, 2, 2, 32)
     used = torch.zeros(2, 4, cond.seq.shape[1])
@@ -245,3 +248,31 @@ def test_offsets_turn_in_metres_not_token_units():
     assert torch.allclose(turned, along_y, atol=1e-6)
     yaw = torch.tensor(0.3)
     assert torch.allclose(rotate_token_offsets(rotate_token_offsets(along_x, yaw), -yaw), along_x, atol=1e-6)
+
+
+def test_position_errors_are_weighed_in_metres_on_every_axis():
+    """A 1 cm miss costs the same along x, y and z once weighted (the token axes are 0.5, 1 and 0.3 m wide), 0.25
+    in 2 cm units; rotation coordinates keep weight 1."""
+    from pmoe_core.planner.pose_tokens import token_error_weights
+
+    weights = token_error_weights(0.02)
+    origin = torch.tensor([0.5, 0.0, 0.1])
+    for axis in range(3):
+        miss = torch.zeros(3)
+        miss[axis] = 0.01
+        err = positions_to_tokens(origin + miss) - positions_to_tokens(origin)
+        torch.testing.assert_close((err**2 * weights[:3]).sum(), torch.tensor(0.25), rtol=1e-5, atol=0)
+    assert torch.equal(weights[3:], torch.ones(6))
+
+
+def test_no_plan_picks_one_object_twice():
+    """Two steps whose picks both prefer candidate 1: the later takes its next choice; places stay free to share a
+    candidate (a tower's base), and with every candidate taken a pick still never falls on a non-candidate."""
+    w = torch.zeros(1, 3, 2, 4)  # candidates 1..3; 0 is not one (weight exactly 0 after the masked softmax)
+    w[0, :, 0, 1:] = torch.tensor([0.6, 0.3, 0.1])  # every pick prefers 1, then 2, then 3
+    w[0, :, 1, 1:] = torch.tensor([0.1, 0.1, 0.8])  # every place prefers 3
+    choice = distinct_picks(w)
+    assert choice[0, :, 0].tolist() == [1, 2, 3]
+    assert choice[0, :, 1].tolist() == [3, 3, 3]
+    four = torch.cat([w, w[:, :1]], dim=1)  # a fourth step with every candidate already taken
+    assert distinct_picks(four)[0, 3, 0].item() in (1, 2, 3)

@@ -60,3 +60,18 @@ def test_end_point_dims_score_the_implied_end_point():
     torch.testing.assert_close(both, torch.tensor(0.01), atol=1e-5, rtol=0)
     plain = flow_loss(velocity, x1, None, cfg, g)
     assert plain > 0.02  # E[1 / (1 - t)^2] > 1
+
+
+def test_dim_weights_scale_each_coordinates_error():
+    """The same miss on two coordinates, the second weighted 4x, costs 1 and 4 times d^2."""
+    target = torch.tensor([0.3, -0.7])
+    miss = torch.tensor([0.1, 0.1])
+
+    def velocity(x, t):
+        return (target + miss - x) / (1 - t[:, None])
+
+    x1 = target.expand(64, 2).clone()
+    cfg = FlowConfig(time_sampling="uniform")
+    loss = flow_loss(velocity, x1, None, cfg, torch.Generator().manual_seed(0), end_point_dims=2,
+                     dim_weights=torch.tensor([1.0, 4.0]))
+    torch.testing.assert_close(loss, torch.tensor((0.01 + 0.04) / 2), atol=1e-5, rtol=0)
