@@ -14,8 +14,10 @@ planner from demonstrations: it gets the difference between the asked colour and
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -139,3 +141,50 @@ def nearest_colour_accuracy(asked_lab: torch.Tensor, true_lab: torch.Tensor, pal
     asked = torch.cdist(asked_lab, palette_lab).argmin(-1)
     truth = torch.cdist(true_lab, palette_lab).argmin(-1)
     return float((asked == truth).float().mean())
+
+
+# Stage II colour paraphrases: a demonstration's colour word swapped for a lexicon name of the same scene colour.
+PARAPHRASE_DELTA_E = 20.0  # a name may stand for a world colour within this CIE76 distance of it...
+PARAPHRASE_MARGIN = 5.0  # ...and this much nearer to it than to any other world colour
+
+
+@cache
+def colour_paraphrases(colour: str) -> tuple[str, ...]:
+    """Stage I lexicon names (never held-out ones) that can stand for the world colour `colour` in an instruction:
+    nearest to it of the world's colours, by a margin, and within `PARAPHRASE_DELTA_E`.
+
+    Stage II reads every colour word through the frozen colour head (the asked colour against each object's); with
+    only the seven demonstrated words, the trunk can instead learn each word's LM state by heart, and a word it never
+    met ("purple", grounded right) then points nowhere. Names that word or stem an unseen-split colour ("pinkish
+    red") are left out: unseen colours never appear in Stage II."""
+    from pmoe_core.tabletop.lexicon import to_lab, words_of
+    from pmoe_core.tabletop.world import COLORS, SPLITS
+
+    world = {name: to_lab(np.asarray(rgb, dtype=np.float64)) for name, rgb in COLORS.items()}
+    train, _ = lexicon_entries()
+    out = []
+    for entry in train:
+        if any(word.startswith(u[:4]) for word in words_of(entry.name) for u in SPLITS["unseen"]):
+            continue
+        lab = np.asarray(entry.lab) * 100.0
+        distance = sorted((float(np.linalg.norm(lab - v)), name) for name, v in world.items())
+        (nearest, name), (second, _) = distance[0], distance[1]
+        if name == colour and nearest <= PARAPHRASE_DELTA_E and second - nearest >= PARAPHRASE_MARGIN:
+            out.append(entry.name)
+    return tuple(out)
+
+
+def swap_colour_word(instruction: str, colour: str, name: str) -> str:
+    """`instruction` with its word for `colour` (either spelling, any case) replaced by `name` in the same case."""
+    from pmoe_core.tabletop.phrasing import british
+
+    spellings = {colour, british(colour)}
+    pattern = re.compile(r"\b(" + "|".join(re.escape(s) for s in spellings) + r")\b", re.IGNORECASE)
+
+    def cased(match: re.Match) -> str:
+        word = match.group(0)
+        if word.isupper():
+            return name.upper()
+        return name[:1].upper() + name[1:] if word[:1].isupper() else name
+
+    return pattern.sub(cased, instruction, count=1)

@@ -36,11 +36,13 @@ from pmoe_core.engine.runlog import RunLog
 from pmoe_core.errors import BadInput, FormatError
 from pmoe_core.planner.colour import (
     LexiconEntry,
+    colour_paraphrases,
     lexicon_batch,
     lexicon_split,
     lexicon_texts,
     nearest_colour_accuracy,
     rgb_to_lab,
+    swap_colour_word,
 )
 from pmoe_core.planner.demos import DemoSet, DemoSpec, demo_cache_dir, load_demos
 from pmoe_core.planner.joint import JointConfig
@@ -61,7 +63,7 @@ from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
 from pmoe_core.planner.trunk import TrunkConfig
 from pmoe_core.planner.upcycle import MoEConfig
 from pmoe_core.progress import Progress, silent
-from pmoe_core.tabletop.tasks import TASKS, task_name
+from pmoe_core.tabletop.tasks import TASKS, make_scene, task_name
 from pmoe_core.tabletop.world import COLORS, SPLITS
 
 CHECKPOINT_NAME = "planner.pt"
@@ -113,6 +115,7 @@ class PlannerTrainConfig:
     batch_size: int = 16
     lexicon_batch: int = 64  # lexicon phrases per Stage I step
     lexicon_names: int | None = None  # train on this many lexicon names (spread over the alphabet); None: all
+    colour_paraphrase: float = 0.5  # share of Stage II instructions whose colour word is a lexicon paraphrase
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 50
@@ -142,8 +145,9 @@ class PlannerTrainResult:
 
 
 # Changing these between a run and its resume would silently change what is trained.
-_RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lexicon_batch", "lexicon_names", "lr", "weight_decay", "warmup",
-                "preset", "llm", "joint", "experts", "seed")
+_RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lexicon_batch", "lexicon_names",
+                "colour_paraphrase", "lr", "weight_decay", "warmup", "preset", "llm", "joint", "experts", "seed")
+PARAPHRASES_PER_DEMO = 2  # paraphrased instructions per demonstration naming a colour (their LM states are cached)
 
 
 def demo_spec(cfg: PlannerTrainConfig, model_cfg: PlannerConfig) -> DemoSpec:
@@ -204,8 +208,38 @@ def stage_of(cfg: PlannerTrainConfig, step: int) -> int:
     return 1 if step < cfg.steps_stage1 else 2
 
 
+def colour_variants(demos: DemoSet, spec: DemoSpec, seed: int) -> list[tuple[str, ...]]:
+    """Per demonstration, `PARAPHRASES_PER_DEMO` copies of its instruction with the colour word it names swapped
+    for a lexicon paraphrase of that colour (`colour.colour_paraphrases`); none when the task names no colour."""
+    out = []
+    for i, (task, episode) in enumerate(zip(demos.tasks, demos.seeds.tolist())):
+        colour = make_scene(task, episode, spec.split, spec.phrasing).words.get("color")
+        names = colour_paraphrases(colour) if colour else ()
+        if not names:
+            out.append(())
+            continue
+        rng = np.random.default_rng([seed, i, 11])
+        picks = rng.choice(len(names), size=min(PARAPHRASES_PER_DEMO, len(names)), replace=False)
+        out.append(tuple(swap_colour_word(demos.instructions[i], colour, names[k]) for k in picks))
+    return out
+
+
+def stage2_instructions(demos: DemoSet, variants: list[tuple[str, ...]], rows: list[int], cfg: PlannerTrainConfig,
+                        step: int) -> list[str]:
+    """The batch's instructions: each a colour paraphrase with probability `cfg.colour_paraphrase` where it has
+    any, a function of (seed, step) as the batch is."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 31_337)
+    draws = torch.rand(len(rows), generator=g).tolist()
+    picks = torch.randint(PARAPHRASES_PER_DEMO, (len(rows),), generator=g).tolist()
+    out = []
+    for i, draw, k in zip(rows, draws, picks):
+        options = variants[i] if variants else ()
+        out.append(options[k % len(options)] if options and draw < cfg.colour_paraphrase else demos.instructions[i])
+    return out
+
+
 def step_loss(model: ThreeDMoEPlanner, demos: DemoSet, lexicon: list[LexiconEntry], cfg: PlannerTrainConfig,
-              step: int) -> dict[str, torch.Tensor]:
+              step: int, variants: list[tuple[str, ...]] | None = None) -> dict[str, torch.Tensor]:
     rows = batch_indices(cfg.seed, step, len(demos), cfg.batch_size).tolist()
     points = torch.from_numpy(demos.points[rows])
     if stage_of(cfg, step) == 1:
@@ -218,8 +252,8 @@ def step_loss(model: ThreeDMoEPlanner, demos: DemoSet, lexicon: list[LexiconEntr
             xy.append(demos.ref_xy[i, j])
         texts, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch)
         return model.stage1_loss(points, phrases, torch.from_numpy(np.stack(xy)), texts, labs)
-    return model.stage2_loss(points, [demos.instructions[i] for i in rows], torch.from_numpy(demos.poses[rows]),
-                             torch.from_numpy(demos.lengths[rows]))
+    return model.stage2_loss(points, stage2_instructions(demos, variants or [], rows, cfg, step),
+                             torch.from_numpy(demos.poses[rows]), torch.from_numpy(demos.lengths[rows]))
 
 
 def make_optimizer(model: ThreeDMoEPlanner, cfg: PlannerTrainConfig, stage: int) -> torch.optim.AdamW:
@@ -250,13 +284,17 @@ def train_planner(
     """Run (or resume) both stages; checkpoints to `cfg.out/planner.pt` every `ckpt_every` steps and at the end."""
     if cfg.steps_stage1 < 0 or cfg.steps < 1 or cfg.batch_size < 1 or cfg.episodes < 1 or cfg.lexicon_batch < 1:
         raise BadInput("--steps, --batch-size and --episodes must be >= 1 and --steps-stage1 >= 0")
+    if not 0.0 <= cfg.colour_paraphrase <= 1.0:
+        raise BadInput(f"colour_paraphrase must lie in [0, 1], got {cfg.colour_paraphrase}")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     model_cfg = model_config(cfg.preset, cfg.llm, cfg.experts, cfg.joint)
-    demos = load_demos(demo_spec(cfg, model_cfg), cfg.cache, demo_progress)
+    spec = demo_spec(cfg, model_cfg)
+    demos = load_demos(spec, cfg.cache, demo_progress)
     lexicon, held_out = lexicon_split(cfg.lexicon_names)
-    texts = demos.instructions + [str(t) for t in np.unique(demos.ref_texts) if t]
+    variants = colour_variants(demos, spec, cfg.seed) if cfg.colour_paraphrase > 0 else []
+    texts = demos.instructions + [t for v in variants for t in v] + [str(t) for t in np.unique(demos.ref_texts) if t]
     features = cached_text_features(model_cfg, texts, lexicon_texts(lexicon), cfg.cache, demo_progress)
     torch.manual_seed(cfg.seed)
     model = ThreeDMoEPlanner(model_cfg, features).train()
@@ -297,7 +335,7 @@ def train_planner(
             lr = learning_rate(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            parts = step_loss(model, demos, lexicon, cfg, step)
+            parts = step_loss(model, demos, lexicon, cfg, step, variants)
             parts["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.stage_parameters(stage), cfg.grad_clip)
             optimizer.step()
