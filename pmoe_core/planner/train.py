@@ -44,7 +44,13 @@ from pmoe_core.planner.colour import (
     rgb_to_lab,
     swap_colour_word,
 )
-from pmoe_core.planner.demos import DemoSet, DemoSpec, demo_cache_dir, load_demos
+from pmoe_core.planner.demos import (
+    HELD_OUT_SEED,
+    DemoSet,
+    DemoSpec,
+    demo_cache_dir,
+    load_demos,
+)
 from pmoe_core.planner.joint import JointConfig
 from pmoe_core.planner.model import (
     DESIGN,
@@ -110,7 +116,7 @@ class PlannerTrainConfig:
     out: str = "runs/planner"
     tasks: tuple[str, ...] = DEFAULT_TASKS
     episodes: int = 500  # per task, train seeds 0..episodes-1, seen colours, training phrasings
-    steps_stage1: int = 300
+    steps_stage1: int = 1000
     steps: int = 5000  # Stage II steps
     batch_size: int = 16
     lexicon_batch: int = 64  # lexicon phrases per Stage I step
@@ -172,6 +178,8 @@ def cached_text_features(model_cfg: PlannerConfig, texts: list[str], lexicon: li
     spec = [model_cfg.text.llm, model_cfg.text.layer, model_cfg.text.max_tokens]
     for folder, name, group in ((text_cache_dir(), "lexicon", lexicon), (demo_cache_dir(cache), "run", texts)):
         unique = sorted(set(group))
+        if not unique:
+            continue
         key = hashlib.sha256(json.dumps([*spec, unique]).encode()).hexdigest()[:16]
         path = folder / f"text-{name}-{key}.npz"
         if path.is_file() and features.load(path):
@@ -250,7 +258,7 @@ def step_loss(model: ThreeDMoEPlanner, demos: DemoSet, lexicon: list[LexiconEntr
             j = int(torch.randint(max(1, real), (1,), generator=g))
             phrases.append(str(demos.ref_texts[i, j]) or demos.instructions[i])
             xy.append(demos.ref_xy[i, j])
-        texts, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch)
+        texts, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch, framed=True)
         return model.stage1_loss(points, phrases, torch.from_numpy(np.stack(xy)), texts, labs)
     return model.stage2_loss(points, stage2_instructions(demos, variants or [], rows, cfg, step),
                              torch.from_numpy(demos.poses[rows]), torch.from_numpy(demos.lengths[rows]))
@@ -295,7 +303,7 @@ def train_planner(
     lexicon, held_out = lexicon_split(cfg.lexicon_names)
     variants = colour_variants(demos, spec, cfg.seed) if cfg.colour_paraphrase > 0 else []
     texts = demos.instructions + [t for v in variants for t in v] + [str(t) for t in np.unique(demos.ref_texts) if t]
-    features = cached_text_features(model_cfg, texts, lexicon_texts(lexicon), cfg.cache, demo_progress)
+    features = cached_text_features(model_cfg, texts, lexicon_texts(lexicon, framed=True), cfg.cache, demo_progress)
     torch.manual_seed(cfg.seed)
     model = ThreeDMoEPlanner(model_cfg, features).train()
     run_dir = Path(cfg.out)
@@ -374,6 +382,16 @@ def colour_grounding(model: ThreeDMoEPlanner, held_out: list[LexiconEntry]) -> d
     unseen_palette = torch.stack([palette[list(COLORS).index(c)] for c in SPLITS["unseen"]])
     asked = model.asked_colour(model.text_batch([f"the {c} block" for c in SPLITS["unseen"]])).lab.cpu()
     out["unseen_names_among_unseen"] = nearest_colour_accuracy(asked, unseen_palette, unseen_palette)
+    # ... and said inside a whole instruction: unseen-colour scenes' template instructions (held-out seeds)
+    texts, named = [], []
+    for task in TASKS:
+        for seed in range(HELD_OUT_SEED, HELD_OUT_SEED + 10):
+            desc = make_scene(task, seed, "unseen")
+            if "color" in desc.words:
+                texts.append(desc.instruction)
+                named.append(unseen_palette[SPLITS["unseen"].index(desc.words["color"])])
+    asked = model.asked_colour(model.text_batch(texts)).lab.cpu()
+    out["unseen_instructions_among_unseen"] = nearest_colour_accuracy(asked, torch.stack(named), unseen_palette)
     return out
 
 

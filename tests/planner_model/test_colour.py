@@ -89,3 +89,35 @@ def test_tensor_and_numpy_cielab_agree():
     rgb = np.random.default_rng(0).integers(0, 256, (500, 3))
     model = rgb_to_lab(torch.from_numpy(rgb).double() / 255.0).numpy()
     assert np.abs(model - to_lab(rgb)).max() < 1e-3
+
+
+def test_framed_phrases_put_the_name_inside_a_training_instruction():
+    """Planner Stage I also reads each name inside instruction frames of the training phrasings (never held-out
+    ones); a batch alternates short carriers and frames, and stays a function of (seed, step)."""
+    from pmoe_core.planner.colour import (
+        FRAMES_PER_NAME,
+        framed_phrase,
+        instruction_frames,
+        lexicon_batch,
+        lexicon_texts,
+    )
+    from pmoe_core.tabletop.phrasing import fill, frames
+    from pmoe_core.tabletop.tasks import POSITIONS, TASKS
+
+    heldout = {f for t in TASKS for f in frames(t, "heldout")}
+    assert instruction_frames() and not set(instruction_frames()) & heldout
+    phrase = framed_phrase("dusky blue", 0)
+    assert "dusky blue" in phrase.lower() and phrase == framed_phrase("dusky blue", 0)
+    assert any(phrase.lower() == fill(f, {"color": "dusky blue", "position": p}).lower()
+               for f in instruction_frames() for p in POSITIONS)
+    train, _ = lexicon_entries()
+    entries = train[:5]
+    texts = lexicon_texts(entries, framed=True)
+    assert len(texts) == 5 * (len(CARRIERS) + FRAMES_PER_NAME)
+    per_name = len(CARRIERS) + FRAMES_PER_NAME
+    assert lexicon_texts(entries) == [t for i, t in enumerate(texts) if i % per_name < len(CARRIERS)]
+    batch, labs = lexicon_batch(entries, 0, 3, 16, framed=True)
+    assert set(batch) <= set(texts) and labs.shape == (16, 3)
+    assert sum(t in set(lexicon_texts(entries)) for t in batch[1::2]) == 0  # every second one is framed
+    assert batch == lexicon_batch(entries, 0, 3, 16, framed=True)[0]
+    assert set(lexicon_batch(entries, 0, 3, 16)[0]) <= set(lexicon_texts(entries))
