@@ -271,9 +271,9 @@ class PoseDiT(nn.Module):
 
 def distinct_picks(weights: torch.Tensor) -> torch.Tensor:
     """(B, S, 2, L) pointer attention -> (B, S, 2) the candidate each pose token takes: the most attended one, except
-    that a pick never takes what an earlier step picked (its next choice instead). The cloud shows each object where
-    it was before the plan ran; once a step has moved an object, picking at its old place can only grasp air (or
-    whatever now stands there), so no plan the world accepts picks one object twice. Places are unconstrained (a
+    that a pick never takes what an earlier step picked or placed on (its next choice instead). The cloud shows the
+    table as it was before the plan ran: once a step has moved an object, picking at its old place grasps air, and
+    once a step has set a block on an object, picking there grasps that block again. Places are unconstrained (a
     tower's base takes every level)."""
     choice = weights.argmax(-1)
     taken = torch.zeros(weights.shape[0], weights.shape[-1], dtype=torch.bool, device=weights.device)
@@ -283,6 +283,7 @@ def distinct_picks(weights: torch.Tensor) -> torch.Tensor:
         pick = torch.where(w > 0, w - 2.0 * taken.to(w.dtype), float("-inf")).argmax(-1)
         choice[:, j, 0] = pick
         taken[rows, pick] = True
+        taken[rows, choice[:, j, 1]] = True
     return choice
 
 

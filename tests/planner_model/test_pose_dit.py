@@ -266,13 +266,15 @@ def test_position_errors_are_weighed_in_metres_on_every_axis():
 
 
 def test_no_plan_picks_one_object_twice():
-    """Two steps whose picks both prefer candidate 1: the later takes its next choice; places stay free to share a
-    candidate (a tower's base), and with every candidate taken a pick still never falls on a non-candidate."""
-    w = torch.zeros(1, 3, 2, 4)  # candidates 1..3; 0 is not one (weight exactly 0 after the masked softmax)
-    w[0, :, 0, 1:] = torch.tensor([0.6, 0.3, 0.1])  # every pick prefers 1, then 2, then 3
-    w[0, :, 1, 1:] = torch.tensor([0.1, 0.1, 0.8])  # every place prefers 3
+    """Steps whose picks all prefer candidate 1: the later ones take their next choice, but not the tower's base an
+    earlier place chose; places share a candidate freely; with every candidate taken a pick still never falls on
+    a non-candidate."""
+    w = torch.zeros(1, 3, 2, 5)  # candidates 1..4; 0 is not one (weight exactly 0 after the masked softmax)
+    w[0, :, 0, 1:] = torch.tensor([0.5, 0.2, 0.2, 0.1])  # every pick prefers 1, then 4 (0.2 ties go to 2), ...
+    w[0, :, 0, 4] = 0.25
+    w[0, :, 1, 1:] = torch.tensor([0.1, 0.1, 0.2, 0.6])  # every place prefers 4: the base of a tower
     choice = distinct_picks(w)
-    assert choice[0, :, 0].tolist() == [1, 2, 3]
-    assert choice[0, :, 1].tolist() == [3, 3, 3]
+    assert choice[0, :, 1].tolist() == [4, 4, 4]  # places share their candidate
+    assert choice[0, :, 0].tolist() == [1, 2, 3]  # never twice, and never 4 once something was placed on it
     four = torch.cat([w, w[:, :1]], dim=1)  # a fourth step with every candidate already taken
-    assert distinct_picks(four)[0, 3, 0].item() in (1, 2, 3)
+    assert distinct_picks(four)[0, 3, 0].item() in (1, 2, 3, 4)
