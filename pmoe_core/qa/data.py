@@ -15,15 +15,16 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pmoe_core.outputs import atomic_path
 from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.items import QAItem
-from pmoe_core.qa.model import QAInput, agent_features, question_text
+from pmoe_core.qa.model import GroundingTargets, QAInput, agent_features, question_text
 from pmoe_core.qa.scene_input import QAScene, scene_input
 from pmoe_core.tabletop.tasks import WORLD_VERSION
 
@@ -58,16 +59,28 @@ class QASetSpec:
 
 @dataclass
 class QASet:
-    """Questions and the model input of every scene they ask about (by scene ref)."""
+    """Questions and the model input of every scene they ask about (by scene ref); for rooms, what the annotation
+    says each object proposal is (`synthetic_rooms.proposal_nouns`: the kind head's training targets)."""
 
     items: list[QAItem]
     scenes: dict[str, QAScene]
+    object_nouns: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def inputs(self, rows) -> list[QAInput]:
         return [item_input(self.items[i], self.scenes[self.items[i].scene]) for i in rows]
+
+    def targets(self, rows, slots: int) -> GroundingTargets:
+        """The kind and noun heads' targets for these questions: each proposal's annotated kind (-1: unknown, as
+        for every tabletop proposal) and the kinds each question names."""
+        from pmoe_core.qa.synthetic_rooms import question_nouns
+
+        unknown = np.full(slots, -1, np.int64)
+        kinds = np.stack([self.object_nouns.get(self.items[i].scene, unknown)[:slots] for i in rows])
+        asked = np.stack([question_nouns(self.items[i].question) for i in rows])
+        return GroundingTargets(torch.from_numpy(kinds), torch.from_numpy(asked))
 
     def texts(self) -> list[str]:
         return sorted({question_text(i.question, i.situation) for i in self.items})
@@ -127,7 +140,28 @@ def load_set(spec: QASetSpec, cache: str | Path | None = None, progress: Progres
     if set(refs) - set(scenes):
         scenes = _compute_scenes(refs, spec, cache, progress)
         _write_scenes(path, scenes)
-    return QASet(items, {r: scenes[r] for r in refs})
+    scenes = {r: scenes[r] for r in refs}
+    return QASet(items, scenes, _object_nouns(scenes, spec, cache))
+
+
+def _object_nouns(scenes: dict[str, QAScene], spec: QASetSpec, cache) -> dict[str, np.ndarray]:
+    """Each room scene's proposal kinds from its annotation, cached beside the scene inputs."""
+    from pmoe_core.qa.synthetic_rooms import OBJECT_NOUNS, proposal_nouns, room_objects
+
+    rooms = sorted(r for r in scenes if not r.startswith("tabletop/"))
+    if not rooms:
+        return {}
+    path = qa_cache_dir(cache) / f"nouns-{spec.scene_key()}-{len(OBJECT_NOUNS)}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as f:
+            stored = dict(zip(f["refs"].tolist(), f["nouns"]))
+        if set(rooms) <= set(stored):
+            return {r: stored[r] for r in rooms}
+    root = rooms_folder(spec.rooms, spec.room_seed, cache)
+    out = {r: proposal_nouns(room_objects(root, r), scenes[r], spec.max_objects) for r in rooms}
+    with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as f:
+        np.savez(f, refs=np.array(rooms), nouns=np.stack([out[r] for r in rooms]))
+    return out
 
 
 def _compute_scenes(refs: list[str], spec: QASetSpec, cache, progress: Progress) -> dict[str, QAScene]:

@@ -40,6 +40,10 @@ class Memory:
     mask: torch.Tensor
     query: torch.Tensor
 
+    def row(self, i: int) -> Memory:
+        """Question i's memory alone (batch 1), for beam search after a batched forward pass."""
+        return Memory(self.states[i : i + 1], self.mask[i : i + 1], self.query[i : i + 1])
+
     def repeat(self, n: int) -> Memory:
         """One question's memory (batch 1) for n beams."""
         return Memory(self.states.expand(n, -1, -1), self.mask.expand(n, -1), self.query.expand(n, -1))

@@ -47,11 +47,13 @@ class ScanQAScores:
 
 @dataclass(frozen=True)
 class TypeScores:
-    """EM@1 (x100) overall and per question type, with the number of questions behind each figure."""
+    """EM@1 (x100) overall and per question type, with the number of questions behind each figure; EM@`top` when
+    `top` > 1 (a hit when any of the `top` best answers matches: `top` = 10 is ScanQA's EM@10)."""
 
     count: int
     em1: float
     per_type: dict[str, tuple[float, int]] = field(default_factory=dict)
+    top: int = 1
 
     def to_json(self) -> dict:
         return {"count": self.count, "em1": self.em1,
@@ -83,15 +85,20 @@ def _beams(predictions: Mapping[str, str | Sequence[str]], items: Sequence[QAIte
     return out
 
 
-def em_by_type(items: Sequence[QAItem], predictions: Mapping[str, str | Sequence[str]]) -> TypeScores:
-    """EM@1 overall and per `question_type` (SQA3D's table; also useful for synthetic families)."""
+def match_at(ranked: Sequence[str], answers: Sequence[str], top: int) -> bool:
+    """EM@top for one question: one of the `top` best answers is a reference answer."""
+    return any(exact_match(b, answers) for b in ranked[:top])
+
+
+def em_by_type(items: Sequence[QAItem], predictions: Mapping[str, str | Sequence[str]], top: int = 1) -> TypeScores:
+    """EM@1 (EM@`top`) overall and per `question_type` (SQA3D's table; also useful for synthetic families)."""
     beams = _beams(predictions, items)
     hits: dict[str, list[bool]] = {}
     for item in items:
-        hits.setdefault(item.question_type, []).append(exact_match(beams[item.qid][0], item.answers))
+        hits.setdefault(item.question_type, []).append(match_at(beams[item.qid], item.answers, top))
     total = [h for group in hits.values() for h in group]
     per_type = {k: (100.0 * sum(v) / len(v), len(v)) for k, v in sorted(hits.items())}
-    return TypeScores(len(total), 100.0 * sum(total) / len(total) if total else 0.0, per_type)
+    return TypeScores(len(total), 100.0 * sum(total) / len(total) if total else 0.0, per_type, top)
 
 
 def sqa3d_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Sequence[str]]) -> TypeScores:
@@ -113,9 +120,9 @@ def scanqa_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Seque
     if not items:
         raise BadInput("no questions to score")
     beams = _beams(predictions, items)
-    em1 = 100.0 * sum(exact_match(beams[i.qid][0], i.answers) for i in items) / len(items)
+    em1 = 100.0 * sum(match_at(beams[i.qid], i.answers, 1) for i in items) / len(items)
     has_beams = any(len(b) > 1 for b in beams.values())
-    em10 = 100.0 * sum(any(exact_match(b, i.answers) for b in beams[i.qid][:10]) for i in items) / len(items)
+    em10 = 100.0 * sum(match_at(beams[i.qid], i.answers, 10) for i in items) / len(items)
     try:
         from pycocoevalcap.bleu.bleu import Bleu
         from pycocoevalcap.cider.cider import Cider

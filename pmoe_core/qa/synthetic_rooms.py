@@ -43,6 +43,10 @@ ALWAYS_THERE = ("door", "window")
 COLOR_WORDS = ("black", "white", "gray", "red", "green", "blue", "light blue", "brown", "beige", "yellow", "purple")
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
            "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
+# The object kinds questions name, in a fixed order: what the answering model's kind head classifies a room
+# proposal as, and its noun head reads off a question (`QAModelConfig.object_kinds` is their number).
+OBJECT_NOUNS = tuple(sorted(set(VOCABULARY) | set(ALWAYS_THERE)))
+PROPOSAL_MARGIN_M = 0.1  # a proposal covers an annotated object when its footprint centre is within its box + this
 MARGIN_M = 0.3  # the nearest answer must beat the next different one by this much
 COLOR_MARGIN = 1.2  # the nearest colour name must be this many times closer than the next
 
@@ -143,6 +147,33 @@ def room_objects(root: str | Path, scene_id: str) -> list[RoomObject]:
         objects.append(RoomObject(oid, label, NOUNS.get(label, label), _floats(coord.min(0), 4),
                                   _floats(coord.max(0), 4), _floats(color.mean(0), 2)))
     return objects
+
+
+def proposal_nouns(objects: list[RoomObject], scene, slots: int) -> np.ndarray:
+    """(slots,) the OBJECT_NOUNS index of the annotated object each proposal of `scene` (a `QAScene`) covers: the one
+    whose box (widened by PROPOSAL_MARGIN_M) holds the proposal's footprint centre, the nearest centre when several
+    do; -1 for an empty slot, a proposal over no annotated object, or a noun outside OBJECT_NOUNS. Training targets
+    of the model's kind head: what the annotation says each proposal is."""
+    out = np.full(slots, -1, np.int64)
+    ids = scene.points[:, 6].astype(np.int64)
+    for slot in range(min(slots, scene.objects)):
+        xy = scene.points[ids == slot, :2] * scene.scale + scene.origin[:2]
+        if len(xy) == 0:
+            continue
+        centre = (xy.min(0) + xy.max(0)) / 2
+        near = [o for o in objects if o.noun in OBJECT_NOUNS and all(
+            o.lo[i] - PROPOSAL_MARGIN_M <= centre[i] <= o.hi[i] + PROPOSAL_MARGIN_M for i in range(2))]
+        if near:
+            best = min(near, key=lambda o: float(np.linalg.norm(o.center[:2] - centre)))
+            out[slot] = OBJECT_NOUNS.index(best.noun)
+    return out
+
+
+def question_nouns(question: str) -> np.ndarray:
+    """(len(OBJECT_NOUNS),) float 0/1: which object kinds `question` names (singular or plural, whole words).
+    Training targets of the model's noun head, which reads the same from the LM's states of any wording."""
+    words = f" {' '.join(question.lower().replace('?', ' ').replace('.', ' ').replace(',', ' ').split())} "
+    return np.array([float(f" {n} " in words or f" {plural(n)} " in words) for n in OBJECT_NOUNS], np.float32)
 
 
 def _floats(values: np.ndarray, digits: int) -> tuple[float, ...]:

@@ -43,7 +43,7 @@ from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.planner.train import colour_grounding
 from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.data import QASetSpec, load_set, qa_cache_dir
-from pmoe_core.qa.model import DESIGN, QAModel, QAModelConfig
+from pmoe_core.qa.model import DESIGN, TEXT_ONLY_DESIGN, QAModel, QAModelConfig
 
 KIND = "qa"
 CHECKPOINT_NAME = "qa.pt"
@@ -194,7 +194,8 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
             rows = batch_indices(cfg.seed, step, len(data), cfg.batch_size)
             words, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch) if not model.colour_frozen \
                 else (None, None)
-            parts = model.loss(data.inputs(rows), [data.items[i].answers[0] for i in rows], words, labs)
+            parts = model.loss(data.inputs(rows), [data.items[i].answers[0] for i in rows], words, labs,
+                               data.targets(rows, model_cfg.max_objects))
             parts["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.training_parameters(), cfg.grad_clip)
             optimizer.step()
@@ -216,10 +217,14 @@ def make_optimizer(model: QAModel, cfg: QATrainConfig) -> torch.optim.AdamW:
 
 
 def check_design(meta: dict, path: Path) -> None:
-    """A checkpoint of an older model design is refused in one line: its weights cannot fit this model."""
-    if meta.get("design") != DESIGN:
-        raise FormatError("QA checkpoint of an older design (before colour grounding, issue #21); retrain it with "
-                          "`pmoe qa train`", path)
+    """A checkpoint of an older model design is refused in one line: its weights cannot fit this model. A text-only
+    baseline of design TEXT_ONLY_DESIGN or later still fits: later designs changed the scene side only."""
+    design = meta.get("design")
+    text_only = not (meta.get("config") or {}).get("scene_tokens", True)
+    if design == DESIGN or (text_only and isinstance(design, int) and TEXT_ONLY_DESIGN <= design < DESIGN):
+        return
+    raise FormatError(f"QA checkpoint of an older design ({design or 'before colour grounding'}; this pmoe reads "
+                      f"{DESIGN}); retrain it with `pmoe qa train`", path)
 
 
 def _save(path: Path, cfg: QATrainConfig, model_cfg: QAModelConfig, model: QAModel, optimizer, step: int,

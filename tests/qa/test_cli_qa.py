@@ -124,15 +124,17 @@ def test_bad_inputs_are_one_line(tiny_ckpt, cube_ply, tmp_path, capsys):
 def test_bench_reports_model_and_majority(tiny_ckpt, tmp_path):
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["qa", "bench", "--checkpoint", str(tiny_ckpt), "--tabletop-scenes", "2",
-                                 "--rooms", "0", "--json", str(out)])
+                                 "--rooms", "0", "--em10", "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert set(report["conditions"]) == {"heldout-scenes", "heldout-templates"}
     for rows in report["conditions"].values():
         assert rows["all"]["model"]["count"] == rows["all"]["majority"]["count"] > 0
-        assert 0 <= rows["all"]["model"]["em1"] <= 100
+        assert 0 <= rows["all"]["model"]["em1"] <= 100 and 0 <= rows["all"]["model"]["em10"] <= 100
+        assert rows["all"]["majority"]["em10"] >= rows["all"]["majority"]["em1"]  # its top answer is among its ten
         assert "all" in rows and len(rows) > 2  # overall and at least two question types
-    assert "EM@1" in result.output and "majority" in result.output
+    assert "EM@1" in result.output and "EM@10" in result.output and "majority" in result.output
+    assert report["em10"] is True
 
 
 def test_train_command_records_itself(tmp_path):

@@ -54,6 +54,16 @@ def test_same_inputs_same_answer(model):
     assert model.answer_beams(query, 3) == model.answer_beams(query, 3)
 
 
+def test_batched_ranked_answers_equal_one_question_beams(model):
+    queries = [_input(model, cube_on_table(c), q) for c in (RED, BLUE) for q in ("what color is the block?",
+                                                                                 "how many blocks are there?")]
+    batched = model.ranked_answers(queries, 4, max_tokens=3)
+    for query, hyps in zip(queries, batched):
+        alone = model.answer_beams(query, 4, max_tokens=3)
+        assert [h.ids for h in hyps] == [h.ids for h in alone]
+        assert [h.logprob for h in hyps] == pytest.approx([h.logprob for h in alone], abs=1e-4)
+
+
 def test_greedy_equals_beam_one(model):
     for colour in (RED, BLUE):
         query = _input(model, cube_on_table(colour))

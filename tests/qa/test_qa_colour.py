@@ -37,7 +37,7 @@ def test_the_asked_colour_joins_object_tokens_only(features):
     inputs = [QAInput(scene, "is there a red block?"), QAInput(scene, "is there a blue block?")]
     with torch.no_grad():
         asked = torch.stack([_palette("red"), _palette("blue")])
-        tokens, mask, _ = model._scene_tokens(inputs, asked)
+        tokens, mask, _, _ = model._scene_tokens(inputs, asked, model.text_batch([q.text for q in inputs]))
         points = torch.from_numpy(scene.points)[None]
         objects = model.encoder(points).objects[0]
     objects = torch.cat([objects, torch.zeros(2, dtype=torch.bool)])

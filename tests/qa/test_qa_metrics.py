@@ -112,6 +112,17 @@ def test_sqa3d_per_type_averaging():
     assert em_by_type(items, {k: [v, "x"] for k, v in preds.items()}) == scores  # beams: the first counts
 
 
+def test_em_at_ten_per_type():
+    items = _items(["yes"], ["no"], ["left"], ["two"], types=["is", "is", "which", "how"])
+    ranked = {"0": ["no", "yes"], "1": ["yes"] * 1 + [f"x{k}" for k in range(9)] + ["no"], "2": ["left"],
+              "3": ["one", "two"]}
+    top10 = em_by_type(items, ranked, top=10)
+    assert top10.top == 10 and top10.em1 == pytest.approx(75.0)  # "no" at rank 11 is beyond ten
+    assert top10.per_type == {"how": (100.0, 1), "is": (50.0, 2), "which": (100.0, 1)}
+    assert em_by_type(items, ranked).em1 == pytest.approx(25.0)  # EM@1 of the same lists: only "left" is first
+    assert scanqa_scores(items, ranked, meteor=False).em10 == pytest.approx(top10.em1)  # one definition
+
+
 def test_bad_predictions_are_one_line_errors():
     items = _items(["a"])
     with pytest.raises(BadInput, match="no prediction for question 0"):

@@ -145,3 +145,23 @@ def test_bad_recipes(tmp_path, cache):
         train_qa(_cfg(tmp_path, cache, steps=0))
     with pytest.raises(BadInput, match="preset"):
         train_qa(_cfg(tmp_path, cache, preset="huge"))
+
+
+def test_bench_scores_em10_of_ranked_answers_and_majority_top_ten():
+    from pmoe_core.qa.evaluate import (
+        majority_answers,
+        majority_predictions,
+        scores_by_type,
+    )
+    from pmoe_core.qa.items import QAItem
+
+    train = [QAItem(str(k), "s", "q?", (a,), question_type="count") for k, a in enumerate("aaabbc")]
+    assert majority_answers(train) == {"count": ["a"]}
+    assert majority_answers(train, 2) == {"count": ["a", "b"]}
+    items = [QAItem("0", "s", "q?", ("b",), question_type="count"), QAItem("1", "s", "q?", ("c",),
+                                                                             question_type="count")]
+    guesses = majority_predictions(majority_answers(train, 10), items)
+    scores = scores_by_type(items, guesses, guesses)
+    assert scores["count"].em1 == 0.0 and scores["count"].em10 == 100.0  # both are among the ten most common
+    assert scores_by_type(items, guesses)["all"].em10 is None and "em10" not in scores_by_type(items, guesses)[
+        "all"].to_json()
