@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--text-only", required=True, help="the text-only baseline's checkpoint")
     parser.add_argument("--tabletop-scenes", type=int, default=200, help="held-out tabletop scenes")
     parser.add_argument("--rooms", type=int, default=100, help="held-out rooms (val split)")
-    parser.add_argument("--no-em10", action="store_true", help="skip EM@10 (the beam searches: ~4x the time)")
+    parser.add_argument("--no-em10", action="store_true", help="skip EM@10 (the beam searches: ~6x the time)")
     parser.add_argument("--json", type=Path, default=None, help="write the scores here")
     args = parser.parse_args()
     if args.json is not None:

@@ -178,7 +178,7 @@ def bench(
     conditions: str = typer.Option(",".join(CONDITIONS), "--conditions",
                                    help="held-out scenes in training wording, and/or in held-out wording"),
     em10: bool = typer.Option(False, "--em10", help="also EM@10: the ten best answers of a beam search of ten "
-                              "(about 4x the time)"),
+                              "(about 6x the time)"),
     json_out: Path = typer.Option(None, "--json", help="also write the scores as JSON here"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
 ) -> None:

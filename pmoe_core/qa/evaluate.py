@@ -137,7 +137,7 @@ def run_bench(loaded, spec: BenchSpec, conditions: tuple[str, ...] = CONDITIONS,
               progress: Progress = silent, em10: bool = False) -> dict:
     """Scores of a trained model (`train.LoadedQA`) and of the majority baseline, per condition and question type,
     as plain data: {"checkpoint", "train_args", "spec", "conditions": {condition: {type: {"model", "majority"}}}}.
-    `em10`: also EM@10 (a beam search of ten per question; ~4x the greedy pass's time)."""
+    `em10`: also EM@10 (a beam search of ten per question; ~6x the greedy pass's time)."""
     from pmoe_core.qa.train import load_text_states
 
     model, train_args = loaded.model, loaded.meta.get("train_args", {})
