@@ -109,6 +109,12 @@ class TextFeatures:
             mask[row, : len(s)] = True
         return out, mask
 
+    def retain(self, texts: set[str]) -> None:
+        """Forget every cached text not in `texts`."""
+        for text in [t for t in self._states if t not in texts]:
+            del self._states[text]
+            self._ids.pop(text, None)
+
     # --- a whole set on disk ---
 
     def save(self, path: str | Path) -> None:

@@ -173,7 +173,8 @@ def cached_text_features(model_cfg: PlannerConfig, texts: list[str], lexicon: li
                          progress: Progress = silent) -> TextFeatures:
     """The frozen LM's states of a run's `texts` (cached beside its demonstrations) and of the `lexicon` phrases
     (cached once per machine), read from the caches when computed before, else computed (~17 ms a text on one
-    thread) and cached."""
+    thread) and cached; texts the group's newest earlier cache holds are taken from it (a new paraphrase set or
+    Stage I carrier recomputed all ~23k texts before: ~20 min)."""
     features = text_features(model_cfg.text)
     spec = [model_cfg.text.llm, model_cfg.text.layer, model_cfg.text.max_tokens]
     for folder, name, group in ((text_cache_dir(), "lexicon", lexicon), (demo_cache_dir(cache), "run", texts)):
@@ -185,6 +186,12 @@ def cached_text_features(model_cfg: PlannerConfig, texts: list[str], lexicon: li
         if path.is_file() and features.load(path):
             continue
         mine = TextFeatures(features.spec, features.llm, features.tokenizer)  # this group's states alone
+        earlier = _newest_cache(folder, name)  # a recipe change keeps most texts: only the new ones go through the LM
+        try:
+            if earlier is not None and mine.load(earlier):
+                mine.retain(set(unique))
+        except FormatError:  # a damaged earlier cache is only a missed shortcut
+            mine = TextFeatures(features.spec, features.llm, features.tokenizer)
         progress(total=len(unique))
         for start in range(0, len(unique), 256):
             chunk = unique[start : start + 256]
@@ -194,6 +201,12 @@ def cached_text_features(model_cfg: PlannerConfig, texts: list[str], lexicon: li
         mine.save(path)
         features.load(path)
     return features
+
+
+def _newest_cache(folder: Path, name: str) -> Path | None:
+    """The most recently written text-state cache of group `name` in `folder`, if any."""
+    found = sorted(folder.glob(f"text-{name}-*.npz"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    return found[-1] if found else None
 
 
 def batch_indices(seed: int, step: int, size: int, batch: int) -> torch.Tensor:
