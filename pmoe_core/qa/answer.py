@@ -16,7 +16,7 @@ import numpy as np
 from pmoe_core.errors import BadInput
 from pmoe_core.qa.data import item_input
 from pmoe_core.qa.items import QAItem
-from pmoe_core.qa.model import QAInput, QAModel, QAModelConfig
+from pmoe_core.qa.model import QAInput, QAModel, QAModelConfig, facing_xy
 from pmoe_core.qa.scene_input import scene_input
 from pmoe_core.scene import Scene
 
@@ -67,9 +67,7 @@ def check_agent(agent: Agent | None, situation: str | None) -> None:
     norm = math.sqrt(sum(v * v for v in agent.rotation))
     if abs(norm - 1.0) > UNIT_TOLERANCE:
         raise BadInput(f"--rotation must be a unit quaternion (x y z w), its norm is {norm:.4g}")
-    x, y, z, w = agent.rotation
-    facing = (1 - 2 * (y * y + z * z), 2 * (x * y + w * z))  # the horizontal part of the rotated +x
-    if math.hypot(*facing) < MIN_LEVEL:
+    if math.hypot(*facing_xy(agent.rotation)) < MIN_LEVEL:
         raise BadInput("--rotation turns the agent's facing direction (+x) almost vertical: its heading is undefined")
 
 

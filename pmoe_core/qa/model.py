@@ -156,13 +156,19 @@ def question_text(question: str, situation: str | None = None) -> str:
     return f"{' '.join(situation.split())} {question}" if situation and situation.strip() else question
 
 
+def facing_xy(rotation) -> tuple[float, float]:
+    """The horizontal part of where SQA3D's agent faces: +x turned by its rotation quaternion (x, y, z, w)."""
+    x, y, z, w = (float(v) for v in rotation)
+    return 1 - 2 * (y * y + z * z), 2 * (w * z + x * y)
+
+
 def agent_features(scene: QAScene, position, rotation) -> tuple[float, float, float, float, float] | None:
     """SQA3D's agent (position xyz in the cloud's frame, rotation quaternion xyzw) -> model-frame position and the
     heading's yaw as (cos, sin). None when the item has no agent."""
     if position is None or rotation is None:
         return None
-    x, y, z, w = (float(v) for v in rotation)
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    fx, fy = facing_xy(rotation)
+    yaw = math.atan2(fy, fx)
     p = scene.to_model_frame(np.asarray(position, np.float32))
     return (float(p[0]), float(p[1]), float(p[2]), math.cos(yaw), math.sin(yaw))
 
