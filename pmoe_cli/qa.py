@@ -2,7 +2,9 @@
 
 - `pmoe qa --scene SCENE --question "..." [--situation "..." [--position X Y Z --rotation QX QY QZ QW]]`: answer in
   text (the packaged default unless --checkpoint); greedy, or --beams N ranked answers; --json writes them. The
-  position and rotation are SQA3D's situated agent, read as the QA sets read them (`qa/answer.py`).
+  position and rotation are SQA3D's situated agent, read as the QA sets read them (`qa/answer.py`): in the cloud's
+  frame, or with --sqa3d-scene DIR as SQA3D's files give them (qa/sqa3d_frame.py; the JSON holds the cloud-frame
+  pose the model read).
 - `pmoe qa train`: train an answering model on synthetic QA sets (the packaged default's recipe by default).
 - `pmoe qa bench`: EM@1 and CIDEr (and with --em10 EM@10) per question type on held-out synthetic questions,
   with the majority baseline.
@@ -52,6 +54,9 @@ def _qa(
     rotation: tuple[float, float, float, float] = typer.Option(None, "--rotation", help="the agent's rotation, a "
                                                                "unit quaternion QX QY QZ QW (SQA3D's); it faces "
                                                                "the rotated +x, only the yaw is used"),
+    sqa3d_scene: Path = typer.Option(None, "--sqa3d-scene", help="--position/--rotation are as SQA3D's files give "
+                                     "them (relative to the raw mesh's bounding-box centre, not axis-aligned); "
+                                     "this raw ScanNet scene folder (scans/sceneXXXX_XX) fixes that frame"),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="QA checkpoint (default: the packaged one)"),
     beams: int = typer.Option(1, "--beams", help="1: greedy; N > 1: beam search, N ranked answers"),
     max_tokens: int = typer.Option(None, "--max-tokens", help="answer length limit in LM tokens (default: the "
@@ -70,18 +75,22 @@ def _qa(
         raise typer.Exit()
     if scene is None or question is None:
         raise BadInput("answering needs both --scene and --question")
-    run_qa(scene, question, situation, checkpoint, beams, max_tokens, json_out, seed, overwrite, position, rotation)
+    run_qa(scene, question, situation, checkpoint, beams, max_tokens, json_out, seed, overwrite, position, rotation,
+           sqa3d_scene)
 
 
 def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Path | None, beams: int,
            max_tokens: int | None, json_out: Path | None, seed: int, overwrite: bool = False,
-           position: tuple[float, ...] | None = None, rotation: tuple[float, ...] | None = None) -> None:
+           position: tuple[float, ...] | None = None, rotation: tuple[float, ...] | None = None,
+           sqa3d_scene: Path | None = None) -> None:
     if not question.strip():
         raise BadInput("--question is empty")
     if situation is not None and not situation.strip():
         raise BadInput("--situation is empty (leave it out for an unsituated question)")
     if (position is None) != (rotation is None):
         raise BadInput("--position and --rotation go together (the agent's place and heading)")
+    if sqa3d_scene is not None and position is None:
+        raise BadInput("--sqa3d-scene says which frame --position/--rotation are in: give them too")
     if beams < 1:
         raise BadInput(f"--beams must be >= 1, got {beams}")
     if max_tokens is not None and not 1 <= max_tokens <= 15:
@@ -101,6 +110,10 @@ def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Pat
 
     agent = Agent(tuple(position), tuple(rotation)) if position is not None else None
     check_agent(agent, situation)
+    if sqa3d_scene is not None:
+        from pmoe_core.qa.sqa3d_frame import scannet_frame
+
+        agent = Agent(*scannet_frame(sqa3d_scene).to_scene(agent.position, agent.rotation))
     started = time.perf_counter()
     cloud = load_scene_cloud(scene_ref)  # fail on a bad scene before the slow model load
     require_colour(cloud, scene_ref)
@@ -122,6 +135,7 @@ def run_qa(scene_ref: str, question: str, situation: str | None, checkpoint: Pat
                   f"load {load_s:.2f} s, answer {result.seconds:.3f} s", highlight=False, style="dim")
     if json_out is not None:
         report = {"scene": scene_ref, "question": question, "situation": situation,
+                  "sqa3d_scene": str(sqa3d_scene) if sqa3d_scene else None,
                   "position": list(agent.position) if agent else None,
                   "rotation": list(agent.rotation) if agent else None, "checkpoint": str(loaded.path),
                   "beams": beams, "max_tokens": result.max_tokens, "seed": seed,

@@ -393,12 +393,15 @@ def _situated(objects, rng) -> list[Question]:
     return qs
 
 
-def write_room_sets(items: list[QAItem], folder: str | Path, split: str, overwrite: bool = False) -> list[Path]:
-    """Write room questions in the benchmarks' formats: the situated ones as SQA3D's balanced pair, the others as
-    ScanQA v1.0, into `folder` (which must exist), so `read_scanqa` / `read_sqa3d` serve real and synthetic sets."""
+def write_room_sets(items: list[QAItem], folder: str | Path, split: str, rooms: str | Path,
+                    overwrite: bool = False) -> list[Path]:
+    """Write room questions in the benchmarks' formats: the situated ones as SQA3D's balanced pair (agents in
+    SQA3D's frame, from the raw `rooms` folder: qa/sqa3d_frame.py), the others as ScanQA v1.0, into `folder` (which
+    must exist), so `read_scanqa` / `read_sqa3d` (+ `in_scene_frame`) serve real and synthetic sets alike."""
     from pmoe_core.qa.readers import scanqa_path, sqa3d_paths, write_scanqa, write_sqa3d
+    from pmoe_core.qa.sqa3d_frame import in_sqa3d_frame
 
-    situated = [i for i in items if i.situation is not None]
+    situated = in_sqa3d_frame([i for i in items if i.situation is not None], rooms)
     plain = [i for i in items if i.situation is None]
     sqa_split = "test" if split.startswith("test") else split
     written = [write_scanqa(scanqa_path(folder, split), plain, overwrite=overwrite)]

@@ -109,8 +109,22 @@ def read_scene(ref: SceneRef, options: Options, warn: Warn) -> Scene:
 
 def _align(coord: np.ndarray, meta_path: Path) -> np.ndarray:
     """Apply the 4x4 row-major `axisAlignment` of <scene>.txt, if the file has one."""
-    if not meta_path.is_file():
+    matrix = axis_alignment(meta_path)
+    if matrix is None:
         return coord
+    with np.errstate(over="ignore", invalid="ignore"):
+        aligned = coord @ matrix[:3, :3].T + matrix[:3, 3]
+    if not np.isfinite(aligned).all():  # NaN in the matrix, or values that overflow float64
+        raise FormatError("axisAlignment moves vertices to NaN or infinity", meta_path)
+    check_invertible(matrix, meta_path)
+    return aligned
+
+
+def axis_alignment(meta_path: Path) -> np.ndarray | None:
+    """The 4x4 `axisAlignment` of a <scene>.txt (None when the file or the key is absent); FormatError when it is
+    not 16 numbers."""
+    if not meta_path.is_file():
+        return None
     for line in meta_path.read_text(errors="replace").splitlines():
         key, _, value = line.partition("=")
         if key.strip() == "axisAlignment":
@@ -120,16 +134,17 @@ def _align(coord: np.ndarray, meta_path: Path) -> np.ndarray:
                 raise FormatError("axisAlignment holds a non-numeric value", meta_path) from None
             if matrix.size != 16:
                 raise FormatError(f"axisAlignment has {matrix.size} values, expected 16", meta_path)
-            matrix = matrix.reshape(4, 4)
-            with np.errstate(over="ignore", invalid="ignore"):
-                aligned = coord @ matrix[:3, :3].T + matrix[:3, 3]
-                det = np.linalg.det(matrix[:3, :3])
-            if not np.isfinite(aligned).all():  # NaN in the matrix, or values that overflow float64
-                raise FormatError("axisAlignment moves vertices to NaN or infinity", meta_path)
-            if not abs(det) > 1e-6:  # an all-zero (or rank-deficient) matrix would collapse every vertex onto a point
-                raise FormatError(f"axisAlignment is singular (determinant {det:.3g}; a rotation has 1)", meta_path)
-            return aligned
-    return coord
+            return matrix.reshape(4, 4)
+    return None
+
+
+def check_invertible(matrix: np.ndarray, meta_path: Path) -> None:
+    """FormatError for an alignment that would collapse every vertex onto a plane or a point (all zero, rank
+    deficient): a rotation's determinant is 1."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        det = np.linalg.det(matrix[:3, :3])
+    if not abs(det) > 1e-6:
+        raise FormatError(f"axisAlignment is singular (determinant {det:.3g}; a rotation has 1)", meta_path)
 
 
 def _labels(scene_dir: Path, ref: SceneRef, n: int, warn: Warn) -> tuple[np.ndarray | None, np.ndarray | None]:

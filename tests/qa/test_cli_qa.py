@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from pmoe_cli.app import app
 from pmoe_core.engine.checkpoint import load_checkpoint
 from pmoe_core.io import write_ply
+from pmoe_core.io.ply import write_ply_arrays
 from pmoe_core.qa.train import QATrainConfig, train_qa
 
 runner = CliRunner()
@@ -94,6 +95,27 @@ def test_situated_agent_position_and_rotation(tiny_ckpt, cube_ply, tmp_path, cap
                                                "--rotation", "0", "0", "0", "1"])
     err = one_line_error(capsys, [*base, *situated, "--position", "50", "0", "0", "--rotation", "0", "0", "0", "1"])
     assert "outside the scene" in err and "cube.ply" in err
+
+
+def test_situated_agent_in_sqa3d_frame(tiny_ckpt, cube_ply, tmp_path, capsys):
+    """--sqa3d-scene: the pose is SQA3D's (relative to the raw mesh's bounding-box centre); the model reads it in
+    the cloud's frame, and the JSON says which pose that was."""
+    folder = tmp_path / "scans" / "scene0001_00"
+    folder.mkdir(parents=True)
+    corners = np.array([[0.0, -0.2, -0.5], [0.4, 0.0, 0.5]], np.float32)  # bounding-box centre (0.2, -0.1, 0)
+    write_ply_arrays(folder / "scene0001_00_vh_clean_2.ply", {"x": corners[:, 0], "y": corners[:, 1],
+                                                             "z": corners[:, 2]})
+    out = tmp_path / "f.json"
+    base = ["qa", "--scene", str(cube_ply), "--question", "what is on my left?", "--checkpoint", str(tiny_ckpt),
+            "--situation", "I am facing the block."]
+    agent = ["--position", "0", "0", "0", "--rotation", "0", "0", "0.7071068", "0.7071068"]
+    result = runner.invoke(app, [*base, *agent, "--sqa3d-scene", str(folder), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert np.allclose(data["position"], [0.2, -0.1, 0.0]) and np.allclose(data["rotation"][2:], [0.7071068] * 2)
+    assert data["sqa3d_scene"] == str(folder)
+    assert "give them too" in one_line_error(capsys, [*base, "--sqa3d-scene", str(folder)])
+    assert "not a raw ScanNet scene folder" in one_line_error(capsys, [*base, *agent, "--sqa3d-scene", str(tmp_path)])
 
 
 def test_bad_inputs_are_one_line(tiny_ckpt, cube_ply, tmp_path, capsys):

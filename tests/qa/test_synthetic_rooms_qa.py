@@ -3,6 +3,7 @@ questions checked against the written pose, benchmark-format round trips, scene 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -12,8 +13,10 @@ import pytest
 
 from pmoe_core.convert import convert
 from pmoe_core.errors import BadInput, MissingFile
+from pmoe_core.qa.model import facing_xy
 from pmoe_core.qa.readers import read_scanqa, read_sqa3d, scanqa_path, sqa3d_paths
 from pmoe_core.qa.scenes import load_scene_cloud
+from pmoe_core.qa.sqa3d_frame import in_scene_frame
 from pmoe_core.qa.synthetic_rooms import (
     NOUNS,
     NUMBERS,
@@ -136,13 +139,19 @@ def test_one_wording_per_situation(items):
 
 def test_written_in_the_benchmark_formats_and_read_back(rooms, items, tmp_path):
     train = [i for i in items if i.scene in room_scenes(rooms, "train")]
-    write_room_sets(train, tmp_path, "train")
+    write_room_sets(train, tmp_path, "train", rooms)
     plain = read_scanqa(scanqa_path(tmp_path, "train"))
     situated = read_sqa3d(*sqa3d_paths(tmp_path, "train"))
+    expected = [i for i in train if i.situation is not None]
     assert plain == [i for i in train if i.situation is None]
-    assert situated == [i for i in train if i.situation is not None]
+    assert [dataclasses.replace(i, position=None, rotation=None) for i in situated] == [
+        dataclasses.replace(i, position=None, rotation=None) for i in expected]
+    back = in_scene_frame(situated, rooms)  # the file holds SQA3D's frame; the cloud's frame comes back
+    assert np.allclose([i.position for i in back], [i.position for i in expected], atol=1e-5)
+    assert np.allclose([facing_xy(i.rotation) for i in back], [facing_xy(i.rotation) for i in expected], atol=1e-5)
+    assert not np.allclose([i.position for i in situated], [i.position for i in expected], atol=0.1)
     with pytest.raises(BadInput, match="already exists"):
-        write_room_sets(train, tmp_path, "train")
+        write_room_sets(train, tmp_path, "train", rooms)
 
 
 def test_scene_ids_load_from_the_raw_folder_and_from_a_converted_store(rooms, tmp_path):
