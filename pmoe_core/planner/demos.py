@@ -8,7 +8,9 @@ pick/place sequence put in an order the observation determines (`canonical_steps
 with candidates in object-id order, which the model cannot see, so the same scene would have several "right"
 first steps and the flow head would learn their blur. Train seeds are 0, 1, 2, ...; held-out evaluation starts at `HELD_OUT_SEED`, far from any
 training run's range. Rendering costs ~0.1 s per episode, so a set is written once as an `.npz` under
-`$PMOE_CACHE_DIR/demos` (else `~/.cache/pmoe/demos`), named by a hash of everything that shaped it.
+`$PMOE_CACHE_DIR/demos` (else `~/.cache/pmoe/demos`), named by a hash of everything that shaped it. The
+instructions are not cached: they are worded again at every load (milliseconds), so a change of phrasing.py's
+frames reaches training without a stale cache or a re-render.
 """
 
 from __future__ import annotations
@@ -189,24 +191,23 @@ def save_demos(demos: DemoSet, path: Path) -> None:
     with atomic_path(path, make_parents=True) as tmp:  # suffix .npz kept: np.savez appends none
         np.savez(
             tmp, points=demos.points, poses=demos.poses, lengths=demos.lengths, seeds=demos.seeds,
-            instructions=np.asarray(demos.instructions), ref_texts=demos.ref_texts, ref_xy=demos.ref_xy,
-            tasks=np.asarray(demos.tasks),
+            ref_texts=demos.ref_texts, ref_xy=demos.ref_xy, tasks=np.asarray(demos.tasks),
         )
 
 
-def read_demos(path: Path) -> DemoSet:
+def read_demos(path: Path, spec: DemoSpec) -> DemoSet:
+    """A cached set, its instructions worded now from `spec.phrasing` (an older file's stored ones are ignored)."""
     with np.load(path, allow_pickle=False) as f:
-        return DemoSet(
-            f["points"], f["poses"], f["lengths"], [str(s) for s in f["instructions"]], f["ref_texts"], f["ref_xy"],
-            [str(s) for s in f["tasks"]], f["seeds"],
-        )
+        tasks, seeds = [str(s) for s in f["tasks"]], f["seeds"]
+        instructions = [make_scene(t, int(s), spec.split, spec.phrasing).instruction for t, s in zip(tasks, seeds)]
+        return DemoSet(f["points"], f["poses"], f["lengths"], instructions, f["ref_texts"], f["ref_xy"], tasks, seeds)
 
 
 def load_demos(spec: DemoSpec, cache: str | Path | None = None, progress: Progress = silent) -> DemoSet:
     """The cached set of `spec`, generating and caching it on first use."""
     path = demo_cache_dir(cache) / f"demos-{spec.key()}.npz"
     if path.is_file():
-        return read_demos(path)
+        return read_demos(path, spec)
     demos = generate_demos(spec, progress)
     save_demos(demos, path)
     return demos

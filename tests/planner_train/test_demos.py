@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 
@@ -61,6 +62,14 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     again = load_demos(spec, tmp_path)
     assert np.array_equal(first.points, again.points) and np.array_equal(first.ref_texts, again.ref_texts)
     assert first.instructions == again.instructions
+
+
+def test_cached_set_takes_the_current_wording(tmp_path, monkeypatch):
+    """Instructions are worded at load: a phrasing change reaches a cached set (it once kept the stale ones)."""
+    spec = DemoSpec(("stack-blocks",), episodes=2, num_points=128, max_steps=6)
+    load_demos(spec, tmp_path)
+    monkeypatch.setattr(demos, "make_scene", lambda *a: dataclasses.replace(make_scene(*a), instruction="reworded"))
+    assert load_demos(spec, tmp_path).instructions == ["reworded", "reworded"]
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
