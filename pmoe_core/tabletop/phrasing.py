@@ -60,6 +60,16 @@ WORDINGS: dict[str, TaskWording] = {
             "have the others stacked onto the {color} block",
             "move each of the other blocks onto the {color} block",
             "one stack, {color} block underneath, everything else on top",
+            "put the {color} block at the bottom of one tower made of all the blocks",
+            "the {color} block stays where it is; stack every other block on top of it",
+            "gather all the blocks into a single tower with the {color} block at the bottom",
+            "every other block ends up above the {color} block",
+            "stack everything on the {color} block, so that it is the lowest block of the tower",
+            "leave the {color} block on the table and pile all the others on it",
+            "first the {color} block, then every other block on top of it, in one tower",
+            "sort all the blocks into one tower resting on the {color} block",
+            "move every block except the {color} one onto the {color} block",
+            "a single tower of all the blocks, with the {color} block as the first one",
         ),
         (
             "the {color} block goes at the bottom: put all the other blocks on top of it",
@@ -82,6 +92,14 @@ WORDINGS: dict[str, TaskWording] = {
             "put small blocks onto big blocks with the same color",
             "for every color, stack its small blocks on its big block",
             "make towers where each big block carries the small blocks of its color",
+            "group the blocks by color: the small ones go on the big block of their color",
+            "sort by color and stack each small block on the larger block of that color",
+            "the big block of each color at the bottom, its small blocks on top",
+            "each big block is the base for the small blocks that share its color",
+            "on each large block, stack the little blocks of the same color",
+            "small blocks on big blocks, color matching color",
+            "stack by color, the large block underneath",
+            "one tower for each color, with the big block of that color at the bottom",
         ),
         (
             "sort the blocks into towers by color, each on the big block of its color",
@@ -104,6 +122,13 @@ WORDINGS: dict[str, TaskWording] = {
             "stack by size on the {color} block, smallest at the top",
             "order the blocks by size into a tower on the {color} block",
             "use the {color} block as the base of a tower that gets smaller towards the top",
+            "sort the blocks by size into a tower on the {color} block, largest at the bottom",
+            "the {color} block at the bottom, then the other big block, and the small blocks at the top",
+            "put the blocks on the {color} block in order of size, big ones lower",
+            "a tower on the {color} block that goes from large at the bottom to small at the top",
+            "group the blocks into a tower on the {color} block by size",
+            "stack the big block on the {color} block first and the small blocks last",
+            "on the {color} block, stack the largest block first and the smallest at the top",
         ),
         (
             "make a tower on the {color} block with the large block first and the small ones above it",
@@ -126,6 +151,12 @@ WORDINGS: dict[str, TaskWording] = {
             "make the blocks into a pyramid standing in the {color} zone",
             "on the {color} zone, a row of three, a row of two and one on top",
             "i want a pyramid of all the blocks on the {color} zone",
+            "build three layers on the {color} zone: three blocks, then two, then a single block",
+            "place a bottom row of three blocks in the {color} zone, a middle row of two and one block at the top",
+            "stack the six blocks on the {color} zone in rows of three, two and one",
+            "make a triangle of blocks on the {color} zone, three wide at the base",
+            "sort the blocks into a pyramid on the {color} zone",
+            "group all the blocks into a pyramid shape on the {color} zone",
         ),
         (
             "arrange the six blocks as a pyramid standing on the {color} zone",
@@ -148,6 +179,12 @@ WORDINGS: dict[str, TaskWording] = {
             "find each block's bowl of the same color and put it there",
             "blocks go into bowls that have their color",
             "each block should end up in the bowl with its color",
+            "group the blocks with the bowls of their color",
+            "each bowl gets the block of the same color",
+            "put each block into the bowl of its color, one block per bowl",
+            "move every block into the bowl that has the same color as the block",
+            "the blocks go in the bowls; match each one by color",
+            "place the blocks into bowls so that every color matches",
         ),
         (
             "sort the blocks into the bowls by color",
@@ -170,6 +207,12 @@ WORDINGS: dict[str, TaskWording] = {
             "build one stack of blocks in the {color} zone",
             "i want all blocks stacked inside the {color} zone",
             "carry every block to the {color} zone and stack them",
+            "stack every block in the {color} zone, one on top of the other",
+            "the {color} zone gets a single tower with every block",
+            "group all the blocks in one pile on the {color} zone",
+            "put the blocks on top of each other in the {color} zone",
+            "move all the blocks into the {color} zone and build one tower there",
+            "a single stack of every block, standing in the {color} zone",
         ),
         (
             "make a single tower out of all the blocks in the {color} zone",
@@ -192,6 +235,13 @@ WORDINGS: dict[str, TaskWording] = {
             "{color} block, {position}",
             "put the {color} block over at the {position} of the table",
             "the {position} of the table is where the {color} block goes",
+            "slide the {color} block to the {position}",
+            "the {color} block belongs at the {position} of the table",
+            "get the {color} block to the {position}",
+            "move only the {color} block, to the {position} of the table",
+            "place the {color} block so that it sits at the {position}",
+            "carry the {color} block to the {position} of the table",
+            "put the {color} block down at the {position}",
         ),
         (
             "take the {color} block over to the {position}",
@@ -221,7 +271,7 @@ POLITENESS = {
 # A polite prefix ("please", "could you") goes only before a frame that starts with one of these verbs.
 VERBS = frozenset(("stack", "build", "put", "place", "set", "pile", "make", "move", "sort", "group", "arrange", "use",
                    "gather", "take", "bring", "drop", "heap", "match",
-                   "order", "find", "carry", "have"))
+                   "order", "find", "carry", "have", "slide", "get", "leave"))
 ENDINGS = ("", ".", "!")
 CASES = ("lower", "capitalised", "upper")
 CASE_WEIGHTS = (0.5, 0.35, 0.15)
