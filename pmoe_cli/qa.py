@@ -8,6 +8,8 @@
 - `pmoe qa train`: train an answering model on synthetic QA sets (the packaged default's recipe by default).
 - `pmoe qa bench`: EM@1 and CIDEr (and with --em10 EM@10) per question type on held-out synthetic questions,
   with the majority baseline.
+- `pmoe qa eval`: the benchmarks' own scores on a user's ScanQA file or SQA3D split, scenes from a converted store
+  or a raw ScanNet folder (qa/benchmark_eval.py).
 
 Like `pmoe plan`, every command needs the planner extra (the model is built from the planner's parts, the tabletop
 scenes need MuJoCo); its modules are imported when a command runs, never when the app is built.
@@ -35,7 +37,8 @@ CONDITIONS = ("heldout-scenes", "heldout-templates")  # = pmoe_core.qa.evaluate.
 
 qa_app = typer.Typer(
     name="qa",
-    help="3D question answering: answer questions about a scene in text, train the answering model, benchmark it.",
+    help="3D question answering: answer questions about a scene in text, train the answering model, benchmark it "
+         "(synthetic held-out sets, or ScanQA / SQA3D files).",
     invoke_without_command=True,
     add_completion=False,
 )
@@ -235,3 +238,84 @@ def bench(
     if json_out is not None:
         write_json_atomic(json_out, report, indent=1)
         console.print(f"wrote {json_out}")
+
+
+@qa_app.command("eval")
+def eval_files(
+    scanqa: Path = typer.Option(None, "--scanqa", help="a ScanQA v1.0 file with answers, e.g. ScanQA_v1.0_val.json"),
+    sqa3d_dir: Path = typer.Option(None, "--sqa3d-dir", help="SQA3D's folder of balanced question/annotation files "
+                                   "(sqa_task/balanced/)"),
+    split: str = typer.Option(None, "--split", help="the SQA3D split: train, val or test (default val)"),
+    scenes: Path = typer.Option(None, "--scenes", help="where the scene ids are read: a converted pmoe store "
+                                "(scannet.zarr) or a raw ScanNet v2 folder (scans/)"),
+    scannet_raw: Path = typer.Option(None, "--scannet-raw", help="raw ScanNet v2 folder that fixes SQA3D's agent "
+                                     "frame (default: --scenes when it is one)"),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="QA checkpoint (default: the packaged one)"),
+    limit: int = typer.Option(None, "--limit", help="score only the first N questions (a quick look)"),
+    em10: bool = typer.Option(False, "--em10", help="also EM@10: the ten best answers of a beam search of ten "
+                              "(about 6x the time)"),
+    json_out: Path = typer.Option(None, "--json", help="also write the scores and every question's answer here"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --json file"),
+) -> None:
+    """Score the answering model on a benchmark's own files (ScanQA, or an SQA3D split): EM@1 (--em10: EM@10),
+    and for ScanQA BLEU-1..4, ROUGE-L, METEOR and CIDEr, overall and per question type."""
+    if scanqa is not None and split is not None:
+        raise BadInput("--split picks an SQA3D split; a ScanQA file is scored whole")
+    if scenes is None:
+        raise BadInput("--scenes ROOT is needed: the converted store or raw ScanNet folder the scene ids are in")
+    if json_out is not None:
+        inputs = [p for p in (scanqa, sqa3d_dir) if p is not None]
+        check_output_file(json_out, reads=inputs, overwrite=overwrite)
+    require_planner_extra("pmoe qa")
+    from pmoe_core.qa.benchmark_eval import (
+        SCANQA,
+        EvalOptions,
+        check_scenes,
+        evaluate_file,
+        raw_root_for_agents,
+        read_benchmark,
+    )
+    from pmoe_core.qa.train import load_qa_model
+
+    started = time.perf_counter()
+    file = read_benchmark(scanqa, sqa3d_dir, split or "val", limit)
+    check_scenes(file, scenes)  # every refusal before the model loads
+    raw_root_for_agents(file, scenes, scannet_raw)
+    loaded = load_qa_model(checkpoint)
+    load_s = time.perf_counter() - started
+    scene_bar, bar = ProgressBar("scenes", "scenes"), ProgressBar("questions", "questions", every=500)
+    try:
+        result = evaluate_file(loaded, file, scenes, scannet_raw, EvalOptions(em10=em10), scene_bar, bar)
+    finally:
+        scene_bar.stop()
+        bar.stop()
+    result.seconds = {"load": load_s, **result.seconds, "total": time.perf_counter() - started}
+    console = Console()
+    shown = f"{file.paths[0].name}" if file.benchmark == SCANQA else f"{sqa3d_dir} ({split or 'val'})"
+    console.print(_scores_table(f"pmoe qa eval: {file.benchmark} {shown} ({loaded.path.name})", "question type",
+                                result.scores))
+    if result.by_file_type:
+        console.print(_scores_table("EM by the file's own question types", "file type", result.by_file_type))
+    console.print(f"{len(result.answered)} questions (of {result.questions_in_files} in the file), "
+                  f"{result.scenes} scenes; " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()),
+                  style="dim", highlight=False)
+    for note in result.notes:
+        console.print(note, style="dim", highlight=False)
+    if json_out is not None:
+        write_json_atomic(json_out, result.to_json(), indent=1)
+        console.print(f"wrote {json_out}")
+
+
+def _scores_table(title: str, first: str, scores: dict) -> Table:
+    """One row per group; the columns a benchmark scores (None in every row: not shown)."""
+    columns = [("EM@1", "em1"), ("EM@10", "em10"), ("BLEU-1", "bleu1"), ("BLEU-2", "bleu2"), ("BLEU-3", "bleu3"),
+               ("BLEU-4", "bleu4"), ("ROUGE-L", "rouge_l"), ("METEOR", "meteor"), ("CIDEr", "cider")]
+    rows = {name: s.to_json() for name, s in scores.items()}
+    shown = [(head, key) for head, key in columns if any(r.get(key) is not None for r in rows.values())]
+    table = Table(title=title)
+    for column in (first, "questions", *(head for head, _ in shown)):
+        table.add_column(column, justify="left" if column == first else "right")
+    for name, row in rows.items():
+        cells = ["-" if row.get(key) is None else f"{row[key]:.1f}" for _, key in shown]
+        table.add_row(name, str(row["count"]), *cells)
+    return table
