@@ -301,8 +301,14 @@ def eval_files(
                   style="dim", highlight=False)
     for note in result.notes:
         console.print(note, style="dim", highlight=False)
+    if result.agents_outside:
+        situated = sum(a.item.position is not None for a in result.answered)
+        console.print(f"warning: {len(result.agents_outside)} of {situated} agents stand outside their scene (first: "
+                      f"question {result.agents_outside[0]}): positions in another frame than the clouds'?",
+                      style="yellow", highlight=False)
     if json_out is not None:
-        write_json_atomic(json_out, result.to_json(), indent=1)
+        report = {"command": "pmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:]), **result.to_json()}
+        write_json_atomic(json_out, report, indent=1)
         console.print(f"wrote {json_out}")
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pmoe_core.errors import BadInput, MissingFile
 from pmoe_core.progress import Progress, silent
+from pmoe_core.qa.answer import Agent, check_agent_in_scene
 from pmoe_core.qa.data import QASet
 from pmoe_core.qa.evaluate import EM10_BEAMS, predict, predict_ranked
 from pmoe_core.qa.items import QAItem
@@ -41,7 +42,7 @@ from pmoe_core.qa.readers import (
 )
 from pmoe_core.qa.scene_input import QAScene, scene_input
 from pmoe_core.qa.scenes import load_scene_cloud
-from pmoe_core.qa.sqa3d_frame import in_scene_frame
+from pmoe_core.qa.sqa3d_frame import in_scene_frame, scene_folder
 from pmoe_core.qa.train import load_text_states
 
 SCANQA, SQA3D = "ScanQA", "SQA3D"
@@ -105,7 +106,8 @@ class Answered:
 @dataclass
 class EvalResult:
     """Everything `pmoe qa eval` reports: `scores` holds "all" first, then each benchmark type present;
-    `by_file_type` EM per the file's own types where they differ (`file_type_scores`); `seconds` per stage."""
+    `by_file_type` EM per the file's own types where they differ (`file_type_scores`); `seconds` per stage;
+    `notes`: what was not computed and why; `agents_outside`: questions whose agent stands outside its scene."""
 
     benchmark: str
     files: list[str]
@@ -121,12 +123,16 @@ class EvalResult:
     tokenizer: str | None = None
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    agents_outside: list[str] = field(default_factory=list)  # question ids (`SceneInputs`)
+    checkpoint_step: int | None = None  # the training step it was saved at
 
     def to_json(self) -> dict:
         return {"benchmark": self.benchmark, "files": self.files, "checkpoint": self.checkpoint,
+                "checkpoint_step": self.checkpoint_step,
                 "scenes_root": self.scenes_root, "scannet_raw": self.scannet_raw,
                 "questions": len(self.answered), "questions_in_files": self.questions_in_files,
-                "scenes": self.scenes, "em10": self.em10, "tokenizer": self.tokenizer, "notes": self.notes,
+                "scenes": self.scenes, "agents_outside": self.agents_outside, "em10": self.em10,
+                "tokenizer": self.tokenizer, "notes": self.notes,
                 "scores": {k: v.to_json() for k, v in self.scores.items()},
                 "by_file_type": {k: v.to_json() for k, v in self.by_file_type.items()},
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -199,29 +205,60 @@ def check_scenes(file: BenchmarkFile, root: str | Path) -> None:
 
 def raw_root_for_agents(file: BenchmarkFile, scenes_root: str | Path, scannet_raw: str | Path | None) -> Path | None:
     """The raw ScanNet folder that fixes SQA3D's agent frame: `scannet_raw`, else `scenes_root` when it is raw;
-    None when no question has an agent; refused when agents need one and neither gives it."""
-    if not any(i.position is not None for i in file.items):
+    None when no question has an agent; refused when agents need one and neither gives it, or it lacks a scene."""
+    situated = sorted({i.scene for i in file.items if i.position is not None})
+    if not situated:
         return None
     if scannet_raw is not None:
         if not is_raw_scannet(Path(scannet_raw)):
             raise MissingFile("--scannet-raw must be a raw ScanNet v2 folder (with scans/)", scannet_raw)
-        return Path(scannet_raw)
-    if is_raw_scannet(Path(scenes_root)):
-        return Path(scenes_root)
-    raise BadInput(f"{file.paths[-1]}: its agents are in SQA3D's frame (the raw mesh's bounding-box centre); a "
-                   "converted store cannot place them: give the raw ScanNet folder with --scannet-raw")
+        raw = Path(scannet_raw)
+    elif is_raw_scannet(Path(scenes_root)):
+        raw = Path(scenes_root)
+    else:
+        raise BadInput(f"{file.paths[-1]}: its agents are in SQA3D's frame (the raw mesh's bounding-box centre); "
+                       "a converted store cannot place them: give the raw ScanNet folder with --scannet-raw")
+    for scene in situated:
+        scene_folder(raw, scene)  # MissingFile naming the first scene the raw folder lacks
+    return raw
 
 
-def scene_inputs(scene_ids: list[str], root: str | Path, num_points: int, max_objects: int,
-                 progress: Progress = silent) -> dict[str, QAScene]:
-    """Each scene's model input, computed once, as the QA sets compute theirs (seed 0)."""
-    progress(total=len(scene_ids))
-    out = {}
-    for scene_id in scene_ids:
-        out[scene_id] = scene_input(load_scene_cloud(scene_id, root), num_points, max_objects, seed=0,
-                                    source=f"{root}::{scene_id}")
+@dataclass(frozen=True)
+class SceneInputs:
+    """Each scene's model input, and the questions whose agent stands outside its scene (`agents_outside`)."""
+
+    scenes: dict[str, QAScene]
+    agents_outside: list[str]
+
+
+def scene_inputs(items: list[QAItem], root: str | Path, num_points: int, max_objects: int,
+                 progress: Progress = silent) -> SceneInputs:
+    """The model input of every scene `items` ask about, computed once as the QA sets compute theirs (seed 0).
+    While each cloud is loaded, its agents are checked against it (`answer.check_agent_in_scene`, the rule
+    `pmoe qa` refuses a pose by): a benchmark file is scored whole, but many agents outside their rooms mean
+    positions in another frame, which would silently ruin the situated scores."""
+    by_scene: dict[str, list[QAItem]] = {}
+    for item in items:
+        by_scene.setdefault(item.scene, []).append(item)
+    progress(total=len(by_scene))
+    scenes, outside = {}, []
+    for scene_id in sorted(by_scene):
+        source = f"{root}::{scene_id}"
+        cloud = load_scene_cloud(scene_id, root)
+        scenes[scene_id] = scene_input(cloud, num_points, max_objects, seed=0, source=source)
+        outside += [i.qid for i in by_scene[scene_id] if not _agent_inside(i, cloud, source)]
         progress(advance=1)
-    return out
+    return SceneInputs(scenes, outside)
+
+
+def _agent_inside(item: QAItem, cloud, source: str) -> bool:
+    if item.position is None or item.rotation is None:
+        return True
+    try:
+        check_agent_in_scene(Agent(item.position, item.rotation), cloud, source)
+    except BadInput:
+        return False
+    return True
 
 
 # --- scoring ----------------------------------------------------------------------------------------------------
@@ -276,15 +313,13 @@ def evaluate_file(loaded, file: BenchmarkFile, scenes_root: str | Path, scannet_
                   options: EvalOptions = EvalOptions(), scene_progress: Progress = silent,
                   progress: Progress = silent) -> EvalResult:
     """Answer and score every question of `file` with a loaded model (`train.LoadedQA`)."""
-
     check_scenes(file, scenes_root)
     raw = raw_root_for_agents(file, scenes_root, scannet_raw)
     items = in_scene_frame(file.items, raw) if raw is not None else file.items
     model, seconds = loaded.model, {}
     started = time.perf_counter()
-    scenes = scene_inputs(sorted({i.scene for i in items}), scenes_root, model.config.num_points,
-                          model.config.max_objects, scene_progress)
-    data = QASet(items, scenes)
+    inputs = scene_inputs(items, scenes_root, model.config.num_points, model.config.max_objects, scene_progress)
+    data = QASet(items, inputs.scenes)
     seconds["scenes"] = time.perf_counter() - started
     started = time.perf_counter()
     load_text_states(model.features, data.texts(), None)
@@ -302,5 +337,6 @@ def evaluate_file(loaded, file: BenchmarkFile, scenes_root: str | Path, scannet_
     answered = [Answered(i, file.file_types[i.qid], predictions[i.qid], tuple(ranked[i.qid]) if ranked else None)
                 for i in items]
     return EvalResult(file.benchmark, [str(p) for p in file.paths], str(loaded.path), str(scenes_root),
-                      str(raw) if raw is not None else None, file.total, len(scenes), options.em10, scores,
-                      answered, by_file_type, tokenizer, notes, seconds)
+                      str(raw) if raw is not None else None, file.total, len(inputs.scenes), options.em10,
+                      scores, answered, by_file_type, tokenizer, notes, seconds, inputs.agents_outside,
+                      loaded.meta.get("step"))

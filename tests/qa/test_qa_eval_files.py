@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from pmoe_cli.app import app
 from pmoe_core.convert import convert
+from pmoe_core.qa.benchmark_eval import read_benchmark, scene_inputs
 from pmoe_core.qa.metrics import em_by_type, scanqa_scores
 from pmoe_core.qa.model import facing_xy
 from pmoe_core.qa.readers import (
@@ -23,6 +24,7 @@ from pmoe_core.qa.readers import (
     scanqa_question_type,
     sqa3d_paths,
     sqa3d_question_type,
+    write_sqa3d,
 )
 from pmoe_core.qa.sqa3d_frame import in_scene_frame
 from pmoe_core.qa.synthetic_rooms import room_qa, write_room_sets
@@ -115,6 +117,7 @@ def test_sqa3d_agents_reach_the_model_in_the_cloud_frame(rooms, store, tiny_ckpt
     rows = data["per_question"]
     assert data["benchmark"] == "SQA3D" and [r["question_id"] for r in rows] == [i.qid for i in in_file]
     assert data["scannet_raw"] == str(root) and data["questions"] == len(generated)
+    assert data["agents_outside"] == [] and "warning" not in output
     for row in rows:
         want = generated[row["question_id"]]
         assert np.allclose(row["position"], want.position, atol=1e-4)
@@ -177,7 +180,35 @@ def test_one_line_errors(rooms, store, tiny_ckpt, tmp_path, capsys):
     assert "--scannet-raw" in err and "v1_balanced_sqa_annotations_val_scannetv2.json" in err
     assert "raw ScanNet v2 folder" in one_line_error(capsys, ["qa", "eval", "--scanqa", scanqa, "--scenes",
                                                               str(tmp_path), *ck])
+    (tmp_path / "bare" / "scans").mkdir(parents=True)
+    err = one_line_error(capsys, ["qa", "eval", "--sqa3d-dir", str(files), "--scenes", str(store), "--scannet-raw",
+                                  str(tmp_path / "bare"), *ck])
+    assert "no ScanNet scene" in err and str(tmp_path / "bare") in err
     assert "no such folder" in one_line_error(capsys, ["qa", "eval", "--sqa3d-dir", str(tmp_path / "none"),
                                                        "--scenes", str(root)])
     assert "--limit must be >= 1" in one_line_error(capsys, ["qa", "eval", "--scanqa", scanqa, "--scenes",
                                                              str(root), "--limit", "0"])
+
+
+def test_agents_outside_their_scene_are_reported(rooms):
+    """A pose in the wrong frame is not refused (the file is scored whole) but named: here agents moved 50 m."""
+    root, files, _ = rooms
+    file = read_benchmark(sqa3d_dir=files, split="val", limit=6)
+    items = in_scene_frame(file.items, root)
+    moved = [dataclasses.replace(i, position=(i.position[0] + 50.0, *i.position[1:])) for i in items[:2]]
+    inputs = scene_inputs(moved + items[2:], root, num_points=256, max_objects=8)
+    assert inputs.agents_outside == [i.qid for i in moved]
+    assert set(inputs.scenes) == {i.scene for i in items}
+    assert scene_inputs(items, root, num_points=256, max_objects=8).agents_outside == []
+
+
+def test_the_command_warns_of_agents_outside(rooms, tiny_ckpt, tmp_path):
+    root, files, _ = rooms
+    far = [dataclasses.replace(i, position=(i.position[0] + 50.0, *i.position[1:]))
+           for i in read_sqa3d(*sqa3d_paths(files, "val"))[:3]]
+    (tmp_path / "sqa").mkdir()
+    write_sqa3d(*sqa3d_paths(tmp_path / "sqa", "val"), far)
+    data, output = _eval(["--sqa3d-dir", str(tmp_path / "sqa"), "--scenes", str(root), "--checkpoint", str(tiny_ckpt)],
+                         tmp_path / "far.json")
+    assert data["agents_outside"] == [i.qid for i in far] and data["questions"] == 3
+    assert f"warning: 3 of 3 agents stand outside their scene (first: question {far[0].qid})" in output
