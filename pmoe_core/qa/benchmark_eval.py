@@ -190,8 +190,10 @@ def scene_names(root: str | Path) -> set[str]:
         from pmoe_core.sources import scannet
 
         return {ref.name for ref in scannet.list_scenes(root, scannet.Options())}
+    inside = sorted(p.name for p in root.glob("*.zarr") if is_store(p)) if root.is_dir() else []
+    hint = f" (the store is {root / inside[0]})" if inside else ""
     raise MissingFile("--scenes must be a converted pmoe store (with zarr.json) or a raw ScanNet v2 folder "
-                      "(with scans/)", root)
+                      f"(with scans/){hint}", root)
 
 
 def check_scenes(file: BenchmarkFile, root: str | Path) -> None:

@@ -180,6 +180,8 @@ def test_one_line_errors(rooms, store, tiny_ckpt, tmp_path, capsys):
     assert "--scannet-raw" in err and "v1_balanced_sqa_annotations_val_scannetv2.json" in err
     assert "raw ScanNet v2 folder" in one_line_error(capsys, ["qa", "eval", "--scanqa", scanqa, "--scenes",
                                                               str(tmp_path), *ck])
+    err = one_line_error(capsys, ["qa", "eval", "--scanqa", scanqa, "--scenes", str(store.parent), *ck])
+    assert f"(the store is {store})" in err  # convert's OUT folder given instead of the store in it
     (tmp_path / "bare" / "scans").mkdir(parents=True)
     err = one_line_error(capsys, ["qa", "eval", "--sqa3d-dir", str(files), "--scenes", str(store), "--scannet-raw",
                                   str(tmp_path / "bare"), *ck])
