@@ -270,17 +270,15 @@ def eval_files(
     from pmoe_core.qa.benchmark_eval import (
         SCANQA,
         EvalOptions,
-        check_scenes,
+        check_inputs,
         evaluate_file,
-        raw_root_for_agents,
         read_benchmark,
     )
     from pmoe_core.qa.train import load_qa_model
 
     started = time.perf_counter()
     file = read_benchmark(scanqa, sqa3d_dir, split or "val", limit)
-    check_scenes(file, scenes)  # every refusal before the model loads
-    raw_root_for_agents(file, scenes, scannet_raw)
+    check_inputs(file, scenes, scannet_raw)  # every refusal before the model loads
     loaded = load_qa_model(checkpoint)
     load_s = time.perf_counter() - started
     scene_bar, bar = ProgressBar("scenes", "scenes"), ProgressBar("questions", "questions", every=500)

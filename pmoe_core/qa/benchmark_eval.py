@@ -225,6 +225,13 @@ def raw_root_for_agents(file: BenchmarkFile, scenes_root: str | Path, scannet_ra
     return raw
 
 
+def check_inputs(file: BenchmarkFile, scenes_root: str | Path, scannet_raw: str | Path | None) -> Path | None:
+    """Every refusal that needs no model (cheap: listings only), so a command can fail before loading one; returns
+    the raw folder that places the agents (`raw_root_for_agents`)."""
+    check_scenes(file, scenes_root)
+    return raw_root_for_agents(file, scenes_root, scannet_raw)
+
+
 @dataclass(frozen=True)
 class SceneInputs:
     """Each scene's model input, and the questions whose agent stands outside its scene (`agents_outside`)."""
@@ -315,8 +322,7 @@ def evaluate_file(loaded, file: BenchmarkFile, scenes_root: str | Path, scannet_
                   options: EvalOptions = EvalOptions(), scene_progress: Progress = silent,
                   progress: Progress = silent) -> EvalResult:
     """Answer and score every question of `file` with a loaded model (`train.LoadedQA`)."""
-    check_scenes(file, scenes_root)
-    raw = raw_root_for_agents(file, scenes_root, scannet_raw)
+    raw = check_inputs(file, scenes_root, scannet_raw)
     items = in_scene_frame(file.items, raw) if raw is not None else file.items
     model, seconds = loaded.model, {}
     started = time.perf_counter()
