@@ -293,7 +293,7 @@ def eval_files(
     console.print(_scores_table(f"pmoe qa eval: {file.benchmark} {shown} ({loaded.path.name})", "question type",
                                 result.scores))
     if result.by_file_type:
-        console.print(_scores_table("EM by the file's own question types", "file type", result.by_file_type))
+        console.print(_scores_table("EM by file type", "file type", result.by_file_type))
     console.print(f"{len(result.answered)} questions (of {result.questions_in_files} in the file), "
                   f"{result.scenes} scenes; " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()),
                   style="dim", highlight=False)
