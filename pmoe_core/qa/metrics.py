@@ -15,10 +15,12 @@ word/punctuation split, the PTB tokenizer's punctuation list removed), which `to
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 from pmoe_core.errors import BadInput
 from pmoe_core.qa.items import QAItem
@@ -164,16 +166,25 @@ def scanqa_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Seque
     )
 
 
-def _meteor(gts: dict, res: dict) -> tuple[float | None, str]:
-    """METEOR 1.5 through pycocoevalcap's Java wrapper; (None, why) when the Java program fails (e.g. no memory for
-    its -Xmx2G heap): reported as not computed, never as 0."""
+@lru_cache(maxsize=1)
+def _meteor_scorer():
+    """One METEOR Java process per Python process: starting one costs ~5 s, and per-type scores call it per type."""
     from pycocoevalcap.meteor.meteor import Meteor
 
-    scorer = Meteor()
+    return Meteor()
+
+
+def _meteor(gts: dict, res: dict) -> tuple[float | None, str]:
+    """METEOR 1.5 through pycocoevalcap's Java wrapper; (None, why) when the Java program fails (e.g. no memory for
+    its -Xmx2G heap): reported as not computed, never as 0, and the next call starts a fresh process."""
+    scorer = _meteor_scorer()
     try:
         score, _ = scorer.compute_score(gts, res)
         return float(score), ""
     except (ValueError, OSError) as err:  # the Java process died: empty or broken output
+        _meteor_scorer.cache_clear()
+        with contextlib.suppress(OSError):  # its pipe is broken: close it here, or its __del__ raises at collection
+            scorer.meteor_p.stdin.close()
         return None, f"METEOR not computed: the METEOR Java process failed ({type(err).__name__}: {err})"
     finally:
         if scorer.lock.locked():  # compute_score holds it when it fails; its __del__ would wait for it forever

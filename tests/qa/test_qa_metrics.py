@@ -138,6 +138,9 @@ def test_a_failing_meteor_process_is_reported_not_zero(monkeypatch):
     from pycocoevalcap.meteor import meteor as meteor_module
 
     monkeypatch.setattr(meteor_module, "METEOR_JAR", "no-such.jar")  # java starts, finds no jar, prints nothing
+    metrics._meteor_scorer.cache_clear()  # one METEOR process is shared per Python process: start a broken one
     scores = scanqa_scores(_items(["red chair"]), {"0": "red chair"})
     assert scores.meteor is None and any("METEOR Java process failed" in n for n in scores.notes)
     assert scores.bleu[0] == pytest.approx(100.0, abs=1e-6)
+    monkeypatch.undo()  # the broken process was dropped: the next call starts a working one
+    assert (scanqa_scores(_items(["red chair"]), {"0": "red chair"}).meteor or 0.0) > 50.0
