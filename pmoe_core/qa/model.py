@@ -37,6 +37,14 @@ The retrained default (4000 steps, both scales) gained on tabletop questions too
 recipe with the kind and noun losses weighted 0 did not (59.5), so learning the rooms' kinds also serves the shared
 object tokens (one control run; BENCHMARKS.md).
 
+Anchors (design 4, issue #21): design 3 was level with the text-only model on "what is next to the X?" (EM@1 10.5
+against 9.0) and at chance on "is the X on my left or right?", the questions that must first find the named object
+and then read something relative to it: the trunk had the match and the pairwise relations but did not learn to
+chain them. The match now also picks an anchor (a softmax over object tokens, `ANCHOR_SHARPNESS`), every object token
+gets its place relative to the anchor (offset, centre distance, footprint gap, its own anchor weight), and one more
+token carries the anchor itself (where it is, and where the situated agent sees it). Which object is "next to" it,
+or on which side it lies, is still learned: the features are geometry, not the answer.
+
 `scene_tokens=False` is the text-only baseline (the same model with no scene tokens), for `pmoe qa bench`.
 """
 
@@ -69,11 +77,15 @@ from pmoe_core.planner.trunk import Trunk, TrunkConfig
 from pmoe_core.qa.decoder import AnswerDecoder, DecoderConfig, Hypothesis, Memory
 from pmoe_core.qa.scene_input import QAScene
 
-DESIGN = 3  # 2: colour grounding (issue #21; before it, none); 3: the kind and noun heads (rooms' object kinds)
+DESIGN = 4  # 2: colour grounding (issue #21; before it, none); 3: the kind and noun heads (rooms' object kinds);
+# 4: the anchor (the object the question names) and each object's place relative to it
 TEXT_ONLY_DESIGN = 2  # the text-only baseline's parts last changed in this design (3 added scene-side parts only)
 COLOUR_FEATURES = 7  # an object's CIELAB / 100 (3), its difference to the asked colour (3) and that distance (1)
 GROUNDING_WEIGHT = 0.5  # of the kind and noun heads' losses beside the answers'
 AGENT_FEATURES = 5  # an object's place seen by the situated agent: ahead, left, distance, cos and sin of its bearing
+ANCHOR_FEATURES = 6  # an object's place relative to the anchor: offset (3), centre distance, footprint gap, its weight
+ANCHOR_TOKEN_FEATURES = 3 + AGENT_FEATURES + 1  # the anchor's centre, the agent's view of it, the best match
+ANCHOR_SHARPNESS = 10.0  # match (0..1) -> anchor logits: a named object's 0.65 against another's 0.12 is ~200:1
 
 
 @dataclass
@@ -173,6 +185,11 @@ def agent_features(scene: QAScene, position, rotation) -> tuple[float, float, fl
     return (float(p[0]), float(p[1]), float(p[2]), math.cos(yaw), math.sin(yaw))
 
 
+def _length(v: torch.Tensor) -> torch.Tensor:
+    """Euclidean length over the last axis with a finite gradient at 0 (an offset of nothing: the anchor from itself, or from an agent standing on it)."""
+    return (v.square().sum(-1) + 1e-12).sqrt()
+
+
 def egocentric(centres: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
     """(B, L, 3) token centres and (B, 5) agents (x, y, z, cos yaw, sin yaw; model frame) -> (B, L, AGENT_FEATURES):
     each place seen by the agent: how far ahead and to the left (counter-clockwise) it is, its distance, and its
@@ -181,9 +198,41 @@ def egocentric(centres: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
     d = centres[..., :2] - agent[:, None, :2]
     c, s = agent[:, None, 3], agent[:, None, 4]
     ahead, left = c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]
-    dist = torch.hypot(ahead, left)
+    dist = _length(torch.stack([ahead, left], dim=-1))
     safe = dist.clamp_min(1e-6)
     return torch.stack([ahead, left, dist, ahead / safe, left / safe], dim=-1)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The object a question names, as a soft choice over object tokens: (B, L) `weights` (0 off objects; all 0 in
+    a scene without objects), its (B, 3) `centre` and `extent` (model frame), and (B,) `match`, the best match."""
+
+    weights: torch.Tensor
+    centre: torch.Tensor
+    extent: torch.Tensor
+    match: torch.Tensor
+
+
+def find_anchor(match: torch.Tensor, objects: torch.Tensor, centres: torch.Tensor, extents: torch.Tensor) -> Anchor:
+    """(B, L) match of each token's kind with the question's nouns, (B, L) bool object tokens, their (B, L, 3)
+    centres and extents -> the `Anchor`."""
+    logits = (match * ANCHOR_SHARPNESS).masked_fill(~objects, -1e4)  # finite: a row with no object has no NaN
+    weights = logits.softmax(dim=-1) * objects  # ... and all-zero weights
+    centre = (weights[..., None] * centres).sum(1)
+    extent = (weights[..., None] * extents).sum(1)
+    best = match.masked_fill(~objects, 0.0).amax(dim=-1)
+    return Anchor(weights, centre, extent, best)
+
+
+def relative_to_anchor(centres: torch.Tensor, extents: torch.Tensor, anchor: Anchor) -> torch.Tensor:
+    """(B, L, 3) centres and extents -> (B, L, ANCHOR_FEATURES): each place's offset from the anchor, the horizontal
+    centre distance, the horizontal gap between the two footprints (boxes from the extents; 0 when they touch), and
+    the token's own anchor weight (so the anchor knows itself)."""
+    d = centres - anchor.centre[:, None]
+    dist = _length(d[..., :2])
+    gap = _length((d[..., :2].abs() - (extents[..., :2] + anchor.extent[:, None, :2]) / 2).clamp_min(0.0))
+    return torch.cat([d, dist[..., None], gap[..., None], anchor.weights[..., None]], dim=-1)
 
 
 class QAModel(nn.Module):
@@ -208,6 +257,8 @@ class QAModel(nn.Module):
             self.noun_head = nn.Sequential(nn.LayerNorm(self.features.dim), nn.Linear(self.features.dim,
                                                                                       config.object_kinds))
             self.object_match = nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d))
+            self.object_anchor = nn.Sequential(nn.Linear(ANCHOR_FEATURES, d), nn.GELU(), nn.Linear(d, d))
+            self.anchor_token = nn.Sequential(nn.Linear(ANCHOR_TOKEN_FEATURES, d), nn.GELU(), nn.Linear(d, d))
         self.trunk = Trunk(config.trunk, self.features.dim, config.scene_dim)
         bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self.decoder = AnswerDecoder(config.decoder, embeddings, config.trunk.dim, bos, tokenizer.eos_token_id)
@@ -275,11 +326,13 @@ class QAModel(nn.Module):
         return logits.masked_fill(~text.mask[..., None], float("-inf")).amax(dim=1)
 
     def _scene_tokens(self, inputs: list[QAInput], asked_lab: torch.Tensor, text: TextBatch):
-        """Encoder tokens + the scale token + the agent token (masked out where unknown), their mask and pairwise
-        relation features (planner/relations.py), and what the kind and noun heads say; with scene_tokens off, one
-        masked-out token (the text-only baseline). Each object token gets, through small MLPs: its colour features
-        (`asked_lab` (B, 3): the asked colour, CIELAB / 100), how well its kind (kind head) matches the kinds the
-        question names (noun head), and, for a situated question, where it lies seen by the agent (`egocentric`)."""
+        """Encoder tokens + the scale token + the agent token (masked out where unknown) + the anchor token (masked
+        out where the scene has no object), their mask and pairwise relation features (planner/relations.py), and
+        what the kind and noun heads say; with scene_tokens off, one masked-out token (the text-only baseline).
+        Each object token gets, through small MLPs: its colour features (`asked_lab` (B, 3): the asked colour,
+        CIELAB / 100), how well its kind (kind head) matches the kinds the
+        question names (noun head), its place relative to the anchor (`relative_to_anchor`), and, for a situated
+        question, where it lies seen by the agent (`egocentric`)."""
         b, d = len(inputs), self.config.scene_dim
         if not self.config.scene_tokens:
             return (torch.zeros(b, 1, d, device=self.device), torch.zeros(b, 1, dtype=torch.bool, device=self.device),
@@ -296,15 +349,24 @@ class QAModel(nn.Module):
         seen = st.tokens + colour
         kinds = self.kind_head(seen)
         grounding = Grounding(kinds[:, -self.config.max_objects:], self.asked_kinds(text))
-        match = (kinds.softmax(-1) * torch.sigmoid(grounding.asked)[:, None]).sum(-1, keepdim=True)
-        seen = seen + self.object_match(match) * obj
-        seen = seen + self.object_agent(egocentric(st.centres, agent)) * (obj * has_agent[:, None, None])
-        tokens = torch.cat([seen, self.scale_token(scale)[:, None], self.agent_token(agent)[:, None]], dim=1)
-        two = torch.zeros(b, 2, 3, device=self.device)
-        centres = torch.cat([st.centres, torch.zeros(b, 1, 3, device=self.device), agent[:, None, :3]], dim=1)
-        objects = torch.cat([st.objects, torch.zeros(b, 2, dtype=torch.bool, device=self.device)], dim=1)
-        attrs = attributes(centres, torch.cat([lab, two], 1), torch.cat([st.extents, two], 1), objects)
-        mask = torch.cat([st.valid, torch.ones(b, 1, dtype=torch.bool, device=self.device), has_agent[:, None]], 1)
+        match = (kinds.softmax(-1) * torch.sigmoid(grounding.asked)[:, None]).sum(-1)
+        seen = seen + self.object_match(match[..., None]) * obj
+        sited = obj * has_agent[:, None, None]
+        seen = seen + self.object_agent(egocentric(st.centres, agent)) * sited
+        anchor = find_anchor(match, st.objects, st.centres, st.extents)
+        seen = seen + self.object_anchor(relative_to_anchor(st.centres, st.extents, anchor)) * obj
+        anchor_seen = egocentric(anchor.centre[:, None], agent)[:, 0] * has_agent[:, None]
+        anchor_token = self.anchor_token(torch.cat([anchor.centre, anchor_seen, anchor.match[:, None]], -1))
+        tokens = torch.cat([seen, self.scale_token(scale)[:, None], self.agent_token(agent)[:, None],
+                            anchor_token[:, None]], dim=1)
+        three = torch.zeros(b, 3, 3, device=self.device)
+        centres = torch.cat([st.centres, torch.zeros(b, 1, 3, device=self.device), agent[:, None, :3],
+                             anchor.centre[:, None]], dim=1)
+        objects = torch.cat([st.objects, torch.zeros(b, 3, dtype=torch.bool, device=self.device)], dim=1)
+        attrs = attributes(centres, torch.cat([lab, three], 1), torch.cat([st.extents, three], 1), objects)
+        has_objects = st.objects.any(dim=1, keepdim=True)
+        mask = torch.cat([st.valid, torch.ones(b, 1, dtype=torch.bool, device=self.device), has_agent[:, None],
+                          has_objects], 1)
         return tokens, mask, pairwise(attrs), grounding
 
     # --- training and inference ---

@@ -14,7 +14,7 @@ from pmoe_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from pmoe_core.errors import FormatError
 from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.qa.data import QASetSpec, load_set, rooms_folder
-from pmoe_core.qa.model import QAModelConfig, egocentric
+from pmoe_core.qa.model import QAModelConfig, egocentric, find_anchor, relative_to_anchor
 from pmoe_core.qa.synthetic_rooms import OBJECT_NOUNS, question_nouns, room_objects
 from pmoe_core.qa.train import QATrainConfig, load_qa_model, train_qa
 
@@ -81,6 +81,35 @@ def test_egocentric_view_of_the_agent():
     torch.testing.assert_close(left, torch.tensor([0.0, 1.0, -1.0, 0.0]), atol=1e-6, rtol=0)  # -x is on the left
     torch.testing.assert_close(dist, torch.tensor([2.0, 1.0, 1.0, 1.0]))
     torch.testing.assert_close(view[:, 3] ** 2 + view[:, 4] ** 2, torch.ones(4))
+
+
+def test_the_anchor_is_the_named_object_and_others_are_placed_from_it():
+    """Worked by hand: three objects (and one non-object token), the first matching the question's noun. The anchor
+    sits on it; the second object's footprint (0.2 wide) starts 0.4 beyond the anchor's (0.4 wide): gap 0.4."""
+    match = torch.tensor([[0.9, 0.1, 0.1, 0.95]])
+    objects = torch.tensor([[True, True, True, False]])  # the last token is no object: never the anchor
+    centres = torch.tensor([[[0.0, 0.0, 0.0], [0.7, 0.0, 0.0], [0.0, -2.0, 1.0], [5.0, 5.0, 5.0]]])
+    extents = torch.tensor([[[0.4, 0.4, 0.4], [0.2, 0.2, 0.2], [0.2, 0.2, 0.2], [0.0, 0.0, 0.0]]])
+    anchor = find_anchor(match, objects, centres, extents)
+    assert anchor.weights[0, 0] > 0.99 and anchor.weights[0, 3] == 0
+    torch.testing.assert_close(anchor.match, torch.tensor([0.9]))
+    rel = relative_to_anchor(centres, extents, anchor)[0]
+    torch.testing.assert_close(rel[1, :3], torch.tensor([0.7, 0.0, 0.0]), atol=1e-2, rtol=0)
+    torch.testing.assert_close(rel[1, 3:5], torch.tensor([0.7, 0.4]), atol=1e-2, rtol=0)  # centre distance, gap
+    torch.testing.assert_close(rel[2, 4], torch.tensor(1.7), atol=1e-2, rtol=0)  # |dy| 2 - (0.4 + 0.2) / 2
+    assert rel[0, 4] < 1e-3 and rel[0, 5] > 0.99  # the anchor: no gap to itself, and it knows it is the anchor
+
+
+def test_a_scene_without_objects_has_no_anchor_and_finite_gradients():
+    match = torch.rand(2, 4, requires_grad=True)
+    objects = torch.tensor([[False] * 4, [True, False, True, False]])
+    centres = torch.zeros(2, 4, 3, requires_grad=True)
+    anchor = find_anchor(match, objects, centres, torch.ones(2, 4, 3))
+    assert anchor.weights[0].abs().sum() == 0 and torch.isclose(anchor.weights[1].sum(), torch.tensor(1.0))
+    out = relative_to_anchor(centres, torch.ones(2, 4, 3), anchor).sum() + egocentric(
+        anchor.centre[:, None], torch.zeros(2, 5)).sum()
+    out.backward()
+    assert torch.isfinite(match.grad).all() and torch.isfinite(centres.grad).all()
 
 
 def test_training_fits_the_kind_and_noun_heads(tmp_path, cache, features):
