@@ -1,6 +1,7 @@
 """The room side of the answering model (issue #21): each room proposal's annotated kind (the kind head's
 targets), the kinds a question names (the noun head's), the situated agent's view of each object, and the checkpoint
-designs this brings (a text-only baseline of design 2 still loads: design 3 changed the scene side only)."""
+designs this brings (a text-only baseline of design 2 still loads: designs 3 and 4 changed the scene side only), and
+design 4's anchor (the object the question names) with each object's place relative to it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from pmoe_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from pmoe_core.errors import FormatError
 from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.qa.data import QASetSpec, load_set, rooms_folder
-from pmoe_core.qa.model import QAModelConfig, egocentric, find_anchor, relative_to_anchor
+from pmoe_core.qa.model import (
+    QAModelConfig,
+    egocentric,
+    find_anchor,
+    relative_to_anchor,
+)
 from pmoe_core.qa.synthetic_rooms import OBJECT_NOUNS, question_nouns, room_objects
 from pmoe_core.qa.train import QATrainConfig, load_qa_model, train_qa
 
@@ -125,8 +131,9 @@ def test_training_fits_the_kind_and_noun_heads(tmp_path, cache, features):
 
 
 def test_a_text_only_design_2_checkpoint_still_loads(tmp_path, cache, features):
-    """Design 3 added scene-side parts only: a text-only baseline of design 2 has exactly this design's weights;
-    a scene model of design 2 lacks the kind and noun heads and is refused in one line."""
+    """Designs 3 and 4 added scene-side parts only: a text-only baseline of design 2 has exactly this design's
+    weights; a scene model of design 2 lacks the kind and noun heads (and the anchor's parts) and is refused in one
+    line."""
     common = {"tabletop_scenes": 2, "rooms": 0, "steps": 2, "dense_steps": 1, "batch_size": 2, "warmup": 1,
               "preset": "tiny", "cache": cache, "tensorboard": False, "lexicon_names": 24}
     for text_only in (True, False):
