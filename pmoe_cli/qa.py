@@ -5,7 +5,8 @@
   position and rotation are SQA3D's situated agent, read as the QA sets read them (`qa/answer.py`): in the cloud's
   frame, or with --sqa3d-scene DIR as SQA3D's files give them (qa/sqa3d_frame.py; the JSON holds the cloud-frame
   pose the model read).
-- `pmoe qa train`: train an answering model on synthetic QA sets (the packaged default's recipe by default).
+- `pmoe qa train`: train an answering model on synthetic QA sets (the packaged default's recipe by default), and
+  on a user's ScanQA file / SQA3D split beside them or alone (qa/benchmark_sets.py).
 - `pmoe qa bench`: EM@1 and CIDEr (and with --em10 EM@10) per question type on held-out synthetic questions,
   with the majority baseline.
 - `pmoe qa eval`: the benchmarks' own scores on a user's ScanQA file or SQA3D split, scenes from a converted store
@@ -166,8 +167,20 @@ def train(
     ckpt_every: int = typer.Option(250, "--ckpt-every", help="checkpoint every N steps"),
     export: Path = typer.Option(None, "--export", help="also write a slim fp16 weights-only copy here"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --export file"),
+    scanqa: Path = typer.Option(None, "--scanqa", help="also train on a ScanQA v1.0 file with answers, e.g. "
+                                "ScanQA_v1.0_train.json"),
+    sqa3d_dir: Path = typer.Option(None, "--sqa3d-dir", help="also train on an SQA3D split from this folder "
+                                   "(sqa_task/balanced/)"),
+    sqa3d_split: str = typer.Option(None, "--sqa3d-split", help="the SQA3D split: train, val or test (default "
+                                    "train)"),
+    scenes: Path = typer.Option(None, "--scenes", help="where the files' scene ids are read: a converted pmoe store "
+                                "(scannet.zarr) or a raw ScanNet v2 folder (scans/)"),
+    scannet_raw: Path = typer.Option(None, "--scannet-raw", help="raw ScanNet v2 folder that fixes SQA3D's agent "
+                                     "frame (default: --scenes when it is one)"),
 ) -> None:
-    """Train an answering model on synthetic tabletop and room questions (scene inputs rendered once and cached)."""
+    """Train an answering model on synthetic tabletop and room questions, and on ScanQA / SQA3D files (--scanqa,
+    --sqa3d-dir; with --tabletop-scenes 0 --rooms 0, on the files alone). Scene inputs are computed once and
+    cached."""
     if export is not None:
         check_output_file(export, overwrite=overwrite)
     require_planner_extra("pmoe qa")
@@ -177,6 +190,8 @@ def train(
         out=str(out), tabletop_scenes=tabletop_scenes, rooms=rooms, steps=steps, dense_steps=dense_steps,
         batch_size=batch_size, lr=lr, preset=preset, text_only=text_only, seed=seed, ckpt_every=ckpt_every,
         stop_at=stop_at, resume=resume, command="pmoe " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        scanqa=_text(scanqa), sqa3d_dir=_text(sqa3d_dir), sqa3d_split=sqa3d_split, scenes=_text(scenes),
+        scannet_raw=_text(scannet_raw),
     )
     data_bar, bar = ProgressBar("scenes", "scenes", every=100), ProgressBar("train", "steps", every=25)
     try:
@@ -184,7 +199,16 @@ def train(
     finally:
         data_bar.stop()
         bar.stop()
+    if result.file_questions:
+        typer.echo(f"{result.file_questions} questions from the benchmark files")
+    if result.agents_outside:
+        typer.echo(f"warning: {len(result.agents_outside)} agents stand outside their scene (first: question "
+                   f"{result.agents_outside[0]}): positions in another frame than the clouds'?", err=True)
     report_training(result, export, export_checkpoint)
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 @qa_app.command("bench")

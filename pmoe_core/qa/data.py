@@ -85,6 +85,14 @@ class QASet:
     def texts(self) -> list[str]:
         return sorted({question_text(i.question, i.situation) for i in self.items})
 
+    def joined(self, other: QASet) -> QASet:
+        """Both sets' questions as one set; their scene refs must not overlap (a ref names one input)."""
+        shared = sorted(set(self.scenes) & set(other.scenes))
+        if shared:
+            raise ValueError(f"two QA sets name scene {shared[0]!r}; rename one side's scenes")
+        return QASet(self.items + other.items, {**self.scenes, **other.scenes},
+                     {**self.object_nouns, **other.object_nouns})
+
 
 def item_input(item: QAItem, scene: QAScene) -> QAInput:
     return QAInput(scene, question_text(item.question, item.situation),
@@ -136,10 +144,10 @@ def load_set(spec: QASetSpec, cache: str | Path | None = None, progress: Progres
     items = build_items(spec, cache)
     refs = sorted({i.scene for i in items})
     path = qa_cache_dir(cache) / f"scenes-{spec.scene_key()}.npz"
-    scenes = _read_scenes(path) if path.is_file() else {}
+    scenes = read_scenes(path) if path.is_file() else {}
     if set(refs) - set(scenes):
         scenes = _compute_scenes(refs, spec, cache, progress)
-        _write_scenes(path, scenes)
+        write_scenes(path, scenes)
     scenes = {r: scenes[r] for r in refs}
     return QASet(items, scenes, _object_nouns(scenes, spec, cache))
 
@@ -177,15 +185,16 @@ def _compute_scenes(refs: list[str], spec: QASetSpec, cache, progress: Progress)
     return out
 
 
-def _write_scenes(path: Path, scenes: dict[str, QAScene]) -> None:
+def write_scenes(path: Path, scenes: dict[str, QAScene], **extra: np.ndarray) -> None:
+    """Scene inputs as one .npz (with `extra` arrays beside them, which `read_scenes` leaves alone)."""
     refs = sorted(scenes)
     with atomic_path(path, make_parents=True) as tmp, open(tmp, "wb") as f:
-        np.savez(f, refs=np.array(refs), points=np.stack([scenes[r].points for r in refs]),
+        np.savez(f, **extra, refs=np.array(refs), points=np.stack([scenes[r].points for r in refs]),
                  scale=np.array([scenes[r].scale for r in refs]), origin=np.stack([scenes[r].origin for r in refs]),
                  kind=np.array([scenes[r].kind for r in refs]), objects=np.array([scenes[r].objects for r in refs]))
 
 
-def _read_scenes(path: Path) -> dict[str, QAScene]:
+def read_scenes(path: Path) -> dict[str, QAScene]:
     with np.load(path, allow_pickle=False) as f:
         refs, points, scale, origin, kind, objects = (f[k] for k in ("refs", "points", "scale", "origin", "kind",
                                                                        "objects"))

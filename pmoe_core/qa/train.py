@@ -1,4 +1,5 @@
-"""Training of the answering model on synthetic QA sets, with exact resume; loading trained models.
+"""Training of the answering model on synthetic QA sets, and on the benchmarks' own files beside or instead of
+them (qa/benchmark_sets.py), with exact resume; loading trained models.
 
 The trunk trains dense for `dense_steps` (the planner's Stage I idea), then is upcycled to its experts (exact at the
 switch, planner/trunk.py) and trains on. In the dense phase the colour head also learns from the named-colour lexicon
@@ -17,7 +18,7 @@ import hashlib
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,13 @@ class QATrainConfig:
     cache: str | None = None  # QA cache folder (default $PMOE_CACHE_DIR/qa)
     tensorboard: bool = True
     command: str | None = None  # the command line that started the run, recorded in the checkpoint
+    # the benchmarks' own files, added to the synthetic questions (qa/benchmark_sets.py; `pmoe qa eval`'s options)
+    scanqa: str | None = None
+    sqa3d_dir: str | None = None
+    sqa3d_split: str | None = None  # None: train
+    scenes: str | None = None
+    scannet_raw: str | None = None
+    data_files: list[dict] = field(default_factory=list)  # set by train_qa: each file's path, sha256 and bytes
 
     def data_spec(self, model_cfg: QAModelConfig) -> QASetSpec:
         return QASetSpec(tabletop_scenes=self.tabletop_scenes, rooms=self.rooms, room_split="train",
@@ -98,6 +106,8 @@ class QATrainResult:
     losses: list[float]
     seconds: float
     interrupted: bool = False
+    file_questions: int = 0  # questions from the benchmark files
+    agents_outside: list[str] = field(default_factory=list)  # their question ids whose agent stands off its scene
 
 
 # Changing these between a run and its resume would silently change what is trained.
@@ -137,15 +147,35 @@ def load_text_states(features: TextFeatures, texts: list[str], cache: str | Path
 def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Progress = silent,
              features: TextFeatures | None = None) -> QATrainResult:
     """Run (or resume) training; checkpoints to `cfg.out/qa.pt` every `ckpt_every` steps and at the end."""
-    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.dense_steps < 0 or cfg.tabletop_scenes + cfg.rooms < 1:
-        raise BadInput("--steps and --batch-size must be >= 1, --dense-steps >= 0, and some scenes are needed")
+    from pmoe_core.qa.benchmark_sets import (  # benchmark_eval imports this module: not at the top
+        TrainingFiles,
+        load_file_set,
+        read_training_files,
+    )
+
+    files = TrainingFiles(cfg.scanqa, cfg.sqa3d_dir, cfg.sqa3d_split, cfg.scenes, cfg.scannet_raw)
+    if cfg.steps < 1 or cfg.batch_size < 1 or cfg.dense_steps < 0:
+        raise BadInput("--steps and --batch-size must be >= 1, --dense-steps >= 0")
     if cfg.lexicon_batch < 1 or (cfg.lexicon_names is not None and cfg.lexicon_names < 1):
         raise BadInput("the lexicon batch and the number of lexicon names must be >= 1")
+    questions = read_training_files(files)  # every refusal about the files, before any work
+    if cfg.tabletop_scenes < 0 or cfg.rooms < 0 or (cfg.tabletop_scenes + cfg.rooms < 1 and not files.given):
+        raise BadInput("nothing to train on: --tabletop-scenes and --rooms must be >= 0, and not both 0 without "
+                       "--scanqa or --sqa3d-dir")
+    cfg = dataclasses.replace(cfg, data_files=[dataclasses.asdict(r) for r in questions.records])
+    model_cfg = model_config(cfg.preset, cfg.text_only)
+    run_dir = Path(cfg.out)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    payload = _resume_payload(cfg, ckpt_path) if cfg.resume and ckpt_path.is_file() else None
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    model_cfg = model_config(cfg.preset, cfg.text_only)
     data = load_set(cfg.data_spec(model_cfg), cfg.cache, data_progress)
+    outside, file_questions = [], 0
+    if files.given:
+        file_set = load_file_set(questions, files, model_cfg.num_points, model_cfg.max_objects, cfg.cache,
+                                 data_progress)
+        data, outside, file_questions = data.joined(file_set.data), file_set.agents_outside, len(file_set.data)
     if not data.items:
         raise BadInput("the training set has no questions (no scenes selected?)")
     features = features or TextFeatures(model_cfg.text)
@@ -153,17 +183,10 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
     lexicon, held_out = lexicon_split(cfg.lexicon_names)
     load_text_states(features, lexicon_texts(lexicon), cfg.cache)
     model = QAModel(model_cfg, features).train()
-    run_dir = Path(cfg.out)
-    ckpt_path = run_dir / CHECKPOINT_NAME
 
     start, optimizer = 0, None
-    if cfg.resume and ckpt_path.is_file():
-        payload = load_checkpoint(ckpt_path)
+    if payload is not None:
         meta = payload["meta"]
-        if meta["kind"] != KIND:
-            raise FormatError(f"not a QA checkpoint (kind {meta['kind']!r})", ckpt_path)
-        check_design(meta, ckpt_path)
-        check_resume_args(meta, cfg, _RESUME_KEYS, ckpt_path)
         start = int(meta["step"])
         if meta.get("upcycled"):
             model.trunk.upcycle()
@@ -180,7 +203,8 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
     with RunLog(run_dir, tensorboard=cfg.tensorboard) as log:
         if start == 0:
             log.log(0, "start", groups=trainable_groups(model), questions=len(data), scenes=len(data.scenes),
-                    lexicon=len(lexicon), config=plain_args(dataclasses.asdict(cfg)))
+                    lexicon=len(lexicon), file_questions=file_questions, agents_outside=outside,
+                    config=plain_args(dataclasses.asdict(cfg)))
         while step < stop:
             if step == cfg.dense_steps and not model.trunk.is_moe:
                 log.log(step, "grounding", **colour_grounding(model, held_out))
@@ -209,7 +233,33 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
             if step % cfg.ckpt_every == 0 or step == stop or step == cfg.dense_steps:
                 _save(ckpt_path, cfg, model_cfg, model, optimizer, step, loss)
         log.log(step, "end", seconds=time.perf_counter() - started, complete=step >= cfg.steps)
-    return QATrainResult(run_dir, ckpt_path, step, losses, time.perf_counter() - started, step < cfg.steps)
+    return QATrainResult(run_dir, ckpt_path, step, losses, time.perf_counter() - started, step < cfg.steps,
+                         file_questions, outside)
+
+
+def _resume_payload(cfg: QATrainConfig, path: Path) -> dict:
+    """The checkpoint a resume continues, refused (before any data is built) when it cannot continue this run."""
+    payload = load_checkpoint(path)
+    meta = payload["meta"]
+    if meta["kind"] != KIND:
+        raise FormatError(f"not a QA checkpoint (kind {meta['kind']!r})", path)
+    check_design(meta, path)
+    check_resume_args(meta, cfg, _RESUME_KEYS, path)
+    check_data_files(meta, cfg, path)
+    return payload
+
+
+def check_data_files(meta: dict, cfg: QATrainConfig, path: Path) -> None:
+    """A resume reads the same benchmark files, byte for byte (their sha256), wherever they now lie."""
+    saved = meta.get("train_args", {}).get("data_files", [])
+    if [f["sha256"] for f in saved] == [f["sha256"] for f in cfg.data_files]:
+        return
+
+    def shown(files: list[dict]) -> str:
+        return ", ".join(f"{Path(f['path']).name} (sha256 {f['sha256'][:12]})" for f in files) or "none"
+
+    raise BadInput(f"--resume with other benchmark files: {shown(saved)} in the checkpoint, {shown(cfg.data_files)} "
+                   "now", path)
 
 
 def make_optimizer(model: QAModel, cfg: QATrainConfig) -> torch.optim.AdamW:
