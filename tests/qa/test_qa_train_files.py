@@ -33,6 +33,7 @@ from pmoe_core.qa.readers import (
     scanqa_path,
     sqa3d_paths,
     write_scanqa,
+    write_sqa3d,
 )
 from pmoe_core.qa.sqa3d_frame import in_scene_frame
 from pmoe_core.qa.synthetic_rooms import room_qa, write_room_sets
@@ -222,3 +223,32 @@ def test_the_command_trains_on_a_store_with_agents_placed_through_the_raw_folder
     meta = load_checkpoint(out / "qa.pt")["meta"]
     assert meta["train_args"]["scannet_raw"] == str(root) and meta["train_args"]["sqa3d_split"] == "train"
     assert [r["sha256"] for r in meta["train_args"]["data_files"]] == [_sha(p) for p in sqa3d_paths(files, "train")]
+
+
+def test_files_join_the_synthetic_mix(rooms, cache, features, tmp_path):
+    """Synthetic rooms carry ScanNet's ids too: the files' scenes stay apart (`files/<id>`), both sets train."""
+    from pmoe_core.qa.data import build_items
+
+    root, files, _ = rooms
+    cfg = _cfg(tmp_path / "run", cache, root, files, tabletop_scenes=2, rooms=3, steps=2, dense_steps=1,
+               batch_size=4)
+    result = train_qa(cfg, features=features)
+    synthetic = build_items(cfg.data_spec(TINY), cache)
+    start = json.loads((result.run_dir / "log.jsonl").read_text().splitlines()[0])
+    assert start["questions"] == len(synthetic) + result.file_questions and result.file_questions > 0
+    files_scenes = {i.scene for i in read_scanqa(scanqa_path(files, "train"))}
+    files_scenes |= {i.scene for i in read_sqa3d(*sqa3d_paths(files, "train"))}
+    synthetic_scenes = {i.scene for i in synthetic}
+    assert synthetic_scenes & files_scenes  # the same ids ...
+    assert start["scenes"] == len(synthetic_scenes) + len(files_scenes)  # ... two inputs
+
+
+def test_agents_outside_their_scene_are_counted(rooms, cache, features, tmp_path):
+    root, files, _ = rooms
+    far = [dataclasses.replace(i, position=(i.position[0] + 50.0, *i.position[1:]))
+           for i in read_sqa3d(*sqa3d_paths(files, "train"))[:3]]
+    (tmp_path / "sqa").mkdir()
+    write_sqa3d(*sqa3d_paths(tmp_path / "sqa", "train"), far)
+    result = train_qa(_cfg(tmp_path / "run", cache, root, tmp_path / "sqa", scanqa=None, steps=2, dense_steps=1,
+                           batch_size=2), features=features)
+    assert result.agents_outside == [i.qid for i in far] and result.file_questions == 3
