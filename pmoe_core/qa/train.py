@@ -251,15 +251,17 @@ def _resume_payload(cfg: QATrainConfig, path: Path) -> dict:
 
 def check_data_files(meta: dict, cfg: QATrainConfig, path: Path) -> None:
     """A resume reads the same benchmark files, byte for byte (their sha256), wherever they now lie."""
-    saved = meta.get("train_args", {}).get("data_files", [])
-    if [f["sha256"] for f in saved] == [f["sha256"] for f in cfg.data_files]:
+    saved, now = meta.get("train_args", {}).get("data_files", []), cfg.data_files
+    if [f["sha256"] for f in saved] == [f["sha256"] for f in now]:
         return
 
-    def shown(files: list[dict]) -> str:
-        return ", ".join(f"{Path(f['path']).name} (sha256 {f['sha256'][:12]})" for f in files) or "none"
+    def shown(files: list[dict], other: list[dict]) -> str:
+        """The files of one side the other lacks (all of them where only the order differs)."""
+        differ = [f for f in files if f["sha256"] not in {g["sha256"] for g in other}] or files
+        return ", ".join(f"{Path(f['path']).name} (sha256 {f['sha256'][:12]})" for f in differ) or "none"
 
-    raise BadInput(f"--resume with other benchmark files: {shown(saved)} in the checkpoint, {shown(cfg.data_files)} "
-                   "now", path)
+    raise BadInput(f"--resume with other benchmark files: {shown(saved, now)} in the checkpoint, "
+                   f"{shown(now, saved)} now", path)
 
 
 def make_optimizer(model: QAModel, cfg: QATrainConfig) -> torch.optim.AdamW:
