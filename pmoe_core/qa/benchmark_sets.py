@@ -8,9 +8,9 @@ and the two must not share an input. The kind head learns nothing from them (no 
 tabletops); the noun head's targets come from the question text, as for every question.
 
 Each file is identified by its sha256 (`FileRecord`), which the checkpoint keeps so a resume refuses a changed data
-set, wherever the files are moved. The scene inputs are cached under the QA cache, keyed by those hashes, the scene
-roots (path and the time their marker was last changed) and the input sizes: a scene edited in place without touching its root's marker
-(zarr.json, scans/) is not noticed; give another --cache, or delete the `files-*.npz` there.
+set, wherever the files are moved. The scene inputs are cached under the QA cache (`files-*.npz`), keyed by those
+hashes, the scene roots (path, and when their marker zarr.json / scans/ last changed) and the input sizes: a scene
+edited in place without touching that marker is not noticed (delete the `files-*.npz`).
 """
 
 from __future__ import annotations
