@@ -162,7 +162,7 @@ def read_benchmark(scanqa: str | Path | None = None, sqa3d_dir: str | Path | Non
     unanswered = [i.qid for i in items if not i.answers]
     if unanswered:
         raise BadInput(f"{len(unanswered)} of {len(items)} questions have no reference answer (first: question_id "
-                       f"{unanswered[0]}); a test split without answers cannot be scored", paths[-1])
+                       f"{unanswered[0]}); a test split without answers cannot be scored or trained on", paths[-1])
     kept = items[:limit]
     return BenchmarkFile(benchmark, paths, [dataclasses.replace(i, question_type=typed(i.question)) for i in kept],
                          {i.qid: i.question_type for i in kept}, len(items))
