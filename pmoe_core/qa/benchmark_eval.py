@@ -27,7 +27,7 @@ from pathlib import Path
 from pmoe_core.errors import BadInput, MissingFile
 from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.answer import Agent, check_agent_in_scene
-from pmoe_core.qa.data import QASet
+from pmoe_core.qa.data import QASet, load_text_states
 from pmoe_core.qa.evaluate import EM10_BEAMS, predict, predict_ranked
 from pmoe_core.qa.items import QAItem
 from pmoe_core.qa.metrics import ScanQAScores, em_by_type, scanqa_scores
@@ -43,7 +43,6 @@ from pmoe_core.qa.readers import (
 from pmoe_core.qa.scene_input import QAScene, scene_input
 from pmoe_core.qa.scenes import load_scene_cloud
 from pmoe_core.qa.sqa3d_frame import in_scene_frame, scene_folder
-from pmoe_core.qa.train import load_text_states
 
 SCANQA, SQA3D = "ScanQA", "SQA3D"
 ALL = "all"

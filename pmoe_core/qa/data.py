@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from pmoe_core.outputs import atomic_path
+from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.items import QAItem
 from pmoe_core.qa.model import GroundingTargets, QAInput, agent_features, question_text
@@ -200,3 +201,17 @@ def read_scenes(path: Path) -> dict[str, QAScene]:
                                                                        "objects"))
     return {str(r): QAScene(points[i], float(scale[i]), origin[i], str(kind[i]), int(objects[i]))
             for i, r in enumerate(refs)}
+
+
+def load_text_states(features: TextFeatures, texts: list[str], cache: str | Path | None) -> None:
+    """Every question's frozen-LM states, from the on-disk cache when this exact set was computed before.
+
+    Freshly computed states are saved and read back, so every run uses the stored (float16) values: a run that
+    computed them and one that read them (a resumed run) see the same numbers."""
+    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = qa_cache_dir(cache) / f"text-{key}.npz"
+    if path.is_file() and features.load(path):
+        return
+    features.encode(texts)
+    features.save(path)
+    features.load(path)

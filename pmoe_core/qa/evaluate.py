@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pmoe_core.progress import Progress, silent
-from pmoe_core.qa.data import QASet, QASetSpec, build_items, load_set
+from pmoe_core.qa.data import QASet, QASetSpec, build_items, load_set, load_text_states
 from pmoe_core.qa.items import QAItem
 from pmoe_core.qa.metrics import em_by_type, scanqa_scores
 from pmoe_core.qa.model import QAModel
@@ -138,8 +138,6 @@ def run_bench(loaded, spec: BenchSpec, conditions: tuple[str, ...] = CONDITIONS,
     """Scores of a trained model (`train.LoadedQA`) and of the majority baseline, per condition and question type,
     as plain data: {"checkpoint", "train_args", "spec", "conditions": {condition: {type: {"model", "majority"}}}}.
     `em10`: also EM@10 (a beam search of ten per question; ~6x the greedy pass's time)."""
-    from pmoe_core.qa.train import load_text_states
-
     model, train_args = loaded.model, loaded.meta.get("train_args", {})
     majority = majority_answers(training_items(train_args, cache), EM10_BEAMS)
     report = {"checkpoint": str(loaded.path), "command": loaded.meta.get("command"), "train_args": train_args,

@@ -14,7 +14,6 @@ training arguments and the command line.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import random
 import time
@@ -43,7 +42,12 @@ from pmoe_core.planner.model import trainable_groups
 from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.planner.train import colour_grounding
 from pmoe_core.progress import Progress, silent
-from pmoe_core.qa.data import QASetSpec, load_set, qa_cache_dir
+from pmoe_core.qa.benchmark_sets import (
+    TrainingFiles,
+    load_file_set,
+    read_training_files,
+)
+from pmoe_core.qa.data import QASetSpec, load_set, load_text_states
 from pmoe_core.qa.model import DESIGN, TEXT_ONLY_DESIGN, QAModel, QAModelConfig
 
 KIND = "qa"
@@ -130,29 +134,9 @@ def learning_rate(cfg: QATrainConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
-def load_text_states(features: TextFeatures, texts: list[str], cache: str | Path | None) -> None:
-    """Every question's frozen-LM states, from the on-disk cache when this exact set was computed before.
-
-    Freshly computed states are saved and read back, so every run uses the stored (float16) values: a run that
-    computed them and one that read them (a resumed run) see the same numbers."""
-    key = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    path = qa_cache_dir(cache) / f"text-{key}.npz"
-    if path.is_file() and features.load(path):
-        return
-    features.encode(texts)
-    features.save(path)
-    features.load(path)
-
-
 def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Progress = silent,
              features: TextFeatures | None = None) -> QATrainResult:
     """Run (or resume) training; checkpoints to `cfg.out/qa.pt` every `ckpt_every` steps and at the end."""
-    from pmoe_core.qa.benchmark_sets import (  # benchmark_eval imports this module: not at the top
-        TrainingFiles,
-        load_file_set,
-        read_training_files,
-    )
-
     files = TrainingFiles(cfg.scanqa, cfg.sqa3d_dir, cfg.sqa3d_split, cfg.scenes, cfg.scannet_raw)
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.dense_steps < 0:
         raise BadInput("--steps and --batch-size must be >= 1, --dense-steps >= 0")
