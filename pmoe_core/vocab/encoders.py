@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -85,20 +87,29 @@ def minilm_dir() -> Path:
 # --- MiniLM (sentence-transformers recipe: mean pooling over the attention mask, then L2 normalisation) ---
 
 
+@contextmanager
+def quiet_hf_loading() -> Iterator[None]:
+    """No transformers progress bar while a model loads: its "Loading weights" bar on stderr would break the CLI's
+    own output (transformers' setting is restored after). Shared by every model pmoe loads from a local folder."""
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
+
+
 @lru_cache(maxsize=4)
 def _load_minilm(model_dir: str) -> tuple[Any, Any]:
     """Tokenizer and model from a local folder; memoised so one process loads each folder once."""
     from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    bar_was_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # its "Loading weights" bar would break the CLI's own output
-    try:
+    with quiet_hf_loading():
         tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         model = AutoModel.from_pretrained(model_dir, local_files_only=True)
-    finally:
-        if bar_was_on:
-            hf_logging.enable_progress_bar()
     model.eval()
     return tokenizer, model
 

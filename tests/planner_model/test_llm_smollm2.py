@@ -38,6 +38,20 @@ def test_config_from_gguf_metadata(smollm2):
     assert getattr(cfg, "quantization_config", None) is None  # the cached copy is plain float
 
 
+def test_loading_prints_no_progress_bar_and_restores_the_setting(capfd):
+    """Every `pmoe plan` / `pmoe qa` call loads the LM: no "Loading weights" bar on stderr, and transformers'
+    own setting is as it was afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    from pmoe_core.planner.llm import load_llm
+
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    load_llm()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_cache_holds_the_converted_model():
     from pmoe_core.planner.llm import smollm2_dir
 
