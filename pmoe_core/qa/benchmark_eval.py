@@ -124,10 +124,11 @@ class EvalResult:
     seconds: dict[str, float] = field(default_factory=dict)
     agents_outside: list[str] = field(default_factory=list)  # question ids (`SceneInputs`)
     checkpoint_step: int | None = None  # the training step it was saved at
+    trained_on: list[dict] = field(default_factory=list)  # benchmark files the checkpoint trained on (path, sha256)
 
     def to_json(self) -> dict:
         return {"benchmark": self.benchmark, "files": self.files, "checkpoint": self.checkpoint,
-                "checkpoint_step": self.checkpoint_step,
+                "checkpoint_step": self.checkpoint_step, "trained_on": self.trained_on,
                 "scenes_root": self.scenes_root, "scannet_raw": self.scannet_raw,
                 "questions": len(self.answered), "questions_in_files": self.questions_in_files,
                 "scenes": self.scenes, "agents_outside": self.agents_outside, "em10": self.em10,
@@ -346,4 +347,4 @@ def evaluate_file(loaded, file: BenchmarkFile, scenes_root: str | Path, scannet_
     return EvalResult(file.benchmark, [str(p) for p in file.paths], str(loaded.path), str(scenes_root),
                       str(raw) if raw is not None else None, file.total, len(inputs.scenes), options.em10,
                       scores, answered, by_file_type, tokenizer, notes, seconds, inputs.agents_outside,
-                      loaded.meta.get("step"))
+                      loaded.meta.get("step"), list(loaded.meta.get("train_args", {}).get("data_files") or []))

@@ -119,6 +119,7 @@ def test_eval_reads_the_checkpoint(rooms, trained, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["checkpoint"] == str(trained.checkpoint) and data["checkpoint_step"] == 30
+    assert data["trained_on"] == load_checkpoint(trained.checkpoint)["meta"]["train_args"]["data_files"]
     assert data["questions"] == len(read_scanqa(scanqa_path(files, "train")))
 
 
