@@ -8,7 +8,8 @@ and the two must not share an input. The kind head learns nothing from them (no 
 tabletops); the noun head's targets come from the question text, as for every question.
 
 Each file is identified by its sha256 (`FileRecord`), which the checkpoint keeps so a resume refuses a changed data
-set, wherever the files are moved. The scene inputs are cached under the QA cache (`files-*.npz`), keyed by those
+set, wherever the files are moved (and the trainer keeps a digest of the scene inputs, `data.scenes_digest`, for
+the scenes). The scene inputs are cached under the QA cache (`files-*.npz`), keyed by those
 hashes, the scene roots (path, and when their marker zarr.json / scans/ last changed) and the input sizes: a scene
 edited in place without touching that marker is not noticed (delete the `files-*.npz`).
 """

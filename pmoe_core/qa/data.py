@@ -195,6 +195,18 @@ def write_scenes(path: Path, scenes: dict[str, QAScene], **extra: np.ndarray) ->
                  kind=np.array([scenes[r].kind for r in refs]), objects=np.array([scenes[r].objects for r in refs]))
 
 
+def scenes_digest(scenes: dict[str, QAScene]) -> str:
+    """sha256 of what the model sees of `scenes` (their ids and inputs, in id order): a resume compares it, since a
+    store given again by path may hold other clouds."""
+    digest = hashlib.sha256()
+    for ref in sorted(scenes):
+        scene = scenes[ref]
+        digest.update(ref.encode() + b"\0")
+        digest.update(np.ascontiguousarray(scene.points, np.float32).tobytes())
+        digest.update(np.asarray([scene.scale, *np.asarray(scene.origin, np.float64)], np.float64).tobytes())
+    return digest.hexdigest()
+
+
 def read_scenes(path: Path) -> dict[str, QAScene]:
     with np.load(path, allow_pickle=False) as f:
         refs, points, scale, origin, kind, objects = (f[k] for k in ("refs", "points", "scale", "origin", "kind",

@@ -47,7 +47,7 @@ from pmoe_core.qa.benchmark_sets import (
     load_file_set,
     read_training_files,
 )
-from pmoe_core.qa.data import QASetSpec, load_set, load_text_states
+from pmoe_core.qa.data import QASetSpec, load_set, load_text_states, scenes_digest
 from pmoe_core.qa.model import DESIGN, TEXT_ONLY_DESIGN, QAModel, QAModelConfig
 
 KIND = "qa"
@@ -96,6 +96,7 @@ class QATrainConfig:
     scenes: str | None = None
     scannet_raw: str | None = None
     data_files: list[dict] = field(default_factory=list)  # set by train_qa: each file's path, sha256 and bytes
+    scenes_sha256: str | None = None  # set by train_qa: data.scenes_digest of the files' scene inputs
 
     def data_spec(self, model_cfg: QAModelConfig) -> QASetSpec:
         return QASetSpec(tabletop_scenes=self.tabletop_scenes, rooms=self.rooms, room_split="train",
@@ -160,6 +161,9 @@ def train_qa(cfg: QATrainConfig, progress: Progress = silent, data_progress: Pro
         file_set = load_file_set(questions, files, model_cfg.num_points, model_cfg.max_objects, cfg.cache,
                                  data_progress)
         data, outside, file_questions = data.joined(file_set.data), file_set.agents_outside, len(file_set.data)
+        cfg = dataclasses.replace(cfg, scenes_sha256=scenes_digest(file_set.data.scenes))
+        if payload is not None:
+            check_scene_inputs(payload["meta"], cfg, ckpt_path)
     if not data.items:
         raise BadInput("the training set has no questions (no scenes selected?)")
     features = features or TextFeatures(model_cfg.text)
@@ -246,6 +250,15 @@ def check_data_files(meta: dict, cfg: QATrainConfig, path: Path) -> None:
 
     raise BadInput(f"--resume with other benchmark files: {shown(saved, now)} in the checkpoint, "
                    f"{shown(now, saved)} now", path)
+
+
+def check_scene_inputs(meta: dict, cfg: QATrainConfig, path: Path) -> None:
+    """A resume sees the same scenes: `--scenes` (and `--scannet-raw`) may name a store that now holds other clouds,
+    which the file hashes cannot tell. Checked once the scene inputs exist, so after they are built or read."""
+    saved = meta.get("train_args", {}).get("scenes_sha256")
+    if saved is not None and saved != cfg.scenes_sha256:
+        raise BadInput(f"--resume with other scenes: the clouds under {cfg.scenes} give other model inputs than the "
+                       "run trained on (sha256 of the scene inputs differs)", path)
 
 
 def make_optimizer(model: QAModel, cfg: QATrainConfig) -> torch.optim.AdamW:

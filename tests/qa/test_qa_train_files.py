@@ -168,6 +168,23 @@ def test_resume_refuses_a_changed_file_and_accepts_a_moved_one(rooms, cache, fea
     assert resumed.steps == 4 and not resumed.interrupted
 
 
+def test_resume_refuses_other_clouds_under_the_same_scene_ids(rooms, cache, features, tmp_path):
+    """The files' hashes cannot tell that `--scenes` now holds other clouds; the scene inputs' digest can."""
+    root, files, _ = rooms
+    cfg = {"steps": 4, "dense_steps": 2, "batch_size": 4}
+    first = train_qa(_cfg(tmp_path / "run", cache, root, files, stop_at=2, **cfg), features=features)
+    saved = load_checkpoint(first.checkpoint)["meta"]["train_args"]["scenes_sha256"]
+    assert len(saved) == 64
+    other = tmp_path / "other"
+    write_scannet(other, scenes=4, seed=6)  # the same scene ids, other rooms
+    with pytest.raises(BadInput, match="other scenes: the clouds under .*other"):
+        train_qa(_cfg(tmp_path / "run", cache, other, files, resume=True, **cfg), features=features)
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    resumed = train_qa(_cfg(tmp_path / "run", cache, copy, files, resume=True, **cfg), features=features)
+    assert resumed.steps == 4 and not resumed.interrupted
+
+
 @pytest.fixture(scope="module")
 def store(rooms, tmp_path_factory):
     out = tmp_path_factory.mktemp("store")
