@@ -18,15 +18,18 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from pmoe_core.errors import BadInput
 from pmoe_core.qa.items import QAItem
 
 PTB = "ptb"
-SIMPLE = "simple (no java)"
+SIMPLE = "simple (no PTB tokenizer)"
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,26 @@ def simple_tokens(text: str) -> str:
     return " ".join(w for w in words if w not in PUNCTUATIONS)
 
 
+def ptb_tokenize(captions: Mapping[str, Sequence[dict]]) -> dict[str, list[str]]:
+    """pycocoevalcap's PTB tokenisation (the Stanford CoreNLP 3.4.1 PTBTokenizer it ships, lower case, its punctuation
+    dropped), with the sentences in a temporary folder of our own: pycocoevalcap's wrapper writes them into its
+    install folder, which fails where site-packages is read-only and leaves a file there when interrupted."""
+    from pycocoevalcap.tokenizer import ptbtokenizer as ptb
+
+    jar = Path(ptb.__file__).with_name(ptb.STANFORD_CORENLP_3_4_1_JAR)
+    keys = [k for k, group in captions.items() for _ in group]
+    sentences = "\n".join(c["caption"].replace("\n", " ") for group in captions.values() for c in group)
+    with tempfile.TemporaryDirectory(prefix="pmoe-ptb-") as folder:
+        path = Path(folder) / "sentences.txt"
+        path.write_bytes(sentences.encode())
+        done = subprocess.run([java_path() or "java", "-cp", str(jar), "edu.stanford.nlp.process.PTBTokenizer",
+                               "-preserveLines", "-lowerCase", str(path)], capture_output=True, check=True)
+    out: dict[str, list[str]] = {}
+    for key, line in zip(keys, done.stdout.decode().split("\n")):
+        out.setdefault(key, []).append(" ".join(w for w in line.rstrip().split(" ") if w not in ptb.PUNCTUATIONS))
+    return out
+
+
 def scanqa_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Sequence[str]],
                   meteor: bool = True) -> ScanQAScores:
     """ScanQA's metrics for `predictions` (question id -> answer, or best-first beams) over `items`."""
@@ -135,16 +158,20 @@ def scanqa_scores(items: Sequence[QAItem], predictions: Mapping[str, str | Seque
     gts = {k: [{"caption": a} for a in i.answers] for k, i in zip(keys, items)}
     res = {k: [{"caption": beams[i.qid][0]}] for k, i in zip(keys, items)}
     notes = []
-    if java_path() is not None:
-        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-        both = PTBTokenizer().tokenize({**{f"g{k}": v for k, v in gts.items()}, **{f"r{k}": v for k, v in res.items()}})
-        tokenizer, gts, res = PTB, {k: both[f"g{k}"] for k in keys}, {k: both[f"r{k}"] for k in keys}  # one JVM
+    both = None
+    if java_path() is None:
+        notes.append("java not found on PATH: BLEU/ROUGE-L/CIDEr tokenised without the PTB tokenizer")
+    else:
+        try:  # one JVM for references and answers
+            both = ptb_tokenize({**{f"g{k}": v for k, v in gts.items()}, **{f"r{k}": v for k, v in res.items()}})
+        except (subprocess.CalledProcessError, OSError) as err:
+            notes.append(f"the PTB tokenizer failed ({type(err).__name__}): BLEU/ROUGE-L/CIDEr tokenised without it")
+    if both is not None:
+        tokenizer, gts, res = PTB, {k: both[f"g{k}"] for k in keys}, {k: both[f"r{k}"] for k in keys}
     else:
         tokenizer = SIMPLE
         gts = {k: [simple_tokens(c["caption"]) for c in v] for k, v in gts.items()}
         res = {k: [simple_tokens(c["caption"]) for c in v] for k, v in res.items()}
-        notes.append("java not found on PATH: BLEU/ROUGE-L/CIDEr tokenised without the PTB tokenizer")
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     rouge, _ = Rouge().compute_score(gts, res)
     cider, _ = Cider().compute_score(gts, res)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 
 import pytest
@@ -144,3 +145,26 @@ def test_a_failing_meteor_process_is_reported_not_zero(monkeypatch):
     assert scores.bleu[0] == pytest.approx(100.0, abs=1e-6)
     monkeypatch.undo()  # the broken process was dropped: the next call starts a working one
     assert (scanqa_scores(_items(["red chair"]), {"0": "red chair"}).meteor or 0.0) > 50.0
+
+
+@needs_java
+def test_ptb_tokens_equal_pycocoevalcaps_and_nothing_is_written_into_its_folder():
+    """The same jar and flags as pycocoevalcap's wrapper, the input kept out of the install folder."""
+    from pycocoevalcap.tokenizer import ptbtokenizer
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    captions = {"a": [{"caption": "The Red chair, by the door."}, {"caption": "it's \"two\" -- maybe (3)?"}],
+                "b": [{"caption": "Brown\ncabinet!"}]}
+    folder = os.path.dirname(os.path.abspath(ptbtokenizer.__file__))
+    before = set(os.listdir(folder))
+    ours = metrics.ptb_tokenize(captions)
+    assert set(os.listdir(folder)) == before
+    assert ours == PTBTokenizer().tokenize(captions)
+    assert ours["a"][0] == "the red chair by the door"
+
+
+def test_a_failing_ptb_tokenizer_falls_back_with_a_note(monkeypatch):
+    monkeypatch.setattr(metrics, "java_path", lambda: "/nonexistent/java")
+    scores = scanqa_scores(_items(["red chair"]), {"0": "Red chair."}, meteor=False)
+    assert scores.tokenizer == metrics.SIMPLE and any("PTB tokenizer failed" in n for n in scores.notes)
+    assert scores.bleu[0] == pytest.approx(100.0, abs=1e-6)
