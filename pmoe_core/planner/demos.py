@@ -6,11 +6,13 @@ task's instruction in one of the training phrasings, referring phrases for Stage
 the top left": which object a phrase means, from the scene's description), and the oracle's
 pick/place sequence put in an order the observation determines (`canonical_steps`): the oracle fills goals
 with candidates in object-id order, which the model cannot see, so the same scene would have several "right"
-first steps and the flow head would learn their blur. Train seeds are 0, 1, 2, ...; held-out evaluation starts at `HELD_OUT_SEED`, far from any
-training run's range. Rendering costs ~0.1 s per episode, so a set is written once as an `.npz` under
-`$PMOE_CACHE_DIR/demos` (else `~/.cache/pmoe/demos`), named by a hash of everything that shaped it. The
-instructions are not cached: they are worded again at every load (milliseconds), so a change of phrasing.py's
-frames reaches training without a stale cache or a re-render.
+first steps and the flow head would learn their blur. Every episode comes twice, as drawn and mirrored
+(tabletop/mirror.py: y -> -y, "left" <-> "right"), so each side's words have the other side's as contrast. Train
+seeds are 0, 1, 2, ...; held-out evaluation starts at `HELD_OUT_SEED`, far from any training run's range.
+Rendering costs ~0.1 s per episode, so a set is written once as an `.npz` under `$PMOE_CACHE_DIR/demos` (else
+`~/.cache/pmoe/demos`), named by a hash of everything that shaped it. The instructions are not cached: they are
+worded again at every load (milliseconds), so a change of phrasing.py's frames reaches training without a stale
+cache or a re-render.
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from pmoe_core.planner.objects import ObjectTokenConfig
 from pmoe_core.planner.pose_tokens import steps_to_tensor
 from pmoe_core.planner.scene_encoder import scene_points
 from pmoe_core.progress import Progress, silent
+from pmoe_core.tabletop.mirror import mirror_scene, mirror_words
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.oracle import Step, oracle_steps
 from pmoe_core.tabletop.poses import BLOCK_SYMMETRY, Pose
 from pmoe_core.tabletop.tasks import WORLD_VERSION, make_scene, task_name
 from pmoe_core.tabletop.world import SceneDesc
 
-DEMO_VERSION = 7
+DEMO_VERSION = 8  # 8: every episode also mirrored
 REFS = 8  # referring phrases kept per demonstration
 HELD_OUT_SEED = 100_000  # evaluation episodes use seeds from here on; training uses 0..episodes-1
 CACHE_ENV = "PMOE_CACHE_DIR"
@@ -65,7 +68,7 @@ class DemoSpec:
 
 @dataclass
 class DemoSet:
-    """Arrays of D demonstrations, row-aligned."""
+    """Arrays of D demonstrations, row-aligned: each (task, seed) as drawn, then mirrored."""
 
     points: np.ndarray  # (D, N, 7) float32: xyz (m), rgb in [0, 1], object-proposal id
     poses: np.ndarray  # (D, S, 2, 7) float32 oracle pick/place poses, padded past `lengths`
@@ -75,6 +78,7 @@ class DemoSet:
     ref_xy: np.ndarray  # (D, REFS, 2) float32: the xy (m) of the object each phrase means
     tasks: list[str]
     seeds: np.ndarray  # (D,) int64
+    mirrored: np.ndarray  # (D,) bool: the episode reflected in y = 0 (tabletop/mirror.py)
 
     def __len__(self) -> int:
         return len(self.instructions)
@@ -152,21 +156,23 @@ def build_demo(desc: SceneDesc, num_points: int, objects: ObjectTokenConfig) -> 
 
 
 def generate_demos(spec: DemoSpec, progress: Progress = silent) -> DemoSet:
-    """Render every (task, seed) episode of `spec`; deterministic."""
+    """Render every (task, seed) episode of `spec` and its mirror; deterministic."""
     tasks = [task_name(t) for t in spec.tasks]
-    progress(total=len(tasks) * spec.episodes)
-    points, sequences, instructions, refs, names, seeds = [], [], [], [], [], []
+    progress(total=2 * len(tasks) * spec.episodes)
+    points, sequences, instructions, refs, names, seeds, mirrored = [], [], [], [], [], [], []
     for task in tasks:
         for seed in range(spec.episodes):
-            desc = make_scene(task, seed, spec.split, spec.phrasing)
-            cloud, steps = build_demo(desc, spec.num_points, spec.objects())
-            points.append(cloud)
-            sequences.append(steps)
-            instructions.append(desc.instruction)
-            refs.append(referring_phrases(desc))
-            names.append(task)
-            seeds.append(seed)
-            progress(advance=1, message=f"{task} {seed}")
+            drawn = make_scene(task, seed, spec.split, spec.phrasing)
+            for flip, desc in ((False, drawn), (True, mirror_scene(drawn))):
+                cloud, steps = build_demo(desc, spec.num_points, spec.objects())
+                points.append(cloud)
+                sequences.append(steps)
+                instructions.append(desc.instruction)
+                refs.append(referring_phrases(desc))
+                names.append(task)
+                seeds.append(seed)
+                mirrored.append(flip)
+                progress(advance=1, message=f"{task} {seed}")
     poses, lengths = steps_to_tensor(sequences, spec.max_steps)
     ref_texts = np.full((len(refs), REFS), "", dtype=object)
     ref_xy = np.zeros((len(refs), REFS, 2), np.float32)
@@ -175,7 +181,7 @@ def generate_demos(spec: DemoSpec, progress: Progress = silent) -> DemoSet:
             ref_texts[i, j], ref_xy[i, j] = text, (x, y)
     return DemoSet(
         np.stack(points).astype(np.float32), poses.numpy(), lengths.numpy().astype(np.int64), instructions,
-        ref_texts.astype(str), ref_xy, names, np.asarray(seeds, dtype=np.int64),
+        ref_texts.astype(str), ref_xy, names, np.asarray(seeds, dtype=np.int64), np.asarray(mirrored, dtype=bool),
     )
 
 
@@ -191,16 +197,20 @@ def save_demos(demos: DemoSet, path: Path) -> None:
     with atomic_path(path, make_parents=True) as tmp:  # suffix .npz kept: np.savez appends none
         np.savez(
             tmp, points=demos.points, poses=demos.poses, lengths=demos.lengths, seeds=demos.seeds,
-            ref_texts=demos.ref_texts, ref_xy=demos.ref_xy, tasks=np.asarray(demos.tasks),
+            ref_texts=demos.ref_texts, ref_xy=demos.ref_xy, tasks=np.asarray(demos.tasks), mirrored=demos.mirrored,
         )
 
 
 def read_demos(path: Path, spec: DemoSpec) -> DemoSet:
     """A cached set, its instructions worded now from `spec.phrasing` (an older file's stored ones are ignored)."""
     with np.load(path, allow_pickle=False) as f:
-        tasks, seeds = [str(s) for s in f["tasks"]], f["seeds"]
-        instructions = [make_scene(t, int(s), spec.split, spec.phrasing).instruction for t, s in zip(tasks, seeds)]
-        return DemoSet(f["points"], f["poses"], f["lengths"], instructions, f["ref_texts"], f["ref_xy"], tasks, seeds)
+        tasks, seeds, mirrored = [str(s) for s in f["tasks"]], f["seeds"], f["mirrored"]
+        instructions = []
+        for task, seed, flip in zip(tasks, seeds.tolist(), mirrored.tolist()):
+            text = make_scene(task, seed, spec.split, spec.phrasing).instruction
+            instructions.append(mirror_words(text) if flip else text)
+        return DemoSet(f["points"], f["poses"], f["lengths"], instructions, f["ref_texts"], f["ref_xy"], tasks, seeds,
+                       mirrored)
 
 
 def load_demos(spec: DemoSpec, cache: str | Path | None = None, progress: Progress = silent) -> DemoSet:

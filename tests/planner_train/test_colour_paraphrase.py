@@ -42,7 +42,7 @@ def test_a_batch_takes_a_paraphrase_at_the_configured_rate_and_is_reproducible()
     n = 400
     demos = DemoSet(np.zeros((n, 1, 7)), np.zeros((n, 1, 2, 7)), np.ones(n, dtype=np.int64),
                     [f"on the red block {i}" for i in range(n)], np.full((n, 1), ""), np.zeros((n, 1, 2)),
-                    ["stack-blocks"] * n, np.arange(n))
+                    ["stack-blocks"] * n, np.arange(n), np.zeros(n, dtype=bool))
     variants = [(f"on the cherry block {i}", f"on the coral block {i}") for i in range(n)]
     rows = list(range(n))
     cfg = PlannerTrainConfig(batch_size=n, colour_paraphrase=0.5)

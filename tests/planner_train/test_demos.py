@@ -18,6 +18,7 @@ from pmoe_core.planner.demos import (
     referring_phrases,
 )
 from pmoe_core.tabletop.episodes import run_episode
+from pmoe_core.tabletop.mirror import mirror_scene
 from pmoe_core.tabletop.tasks import TASKS, make_scene
 
 
@@ -40,13 +41,29 @@ def test_demos_are_oracle_sequences_and_deterministic():
     spec = DemoSpec(("stack-blocks",), episodes=2, num_points=256, max_steps=6)
     a, b = generate_demos(spec), generate_demos(spec)
     assert np.array_equal(a.points, b.points) and np.array_equal(a.poses, b.poses)
-    assert a.points.shape == (2, 256, 7) and a.points.dtype == np.float32
+    assert a.points.shape == (4, 256, 7) and a.points.dtype == np.float32
     assert a.points[..., 6].max() >= 2  # the proposal ids of at least three blocks
     desc = make_scene("stack-blocks", 1, phrasing="train")
     steps = canonical_steps(desc)
-    assert a.lengths[1] == len(steps) and a.instructions[1] == desc.instruction
-    assert np.allclose(a.poses[1, 0, 1, :3], steps[0].place.position, atol=1e-6)
-    assert a.seeds.tolist() == [0, 1] and a.tasks == ["stack-blocks"] * 2
+    assert a.lengths[2] == len(steps) and a.instructions[2] == desc.instruction
+    assert np.allclose(a.poses[2, 0, 1, :3], steps[0].place.position, atol=1e-6)
+    assert a.seeds.tolist() == [0, 0, 1, 1] and a.tasks == ["stack-blocks"] * 4
+    assert a.mirrored.tolist() == [False, True, False, True]
+
+
+def test_every_episode_comes_with_its_mirror():
+    """The mirrored row is the rendered mirror scene (not a flipped copy): its own canonical plan, mirrored words."""
+    spec = DemoSpec(("move-block-to-absolute-position",), episodes=6, num_points=256, max_steps=6)
+    demo = generate_demos(spec)
+    for row in range(1, len(demo), 2):
+        mirrored = mirror_scene(make_scene(spec.tasks[0], int(demo.seeds[row]), phrasing="train"))
+        assert demo.instructions[row] == mirrored.instruction
+        place = canonical_steps(mirrored)[0].place.position
+        assert np.allclose(demo.poses[row, 0, 1, :3], place, atol=1e-6)
+        assert np.allclose(demo.poses[row, 0, 1, :2], demo.poses[row - 1, 0, 1, :2] * [1, -1], atol=1e-6)
+        sides = np.sign(demo.points[row, :, 1].mean()), np.sign(demo.points[row - 1, :, 1].mean())
+        assert sides[0] == -sides[1]  # the rendered cloud is reflected too
+    assert any("left" in t for t in demo.instructions[1::2]) and any("right" in t for t in demo.instructions[1::2])
 
 
 def test_cache_round_trip(tmp_path, monkeypatch):
@@ -61,7 +78,7 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     monkeypatch.setattr(demos, "generate_demos", render_again)
     again = load_demos(spec, tmp_path)
     assert np.array_equal(first.points, again.points) and np.array_equal(first.ref_texts, again.ref_texts)
-    assert first.instructions == again.instructions
+    assert first.instructions == again.instructions and np.array_equal(first.mirrored, again.mirrored)
 
 
 def test_cached_set_takes_the_current_wording(tmp_path, monkeypatch):
@@ -69,7 +86,7 @@ def test_cached_set_takes_the_current_wording(tmp_path, monkeypatch):
     spec = DemoSpec(("stack-blocks",), episodes=2, num_points=128, max_steps=6)
     load_demos(spec, tmp_path)
     monkeypatch.setattr(demos, "make_scene", lambda *a: dataclasses.replace(make_scene(*a), instruction="reworded"))
-    assert load_demos(spec, tmp_path).instructions == ["reworded", "reworded"]
+    assert load_demos(spec, tmp_path).instructions == ["reworded"] * 4
 
 
 @pytest.mark.parametrize("task", sorted(TASKS))
