@@ -27,7 +27,7 @@ def train(
     tasks: str = typer.Option("all", "--tasks", help="comma-separated task families, or all"),
     episodes: int = typer.Option(500, "--episodes", help="demos per task (train seeds 0..N-1, seen colours)"),
     steps_stage1: int = typer.Option(1000, "--steps-stage1", help="Stage I (colour words, referring phrases) steps"),
-    steps: int = typer.Option(5000, "--steps", help="Stage II (upcycled MoE trunk + Pose-DiT) steps"),
+    steps: int = typer.Option(10000, "--steps", help="Stage II (upcycled MoE trunk + Pose-DiT) steps"),
     batch_size: int = typer.Option(16, "--batch-size", help="demonstrations per step"),
     lr: float = typer.Option(1e-3, "--lr", help="peak learning rate (warmup, cosine to 10%)"),
     llm: str = typer.Option("smollm2", "--llm", help="the pretrained LM: smollm2 (packaged) or a local HF LLaMA dir"),

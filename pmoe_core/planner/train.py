@@ -117,7 +117,7 @@ class PlannerTrainConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     episodes: int = 500  # per task, train seeds 0..episodes-1, seen colours, training phrasings
     steps_stage1: int = 1000
-    steps: int = 5000  # Stage II steps
+    steps: int = 10000  # Stage II steps (5000 left the mirrored demonstrations' left/right unlearned: BENCHMARKS.md)
     batch_size: int = 16
     lexicon_batch: int = 64  # lexicon phrases per Stage I step
     lexicon_names: int | None = None  # train on this many lexicon names (spread over the alphabet); None: all
