@@ -271,28 +271,20 @@ class PoseDiT(nn.Module):
 
 def distinct_picks(weights: torch.Tensor) -> torch.Tensor:
     """(B, S, 2, L) pointer attention -> (B, S, 2) the candidate each pose token takes: the most attended one, except
-    that a pick never takes what an earlier step picked or placed on, and a place never the object its own step
-    picks (the next choice instead). The cloud shows the table as it was before the plan ran: once a step has moved
-    an object, picking at its old place grasps air, and once a step has set a block on an object, picking there
-    grasps that block again; a block set down on itself is no step at all (the default did that for an instruction
-    naming an absent colour). Places are otherwise unconstrained (a tower's base takes every level)."""
+    that a pick never takes what an earlier step picked or placed on (its next choice instead). The cloud shows the
+    table as it was before the plan ran: once a step has moved an object, picking at its old place grasps air, and
+    once a step has set a block on an object, picking there grasps that block again. Places are unconstrained (a
+    tower's base takes every level)."""
     choice = weights.argmax(-1)
     taken = torch.zeros(weights.shape[0], weights.shape[-1], dtype=torch.bool, device=weights.device)
     rows = torch.arange(weights.shape[0], device=weights.device)
     for j in range(weights.shape[1]):
-        pick = _best_free(weights[:, j, 0], taken)
-        this = torch.zeros_like(taken)
-        this[rows, pick] = True
-        choice[:, j, 0], choice[:, j, 1] = pick, _best_free(weights[:, j, 1], this)
-        taken |= this
+        w = weights[:, j, 0]  # 0 exactly where not a candidate: those stay last even when every candidate is taken
+        pick = torch.where(w > 0, w - 2.0 * taken.to(w.dtype), float("-inf")).argmax(-1)
+        choice[:, j, 0] = pick
+        taken[rows, pick] = True
         taken[rows, choice[:, j, 1]] = True
     return choice
-
-
-def _best_free(w: torch.Tensor, taken: torch.Tensor) -> torch.Tensor:
-    """(B,) the most attended candidate not `taken`. Weights are 0 exactly where not a candidate: those stay last,
-    and a taken one is still chosen when every candidate is taken."""
-    return torch.where(w > 0, w - 2.0 * taken.to(w.dtype), float("-inf")).argmax(-1)
 
 
 def _pointed_yaw(weights: torch.Tensor, yaws: torch.Tensor) -> torch.Tensor:

@@ -278,15 +278,3 @@ def test_no_plan_picks_one_object_twice():
     assert choice[0, :, 0].tolist() == [1, 2, 3]  # never twice, and never 4 once something was placed on it
     four = torch.cat([w, w[:, :1]], dim=1)  # a fourth step with every candidate already taken
     assert distinct_picks(four)[0, 3, 0].item() in (1, 2, 3, 4)
-
-
-def test_a_place_never_takes_the_object_its_own_step_picks():
-    """Pick and place both prefer candidate 2 (the default did this for a colour no object has): the place takes its
-    next choice; a sole candidate is still taken."""
-    w = torch.zeros(1, 1, 2, 4)
-    w[0, 0, 0, 1:] = torch.tensor([0.2, 0.7, 0.1])
-    w[0, 0, 1, 1:] = torch.tensor([0.3, 0.6, 0.1])
-    assert distinct_picks(w)[0, 0].tolist() == [2, 1]
-    alone = torch.zeros(1, 1, 2, 3)
-    alone[0, 0, :, 1] = 1.0
-    assert distinct_picks(alone)[0, 0].tolist() == [1, 1]
