@@ -9,9 +9,9 @@ tabletops); the noun head's targets come from the question text, as for every qu
 
 Each file is identified by its sha256 (`FileRecord`), which the checkpoint keeps so a resume refuses a changed data
 set, wherever the files are moved (and the trainer keeps a digest of the scene inputs, `data.scenes_digest`, for
-the scenes). The scene inputs are cached under the QA cache (`files-*.npz`), keyed by those
-hashes, the scene roots (path, and when their marker zarr.json / scans/ last changed) and the input sizes: a scene
-edited in place without touching that marker is not noticed (delete the `files-*.npz`).
+the scenes). The scene inputs are cached under the QA cache (`files-*.npz`), keyed by those hashes, the scene roots
+(path, and when their marker zarr.json / scans/ last changed) and the input sizes: a scene edited in place without
+touching that marker is not noticed (delete the `files-*.npz`).
 """
 
 from __future__ import annotations
@@ -101,12 +101,10 @@ def read_training_files(spec: TrainingFiles) -> FileQuestions:
 
 
 def file_record(path: str | Path) -> FileRecord:
-    digest, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return FileRecord(str(Path(path).resolve()), digest.hexdigest(), size)
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        size = f.tell()  # bytes hashed, read from the same handle
+    return FileRecord(str(Path(path).resolve()), digest, size)
 
 
 @dataclass(frozen=True)
