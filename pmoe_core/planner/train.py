@@ -69,6 +69,8 @@ from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
 from pmoe_core.planner.trunk import TrunkConfig
 from pmoe_core.planner.upcycle import MoEConfig
 from pmoe_core.progress import Progress, silent
+from pmoe_core.tabletop.mirror import mirror_words
+from pmoe_core.tabletop.phrasing import render
 from pmoe_core.tabletop.tasks import TASKS, make_scene, task_name
 from pmoe_core.tabletop.world import COLORS, SPLITS
 
@@ -122,6 +124,7 @@ class PlannerTrainConfig:
     lexicon_batch: int = 64  # lexicon phrases per Stage I step
     lexicon_names: int | None = None  # train on this many lexicon names (spread over the alphabet); None: all
     colour_paraphrase: float = 0.5  # share of Stage II instructions whose colour word is a lexicon paraphrase
+    wordings: int = 4  # training phrasings per demonstration (its own and others of the same scene)
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 50
@@ -152,7 +155,7 @@ class PlannerTrainResult:
 
 # Changing these between a run and its resume would silently change what is trained.
 _RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lexicon_batch", "lexicon_names",
-                "colour_paraphrase", "lr", "weight_decay", "warmup", "preset", "llm", "joint", "experts", "seed")
+                "colour_paraphrase", "wordings", "lr", "weight_decay", "warmup", "preset", "llm", "joint", "experts", "seed")
 PARAPHRASES_PER_DEMO = 2  # paraphrased instructions per demonstration naming a colour (their LM states are cached)
 
 
@@ -229,38 +232,58 @@ def stage_of(cfg: PlannerTrainConfig, step: int) -> int:
     return 1 if step < cfg.steps_stage1 else 2
 
 
-def colour_variants(demos: DemoSet, spec: DemoSpec, seed: int) -> list[tuple[str, ...]]:
-    """Per demonstration, `PARAPHRASES_PER_DEMO` copies of its instruction with the colour word it names swapped
-    for a lexicon paraphrase of that colour (`colour.colour_paraphrases`); none when the task names no colour."""
+@dataclass(frozen=True)
+class InstructionOptions:
+    """What one demonstration's Stage II instruction may be: `wordings`, its own and other training phrasings of
+    the same scene (mirrored with it), and `paraphrased`, wordings whose colour word is a lexicon paraphrase."""
+
+    wordings: tuple[str, ...]
+    paraphrased: tuple[str, ...] = ()
+
+
+def instruction_options(demos: DemoSet, spec: DemoSpec, cfg: PlannerTrainConfig) -> list[InstructionOptions]:
+    """Per demonstration, `cfg.wordings` phrasings (phrasing.render of the scene's words, so a demonstration is
+    seen in several sentence frames, synonyms, cases and courtesies, not one) and `PARAPHRASES_PER_DEMO` colour
+    paraphrases (`colour.colour_paraphrases`) spread over them; none where the task names no colour."""
     out = []
-    for i, (task, episode) in enumerate(zip(demos.tasks, demos.seeds.tolist())):
-        colour = make_scene(task, episode, spec.split, spec.phrasing).words.get("color")
-        names = colour_paraphrases(colour) if colour else ()
+    for i, (task, episode, flip) in enumerate(zip(demos.tasks, demos.seeds.tolist(), demos.mirrored.tolist())):
+        words = make_scene(task, episode, spec.split, spec.phrasing).words
+        rng = np.random.default_rng([cfg.seed, i, 13])
+        others = (render(task, words, spec.phrasing, rng) for _ in range(cfg.wordings - 1))
+        wordings = (demos.instructions[i], *(mirror_words(t) if flip else t for t in others))
+        colour = words.get("color")
+        names = colour_paraphrases(colour) if colour and cfg.colour_paraphrase > 0 else ()
         if not names:
-            out.append(())
+            out.append(InstructionOptions(wordings))
             continue
-        rng = np.random.default_rng([seed, i, 11])
+        rng = np.random.default_rng([cfg.seed, i, 11])
         picks = rng.choice(len(names), size=min(PARAPHRASES_PER_DEMO, len(names)), replace=False)
-        out.append(tuple(swap_colour_word(demos.instructions[i], colour, names[k]) for k in picks))
+        paraphrased = tuple(swap_colour_word(wordings[j % len(wordings)], colour, names[k])
+                            for j, k in enumerate(picks))
+        out.append(InstructionOptions(wordings, paraphrased))
     return out
 
 
-def stage2_instructions(demos: DemoSet, variants: list[tuple[str, ...]], rows: list[int], cfg: PlannerTrainConfig,
+def stage2_instructions(demos: DemoSet, options: list[InstructionOptions], rows: list[int], cfg: PlannerTrainConfig,
                         step: int) -> list[str]:
     """The batch's instructions: each a colour paraphrase with probability `cfg.colour_paraphrase` where it has
-    any, a function of (seed, step) as the batch is."""
+    any, else one of its wordings; a function of (seed, step) as the batch is."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step + 31_337)
     draws = torch.rand(len(rows), generator=g).tolist()
     picks = torch.randint(PARAPHRASES_PER_DEMO, (len(rows),), generator=g).tolist()
+    which = torch.randint(max(1, cfg.wordings), (len(rows),), generator=g).tolist()
     out = []
-    for i, draw, k in zip(rows, draws, picks):
-        options = variants[i] if variants else ()
-        out.append(options[k % len(options)] if options and draw < cfg.colour_paraphrase else demos.instructions[i])
+    for i, draw, k, w in zip(rows, draws, picks, which):
+        option = options[i] if options else InstructionOptions((demos.instructions[i],))
+        if option.paraphrased and draw < cfg.colour_paraphrase:
+            out.append(option.paraphrased[k % len(option.paraphrased)])
+        else:
+            out.append(option.wordings[w % len(option.wordings)])
     return out
 
 
 def step_loss(model: ThreeDMoEPlanner, demos: DemoSet, lexicon: list[LexiconEntry], cfg: PlannerTrainConfig,
-              step: int, variants: list[tuple[str, ...]] | None = None) -> dict[str, torch.Tensor]:
+              step: int, options: list[InstructionOptions] | None = None) -> dict[str, torch.Tensor]:
     rows = batch_indices(cfg.seed, step, len(demos), cfg.batch_size).tolist()
     points = torch.from_numpy(demos.points[rows])
     if stage_of(cfg, step) == 1:
@@ -273,7 +296,7 @@ def step_loss(model: ThreeDMoEPlanner, demos: DemoSet, lexicon: list[LexiconEntr
             xy.append(demos.ref_xy[i, j])
         texts, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch, framed=True)
         return model.stage1_loss(points, phrases, torch.from_numpy(np.stack(xy)), texts, labs)
-    return model.stage2_loss(points, stage2_instructions(demos, variants or [], rows, cfg, step),
+    return model.stage2_loss(points, stage2_instructions(demos, options or [], rows, cfg, step),
                              torch.from_numpy(demos.poses[rows]), torch.from_numpy(demos.lengths[rows]))
 
 
@@ -307,6 +330,8 @@ def train_planner(
         raise BadInput("--steps, --batch-size and --episodes must be >= 1 and --steps-stage1 >= 0")
     if not 0.0 <= cfg.colour_paraphrase <= 1.0:
         raise BadInput(f"colour_paraphrase must lie in [0, 1], got {cfg.colour_paraphrase}")
+    if cfg.wordings < 1:
+        raise BadInput(f"--wordings must be >= 1, got {cfg.wordings}")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -314,8 +339,9 @@ def train_planner(
     spec = demo_spec(cfg, model_cfg)
     demos = load_demos(spec, cfg.cache, demo_progress)
     lexicon, held_out = lexicon_split(cfg.lexicon_names)
-    variants = colour_variants(demos, spec, cfg.seed) if cfg.colour_paraphrase > 0 else []
-    texts = demos.instructions + [t for v in variants for t in v] + [str(t) for t in np.unique(demos.ref_texts) if t]
+    options = instruction_options(demos, spec, cfg)
+    texts = [t for o in options for t in (*o.wordings, *o.paraphrased)]
+    texts += [str(t) for t in np.unique(demos.ref_texts) if t]
     features = cached_text_features(model_cfg, texts, lexicon_texts(lexicon, framed=True), cfg.cache, demo_progress)
     torch.manual_seed(cfg.seed)
     model = ThreeDMoEPlanner(model_cfg, features).train()
@@ -356,7 +382,7 @@ def train_planner(
             lr = learning_rate(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            parts = step_loss(model, demos, lexicon, cfg, step, variants)
+            parts = step_loss(model, demos, lexicon, cfg, step, options)
             parts["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.stage_parameters(stage), cfg.grad_clip)
             optimizer.step()
