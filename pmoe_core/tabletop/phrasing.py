@@ -5,9 +5,9 @@ Three phrasing sets (`PHRASINGS`):
 - "template": the three original templates per task, lower case, no punctuation (what the first planners trained
   and were benchmarked on; `make_scene`'s default, so a (task, seed, split) names the same scene as ever).
 - "train": the templates plus generated variants: word order (the place first: "on the red block, stack all the
-  blocks"), synonyms (block/cube, put/place/set, stack/pile, bowl/dish, zone/area), politeness ("please ...",
-  "could you ...?", "..., thanks"), British spelling (colour, grey, centre), case (lower, Capitalised, UPPER) and
-  end punctuation (none, ".", "!").
+  blocks"), synonyms (block/cube/object, put/place/set, stack/pile, bowl/dish/container, zone/area/region,
+  color/hue), politeness ("please ...", "could you ...?", "..., thanks"), British spelling (colour, grey, centre),
+  case (lower, Capitalised, UPPER) and end punctuation (none, ".", "!").
 - "heldout": other sentence frames, other synonyms (box/piece, drop, heap, basin, square, shade) and other
   politeness ("kindly ...", "can you ...?", "i would like you to ...", "..., please"), with the same case, spelling
   and punctuation variants. No normalised frame of it is one of "train" (tests/tabletop/test_phrasing.py).
@@ -254,8 +254,9 @@ WORDINGS: dict[str, TaskWording] = {
 # Interchangeable words (each tuple: the frame's word first). A frame's every occurrence of a word takes one choice.
 SYNONYMS = {
     "train": (
-        ("block", "cube"), ("blocks", "cubes"), ("put", "place", "set"), ("place", "put", "set"),
-        ("stack", "pile"), ("bowl", "dish"), ("bowls", "dishes"), ("zone", "area"),
+        ("block", "cube", "object"), ("blocks", "cubes", "objects"), ("put", "place", "set"), ("place", "put", "set"),
+        ("stack", "pile"), ("bowl", "dish", "container"), ("bowls", "dishes", "containers"),
+        ("zone", "area", "region"), ("color", "hue"),
     ),
     "heldout": (
         ("block", "box", "piece"), ("blocks", "boxes", "pieces"), ("put", "drop"), ("stack", "heap"),
