@@ -155,7 +155,8 @@ class PlannerTrainResult:
 
 # Changing these between a run and its resume would silently change what is trained.
 _RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lexicon_batch", "lexicon_names",
-                "colour_paraphrase", "wordings", "lr", "weight_decay", "warmup", "preset", "llm", "joint", "experts", "seed")
+                "colour_paraphrase", "wordings", "lr", "weight_decay", "warmup", "preset", "llm", "joint", "experts",
+                "seed")
 PARAPHRASES_PER_DEMO = 2  # paraphrased instructions per demonstration naming a colour (their LM states are cached)
 
 
@@ -331,7 +332,7 @@ def train_planner(
     if not 0.0 <= cfg.colour_paraphrase <= 1.0:
         raise BadInput(f"colour_paraphrase must lie in [0, 1], got {cfg.colour_paraphrase}")
     if cfg.wordings < 1:
-        raise BadInput(f"--wordings must be >= 1, got {cfg.wordings}")
+        raise BadInput(f"wordings must be >= 1, got {cfg.wordings}")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)

@@ -14,6 +14,7 @@ from pmoe_core.errors import BadInput
 from pmoe_core.planner.model import DESIGN
 from pmoe_core.planner.policy import load_planner
 from pmoe_core.planner.train import (
+    PlannerTrainConfig,
     export_checkpoint,
     learning_rate,
     model_config,
@@ -98,6 +99,13 @@ def test_model_config_choices():
         model_config("tiny", "smollm2", 3)
     with pytest.raises(BadInput, match="preset"):
         model_config("huge", "smollm2", 4)
+
+
+@pytest.mark.parametrize("bad", [{"wordings": 0}, {"colour_paraphrase": 1.5}])
+def test_a_bad_instruction_setting_is_refused_before_any_work(tmp_path, bad):
+    with pytest.raises(BadInput, match=next(iter(bad))):
+        train_planner(PlannerTrainConfig(out=str(tmp_path / "run"), cache=str(tmp_path / "cache"), **bad))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
 
 
 def test_the_tiny_preset_is_the_default_design_at_smaller_sizes():
