@@ -35,6 +35,7 @@ from pmoe_core.jsonio import read_json, write_json_atomic
 from pmoe_core.outputs import check_output_file
 from pmoe_core.planner.checks import (
     ABSENT_COLOUR_DE,
+    FOCAL_MARGIN,
     TASK_SIMILARITY,
     check_input,
     colour_present,
@@ -329,7 +330,8 @@ def checks_table(episodes: int) -> None:
               f"{min(f.nearest_delta_e for f in gone):.1f} | {sum(not f.present for f in gone)}/{len(gone)} |")
     print(f"| all | {max(f.nearest_delta_e for f in present):.1f} | {sum(f.present for f in present)}/{len(present)} "
           f"| {min(f.nearest_delta_e for f in absent):.1f} | {sum(not f.present for f in absent)}/{len(absent)} |")
-    print(f"(threshold ABSENT_COLOUR_DE = {ABSENT_COLOUR_DE}, or the same basic colour term)")
+    print(f"(threshold ABSENT_COLOUR_DE = {ABSENT_COLOUR_DE} unless a basic term claims the object with a focal colour "
+          f"FOCAL_MARGIN = {FOCAL_MARGIN} nearer, or the same basic colour term for a name that is not one)")
 
     print(f"\n### Instruction vs nearest training phrasing (MiniLM cosine; {episodes} held-out scenes per task, "
           "seen and unseen colours)")

@@ -129,6 +129,12 @@ def family_distance(colour: NamedColour, rgb: np.ndarray | tuple[int, int, int])
     return np.linalg.norm(lab[..., None, :] - _family_lab(colour.name), axis=-1).min(-1)
 
 
+def focal_distance(colour: NamedColour, rgb: np.ndarray | tuple[int, int, int]) -> np.ndarray:
+    """CIE76 delta E from each sRGB colour (0-255, (..., 3)) to `colour`'s own entry (its focal colour, for a basic
+    term): where two families both reach a colour, the nearer focal colour says which name fits it better."""
+    return np.linalg.norm(to_lab(rgb) - to_lab(np.asarray(colour.rgb, dtype=np.float64)), axis=-1)
+
+
 def basic_term(rgb: np.ndarray | tuple[int, int, int]) -> str:
     """The basic colour term (`BASIC_TERMS`) whose family comes nearest to one sRGB colour (0-255)."""
     return min(BASIC_TERMS, key=lambda term: float(family_distance(lexicon_colour(term), rgb)))

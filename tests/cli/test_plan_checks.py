@@ -14,11 +14,13 @@ from pmoe_cli.plan import plan_app, simulated_goal_note
 from pmoe_core.planner.checks import (
     TASK_SIMILARITY,
     check_input,
+    colour_present,
     match_task,
     named_words,
 )
 from pmoe_core.planner.demos import HELD_OUT_SEED
 from pmoe_core.scene import Scene
+from pmoe_core.tabletop.lexicon import lexicon_colour
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.scene_io import save_episode, write_scene_ply
 from pmoe_core.tabletop.tasks import TASKS, make_scene
@@ -91,6 +93,20 @@ def test_a_colour_no_object_has_is_warned_about():
         assert check.colours[0].nearest_delta_e > 12 and not check.colours[0].present
     for present in ("brown", "cyan", "red", "BROWN"):
         assert check_input(_cloud(), f"stack all the blocks on the {present} block").problems == []
+
+
+def test_a_colour_the_lexicon_blurs_with_a_present_one_is_still_warned_about():
+    """The scene's red lies within the pink family ("coral pink") and its white within gray's ("pale grey"): the
+    focal colours decide, so "pink" beside the red and "gray" beside the white are absent, and their own names fit."""
+    check = check_input(_cloud(), "stack all the blocks on the pink block")  # brown, cyan and red blocks
+    assert _kinds(check) == [("colour", False)] and "the nearest reads as red" in check.warnings[0].message
+    assert check.colours[0].nearest_delta_e <= 12 and check.colours[0].reads_as == "red"
+    for named, scene, present in [("pink", "red", False), ("red", "red", True), ("gray", "white", False),
+                                  ("white", "white", True), ("brown", "brown", True), ("purple", "pink", False),
+                                  ("navy", "blue", True), ("coral", "red", True), ("blue", "cyan", False)]:
+        finding = colour_present(lexicon_colour(named), [COLORS[scene]])
+        assert finding.present == present, (named, scene, finding)
+        assert (finding.reads_as is None) == (present or finding.nearest_delta_e > 12), (named, scene, finding)
 
 
 def test_an_instruction_that_matches_no_task_is_refused_and_paraphrases_match():
