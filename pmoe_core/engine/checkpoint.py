@@ -153,10 +153,13 @@ def plain_args(value: Any) -> Any:
     return value
 
 
-def check_resume_args(meta: dict[str, Any], cfg: Any, keys: tuple[str, ...], path: str | Path) -> None:
+def check_resume_args(meta: dict[str, Any], cfg: Any, keys: tuple[str, ...], path: str | Path,
+                      before: dict[str, Any] | None = None) -> None:
     """Refuse a resume whose training arguments in `keys` differ from those the checkpoint was trained with (the
-    data, optimiser and schedule a run's exact continuation depends on)."""
-    saved = meta.get("train_args", {})
+    data, optimiser and schedule a run's exact continuation depends on). `before` holds, for a key added after
+    some checkpoints were written, the value those runs used; a checkpoint lacking any other key is not checked
+    on it."""
+    saved = {**(before or {}), **meta.get("train_args", {})}
     for key in keys:
         now = plain_args(getattr(cfg, key))
         if key in saved and saved[key] != now:

@@ -157,6 +157,7 @@ class PlannerTrainResult:
 _RESUME_KEYS = ("tasks", "episodes", "steps_stage1", "batch_size", "lexicon_batch", "lexicon_names",
                 "colour_paraphrase", "wordings", "lr", "weight_decay", "warmup", "preset", "llm", "joint", "experts",
                 "seed")
+_RESUME_BEFORE = {"wordings": 1}  # runs written before the key existed read one wording per demonstration
 PARAPHRASES_PER_DEMO = 2  # paraphrased instructions per demonstration naming a colour (their LM states are cached)
 
 
@@ -356,7 +357,7 @@ def train_planner(
         meta = payload["meta"]
         if meta["kind"] != "planner":
             raise FormatError(f"not a planner checkpoint (kind {meta['kind']!r})", ckpt_path)
-        check_resume_args(meta, cfg, _RESUME_KEYS, ckpt_path)
+        check_resume_args(meta, cfg, _RESUME_KEYS, ckpt_path, _RESUME_BEFORE)
         model.load_trainable_state_dict(payload["model"])
         start = int(meta["step"])
         if start < total and meta.get("stage") == stage_of(cfg, start):

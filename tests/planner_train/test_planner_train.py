@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pmoe_core.engine.checkpoint import load_checkpoint
+from pmoe_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from pmoe_core.errors import BadInput
 from pmoe_core.planner.model import DESIGN
 from pmoe_core.planner.policy import load_planner
@@ -73,6 +73,19 @@ def test_resume_refuses_a_changed_setup(tiny_config):
     train_planner(tiny_config(stop_at=3))
     with pytest.raises(BadInput, match="different batch_size"):
         train_planner(tiny_config(resume=True, batch_size=2))
+
+
+def test_resume_of_a_run_from_before_wordings_refuses_more_than_one(tiny_config):
+    """A checkpoint written before `wordings` existed read one wording per demonstration: resuming it with the
+    default four would silently change what is trained."""
+    cfg = tiny_config(stop_at=3, wordings=1)
+    path = train_planner(cfg).checkpoint
+    payload = load_checkpoint(path)
+    del payload["meta"]["train_args"]["wordings"]
+    save_checkpoint(path, payload["meta"], {k: v for k, v in payload.items() if k != "meta"})
+    with pytest.raises(BadInput, match=r"different wordings \(1 in the checkpoint, 4 now\)"):
+        train_planner(tiny_config(resume=True, wordings=4))
+    assert train_planner(tiny_config(resume=True, wordings=1)).steps == cfg.steps_stage1 + cfg.steps
 
 
 def test_export_is_slim_fp16_and_loads(tiny_config, tmp_path):
