@@ -10,6 +10,7 @@ import torch
 from pmoe_core.engine.checkpoint import load_checkpoint, save_checkpoint
 from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.planner.text_features import TextFeatures
+from pmoe_core.qa.data import load_text_states
 from pmoe_core.qa.model import QAModelConfig
 from pmoe_core.qa.train import QATrainConfig, export_checkpoint, load_qa_model, train_qa
 
@@ -165,3 +166,10 @@ def test_bench_scores_em10_of_ranked_answers_and_majority_top_ten():
     assert scores["count"].em1 == 0.0 and scores["count"].em10 == 100.0  # both are among the ten most common
     assert scores_by_type(items, guesses)["all"].em10 is None and "em10" not in scores_by_type(items, guesses)[
         "all"].to_json()
+
+
+def test_text_states_are_cached_in_a_folder_that_does_not_exist_yet(features, tmp_path):
+    """`pmoe qa eval` on a fresh machine: the cache folder is made, not a FileNotFoundError."""
+    cache = tmp_path / "fresh" / "qa"
+    load_text_states(features, ["what colour is the block?"], cache)
+    assert len(list(cache.glob("text-*.npz"))) == 1
