@@ -18,6 +18,7 @@ from pmoe_core.errors import BadInput, FormatError, MissingFile
 from pmoe_core.io import READERS, read_point_cloud
 from pmoe_core.scene import Scene
 from pmoe_core.store import StoreReader
+from pmoe_core.store.layout import is_store_folder
 from pmoe_core.vocab import LABEL_SPACES, dataset_entries, resolve_dataset
 from pmoe_core.vocab.custom import registered
 
@@ -89,7 +90,7 @@ def resolve_specs(specs: Sequence[str], dataset: str | None = None, limit: int |
 
 def _folder_refs(spec: str, dataset: str | None) -> list[SceneRef]:
     """Every point-cloud file directly in the folder (by suffix, sorted by name)."""
-    if (Path(spec) / "zarr.json").is_file():
+    if is_store_folder(spec):
         raise BadInput(f"is a scene store; name a split: {spec}::val (or {spec}::val::SCENE)", spec)
     files = sorted(p for p in Path(spec).iterdir() if p.suffix.lower() in READERS and p.is_file())
     if not files:

@@ -170,18 +170,16 @@ def read_benchmark(scanqa: str | Path | None = None, sqa3d_dir: str | Path | Non
 
 # --- scenes -----------------------------------------------------------------------------------------------------
 
-def is_store(root: Path) -> bool:
-    return (root / "zarr.json").is_file()
-
-
 def is_raw_scannet(root: Path) -> bool:
     return (root / "scans").is_dir() or (root / "scans_test").is_dir()
 
 
 def scene_names(root: str | Path) -> set[str]:
     """The scene ids a converted store (any split) or a raw ScanNet v2 folder holds."""
+    from pmoe_core.store.layout import is_store_folder
+
     root = Path(root)
-    if is_store(root):
+    if is_store_folder(root):
         from pmoe_core.store.reader import StoreReader
 
         reader = StoreReader(str(root))
@@ -190,7 +188,7 @@ def scene_names(root: str | Path) -> set[str]:
         from pmoe_core.sources import scannet
 
         return {ref.name for ref in scannet.list_scenes(root, scannet.Options())}
-    inside = sorted(p.name for p in root.glob("*.zarr") if is_store(p)) if root.is_dir() else []
+    inside = sorted(p.name for p in root.glob("*.zarr") if is_store_folder(p)) if root.is_dir() else []
     hint = f" (the store is {root / inside[0]})" if inside else ""
     raise MissingFile("--scenes must be a converted pmoe store (with zarr.json) or a raw ScanNet v2 folder "
                       f"(with scans/){hint}", root)

@@ -61,7 +61,9 @@ def _store_scene(url: str, split: str, key: str) -> Scene:
 
 
 def _scene_from_root(name: str, root: Path) -> Scene:
-    if (root / "zarr.json").is_file():
+    from pmoe_core.store.layout import is_store_folder
+
+    if is_store_folder(root):
         from pmoe_core.store.reader import StoreReader
 
         reader = StoreReader(str(root))

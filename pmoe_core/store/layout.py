@@ -17,6 +17,7 @@ offsets cover are an uncommitted tail, which readers ignore and a resuming write
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -63,6 +64,12 @@ def store_path(out_dir: str, dataset: str, shard: tuple[int, int] | None = None)
             raise StoreError(f"shard {k}/{n} is out of range: need 0 <= K < N")
         name = f"{dataset}.shard-{k}-of-{n}.zarr"
     return f"{str(out_dir).rstrip('/')}/{name}"
+
+
+def is_store_folder(path: str | Path) -> bool:
+    """A local folder holding a store: its root group's zarr.json (how a command tells a store from a raw dataset
+    folder or a folder of stores)."""
+    return (Path(path) / "zarr.json").is_file()
 
 
 def is_url(url: str) -> bool:
