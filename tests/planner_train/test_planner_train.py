@@ -30,9 +30,10 @@ def test_loss_decreases_on_a_few_demos(tiny_config):
 
 
 def test_stage1_grounds_without_touching_the_dit_and_stage2_starts_upcycled(tiny_config):
-    cfg = tiny_config(steps_stage1=8, steps=2, lr=3e-3)
-    result = train_planner(dataclasses.replace(cfg, stop_at=8))
-    assert result.losses[-1] < result.losses[0]
+    cfg = tiny_config(steps_stage1=16, steps=2, lr=3e-3)
+    result = train_planner(dataclasses.replace(cfg, stop_at=16))
+    # Lexicon batches are drawn afresh each step, so single losses are noisy: compare the first and last four
+    assert sum(result.losses[-4:]) < sum(result.losses[:4]), result.losses
     payload = load_checkpoint(result.checkpoint)
     state, meta = payload["model"], payload["meta"]
     assert meta["stage"] == 1 and meta["design"] == DESIGN and not any(".ffn.router." in k for k in state)
@@ -46,7 +47,7 @@ def test_stage1_grounds_without_touching_the_dit_and_stage2_starts_upcycled(tiny
     grounding = [r for r in log if r["event"] == "grounding"]
     assert len(grounding) == 1 and 0 <= grounding[0]["unseen_names_nearest"] <= 1
     resumed = train_planner(dataclasses.replace(cfg, resume=True))
-    assert resumed.steps == 10
+    assert resumed.steps == 18
     after = load_checkpoint(resumed.checkpoint)["model"]
     assert any(".ffn.router." in k for k in after)  # Stage II upcycled the trunk
     for k in after:  # the colour grounding is frozen in Stage II
