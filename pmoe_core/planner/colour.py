@@ -83,12 +83,8 @@ class LexiconEntry:
 
 
 def lexicon_entries() -> tuple[list[LexiconEntry], list[LexiconEntry]]:
-    """(train, held out) entries of the named-colour lexicon, split by a hash of the name.
-
-    A basic colour term (lexicon.BASIC_TERMS, "grey" too) is never held out: the hash put "pink" there, so the one
-    unseen-split word the language side never taught was also the one the planner failed on most; the held-out
-    tenth measures the other names."""
-    from pmoe_core.tabletop.lexicon import BASIC_TERMS, colour_lexicon
+    """(train, held out) entries of the named-colour lexicon, split by a hash of the name."""
+    from pmoe_core.tabletop.lexicon import colour_lexicon
 
     entries = {}
     for named in colour_lexicon():
@@ -98,9 +94,8 @@ def lexicon_entries() -> tuple[list[LexiconEntry], list[LexiconEntry]]:
     names = sorted(entries)
     labs = (rgb_to_lab(torch.from_numpy(np.stack([entries[n] for n in names]))) / 100.0).tolist()
     out = [LexiconEntry(n, tuple(lab)) for n, lab in zip(names, labs)]
-    always = {*BASIC_TERMS, "grey"}
-    held = {e.name for e in out if zlib.crc32(e.name.encode()) % HELD_OUT_EVERY == 0 and e.name not in always}
-    return [e for e in out if e.name not in held], [e for e in out if e.name in held]
+    held = [e for e in out if zlib.crc32(e.name.encode()) % HELD_OUT_EVERY == 0]
+    return [e for e in out if zlib.crc32(e.name.encode()) % HELD_OUT_EVERY != 0], held
 
 
 def lexicon_split(names: int | None = None) -> tuple[list[LexiconEntry], list[LexiconEntry]]:
