@@ -27,7 +27,7 @@ from pathlib import Path
 from pmoe_core.errors import BadInput, MissingFile
 from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.answer import Agent, check_agent_in_scene
-from pmoe_core.qa.data import QASet, load_text_states
+from pmoe_core.qa.data import QASet, load_scene_input, load_text_states
 from pmoe_core.qa.evaluate import EM10_BEAMS, predict, predict_ranked
 from pmoe_core.qa.items import QAItem
 from pmoe_core.qa.metrics import ScanQAScores, em_by_type, scanqa_scores
@@ -40,8 +40,7 @@ from pmoe_core.qa.readers import (
     sqa3d_paths,
     sqa3d_question_type,
 )
-from pmoe_core.qa.scene_input import QAScene, scene_input
-from pmoe_core.qa.scenes import load_scene_cloud
+from pmoe_core.qa.scene_input import QAScene
 from pmoe_core.qa.sqa3d_frame import in_scene_frame, scene_folder
 
 SCANQA, SQA3D = "ScanQA", "SQA3D"
@@ -251,8 +250,7 @@ def scene_inputs(items: list[QAItem], root: str | Path, num_points: int, max_obj
     scenes, outside = {}, []
     for scene_id in sorted(by_scene):
         source = f"{root}::{scene_id}"
-        cloud = load_scene_cloud(scene_id, root)
-        scenes[scene_id] = scene_input(cloud, num_points, max_objects, seed=0, source=source)
+        cloud, scenes[scene_id] = load_scene_input(scene_id, root, num_points, max_objects, source)
         outside += [i.qid for i in by_scene[scene_id] if not _agent_inside(i, cloud, source)]
         progress(advance=1)
     return SceneInputs(scenes, outside)

@@ -27,6 +27,7 @@ from pmoe_core.progress import Progress, silent
 from pmoe_core.qa.items import QAItem
 from pmoe_core.qa.model import GroundingTargets, QAInput, agent_features, question_text
 from pmoe_core.qa.scene_input import QAScene, scene_input
+from pmoe_core.scene import Scene
 from pmoe_core.tabletop.tasks import WORLD_VERSION
 
 CACHE_ENV = "PMOE_CACHE_DIR"
@@ -173,15 +174,23 @@ def _object_nouns(scenes: dict[str, QAScene], spec: QASetSpec, cache) -> dict[st
     return out
 
 
-def _compute_scenes(refs: list[str], spec: QASetSpec, cache, progress: Progress) -> dict[str, QAScene]:
+def load_scene_input(ref: str, root: str | Path | None, num_points: int, max_objects: int,
+                     source: str | None = None) -> tuple[Scene, QAScene]:
+    """A scene's cloud and its model input, sampled with seed 0: the QA sets' training scenes and a benchmark
+    file's scored scenes go through here, so both read the same sample of a cloud."""
     from pmoe_core.qa.scenes import load_scene_cloud
 
+    cloud = load_scene_cloud(ref, root)
+    return cloud, scene_input(cloud, num_points, max_objects, seed=0, source=source or ref)
+
+
+def _compute_scenes(refs: list[str], spec: QASetSpec, cache, progress: Progress) -> dict[str, QAScene]:
     root = rooms_folder(spec.rooms, spec.room_seed, cache) if spec.rooms else None
     progress(total=len(refs))
     out = {}
     for ref in refs:
-        cloud = load_scene_cloud(ref, None if ref.startswith("tabletop/") else root)
-        out[ref] = scene_input(cloud, spec.num_points, spec.max_objects, seed=0, source=ref)
+        _, out[ref] = load_scene_input(ref, None if ref.startswith("tabletop/") else root, spec.num_points,
+                                       spec.max_objects)
         progress(advance=1)
     return out
 
