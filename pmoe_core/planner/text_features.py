@@ -118,10 +118,11 @@ class TextFeatures:
     # --- a whole set on disk ---
 
     def save(self, path: str | Path) -> None:
-        """Every cached text's states (float16) and ids in one .npz, written atomically."""
+        """Every cached text's states (float16) and ids in one .npz, written atomically (its folder made: the
+        callers save into caches that a fresh machine does not have yet)."""
         texts = sorted(self._states)
         lengths = np.array([len(self._states[t]) for t in texts], np.int64)
-        with atomic_path(Path(path)) as tmp:
+        with atomic_path(Path(path), make_parents=True) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, texts=np.array(texts, dtype=object).astype(str), lengths=lengths,
                          states=np.concatenate([self._states[t] for t in texts]).astype(np.float16),

@@ -202,7 +202,6 @@ def cached_text_features(model_cfg: PlannerConfig, texts: list[str], lexicon: li
             chunk = unique[start : start + 256]
             mine.encode(chunk)
             progress(advance=len(chunk), message=f"{name} text states")
-        folder.mkdir(parents=True, exist_ok=True)
         mine.save(path)
         features.load(path)
     return features

@@ -234,6 +234,5 @@ def load_text_states(features: TextFeatures, texts: list[str], cache: str | Path
     if path.is_file() and features.load(path):
         return
     features.encode(texts)
-    path.parent.mkdir(parents=True, exist_ok=True)  # a fresh machine's first `pmoe qa eval` has no cache folder
     features.save(path)
     features.load(path)
