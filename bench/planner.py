@@ -34,8 +34,7 @@ import torch
 from pmoe_core.jsonio import read_json, write_json_atomic
 from pmoe_core.outputs import check_output_file
 from pmoe_core.planner.checks import (
-    ABSENT_COLOUR_DE,
-    FOCAL_MARGIN,
+    HUE_LIMIT,
     TASK_SIMILARITY,
     check_input,
     colour_present,
@@ -47,7 +46,7 @@ from pmoe_core.planner.policy import ModelPolicy, cloud_input, load_planner, pla
 from pmoe_core.planner.pose_tokens import steps_to_tensor
 from pmoe_core.planner.train import DEFAULT_TASKS, PlannerTrainConfig, train_planner
 from pmoe_core.tabletop.episodes import run_bench
-from pmoe_core.tabletop.lexicon import lexicon_colour
+from pmoe_core.tabletop.lexicon import FAMILY_REACH, colour_lexicon, lexicon_colour, to_lab
 from pmoe_core.tabletop.observe import observe
 from pmoe_core.tabletop.scene_io import save_episode
 from pmoe_core.tabletop.sim import execute
@@ -330,8 +329,10 @@ def checks_table(episodes: int) -> None:
               f"{min(f.nearest_delta_e for f in gone):.1f} | {sum(not f.present for f in gone)}/{len(gone)} |")
     print(f"| all | {max(f.nearest_delta_e for f in present):.1f} | {sum(f.present for f in present)}/{len(present)} "
           f"| {min(f.nearest_delta_e for f in absent):.1f} | {sum(not f.present for f in absent)}/{len(absent)} |")
-    print(f"(threshold ABSENT_COLOUR_DE = {ABSENT_COLOUR_DE} unless a basic term claims the object with a focal colour "
-          f"FOCAL_MARGIN = {FOCAL_MARGIN} nearer, or the same basic colour term for a name that is not one)")
+    print(f"(an object has the named colour when it reads as the name's basic term and lies within FAMILY_REACH = "
+          f"{FAMILY_REACH} of the name's family or, for a name that is not a basic term, HUE_LIMIT = {HUE_LIMIT} "
+          "degrees of its hue)")
+    lexicon_names_table()
 
     print(f"\n### Instruction vs nearest training phrasing (MiniLM cosine; {episodes} held-out scenes per task, "
           "seen and unseen colours)")
@@ -351,6 +352,28 @@ def checks_table(episodes: int) -> None:
     print(f"| chit-chat ({len(junk)}) | | max {junk[0][0]:.3f} ({junk[0][1]!r}); next {junk[1][0]:.3f} "
           f"({junk[1][1]!r}) | | refused {sum(s < TASK_SIMILARITY for s, _ in junk)}/{len(junk)} |")
     print(f"(threshold TASK_SIMILARITY = {TASK_SIMILARITY})")
+
+
+def lexicon_names_table() -> None:
+    """The colour check on names the scene palette does not choose: every lexicon name that stands nearest one
+    palette colour (within delta E 20, 5 nearer than to any other), checked against that colour alone (should be
+    found) and against each palette colour 10 farther from it than its own (should not)."""
+    world = {name: to_lab(np.asarray(rgb, dtype=np.float64)) for name, rgb in COLORS.items()}
+    found, names, wrong, pairs = 0, 0, 0, 0
+    for entry in colour_lexicon():
+        lab = to_lab(np.asarray(entry.rgb, dtype=np.float64))
+        distance = {name: float(np.linalg.norm(lab - v)) for name, v in world.items()}
+        (own_d, own), (second, _) = sorted((d, n) for n, d in distance.items())[:2]
+        if own_d > 20 or second - own_d < 5:
+            continue
+        names += 1
+        found += colour_present(entry, [COLORS[own]]).present
+        for other, d in distance.items():
+            if d > own_d + 10:
+                pairs += 1
+                wrong += colour_present(entry, [COLORS[other]]).present
+    print(f"\n### Lexicon names nearest one palette colour: found on it {found}/{names}; found on a clearly "
+          f"different one (10 farther) {wrong}/{pairs}")
 
 
 def main() -> None:

@@ -22,6 +22,12 @@ from matplotlib import colors as mcolors
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # Berlin & Kay's eleven basic colour terms of English: the words speakers use for a colour before any finer name.
 BASIC_TERMS = ("black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange", "gray")
+ACHROMATIC_TERMS = ("black", "white", "gray")
+# CIELAB chroma C*ab at or below which a colour is a white, gray or black rather than a hue: above the plain grays
+# of the lexicon ("gray" 2.5, "blue gray" 14.8, "brownish gray" 15.5), below a muted brown (the scene's, 21.8).
+ACHROMATIC_CHROMA = 15.0
+FAMILY_REACH = 12.0  # CIE76 delta E within which a colour's family reaches a colour (planner/checks.py)
+FOCAL_MARGIN = 10.0  # how much nearer a focal colour must be to take a colour from the nearest family
 # sRGB primaries -> CIE XYZ, and the D65 white point (IEC 61966-2-1).
 # sRGB (linear) -> XYZ under D65, and the D65 white: shared with the model's tensor version (planner/colour.py).
 SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
@@ -136,8 +142,17 @@ def focal_distance(colour: NamedColour, rgb: np.ndarray | tuple[int, int, int]) 
 
 
 def basic_term(rgb: np.ndarray | tuple[int, int, int]) -> str:
-    """The basic colour term (`BASIC_TERMS`) whose family comes nearest to one sRGB colour (0-255)."""
-    return min(BASIC_TERMS, key=lambda term: float(family_distance(lexicon_colour(term), rgb)))
+    """The basic colour term (`BASIC_TERMS`) one sRGB colour (0-255) reads as: of the achromatic terms for an
+    achromatic colour (`is_achromatic`) and of the others for the rest (families blur across that line: the
+    lexicon's "brownish grey" and "greyish brown" are one colour; speakers do not), the one whose family comes
+    nearest, unless another whose family reaches it (`FAMILY_REACH`) has a focal colour `FOCAL_MARGIN` nearer."""
+    grey = bool(is_achromatic(rgb))
+    terms = [t for t in BASIC_TERMS if (t in ACHROMATIC_TERMS) == grey]
+    reach = {t: float(family_distance(lexicon_colour(t), rgb)) for t in terms}
+    nearest = min(terms, key=reach.get)
+    focal = {t: float(focal_distance(lexicon_colour(t), rgb)) for t in terms if reach[t] <= FAMILY_REACH}
+    better = [t for t in focal if focal[t] + FOCAL_MARGIN < focal.get(nearest, np.inf)]
+    return min(better, key=focal.get) if better else nearest
 
 
 def basic_term_of(colour: NamedColour) -> str:
@@ -149,6 +164,18 @@ def lexicon_colour(name: str) -> NamedColour:
     """The entry named `name` (normalised as the lexicon's names are); KeyError when there is none."""
     table, _ = _by_words()
     return table[words_of(name)]
+
+
+def is_achromatic(rgb: np.ndarray | tuple[int, int, int]) -> np.ndarray:
+    """Whether each sRGB colour (0-255, (..., 3)) has CIELAB chroma <= `ACHROMATIC_CHROMA` (no hue to name)."""
+    return np.hypot(*np.moveaxis(to_lab(rgb)[..., 1:], -1, 0)) <= ACHROMATIC_CHROMA
+
+
+def hue_difference(a: np.ndarray | tuple[int, int, int], b: np.ndarray | tuple[int, int, int]) -> np.ndarray:
+    """CIELAB hue angle between sRGB colours (0-255, broadcast), in degrees 0..180."""
+    la, lb = to_lab(a), to_lab(b)
+    turn = np.degrees(np.arctan2(la[..., 2], la[..., 1]) - np.arctan2(lb[..., 2], lb[..., 1]))
+    return np.abs((turn + 180.0) % 360.0 - 180.0)
 
 
 def to_lab(rgb: np.ndarray | tuple[int, int, int]) -> np.ndarray:

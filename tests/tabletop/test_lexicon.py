@@ -13,6 +13,8 @@ from pmoe_core.tabletop.lexicon import (
     colour_lexicon,
     colour_words_in,
     family_distance,
+    hue_difference,
+    is_achromatic,
     lexicon_colour,
     to_lab,
 )
@@ -65,3 +67,17 @@ def test_scene_colours_are_near_their_own_family_and_basic_terms_are_words():
     assert np.linalg.norm(to_lab(lexicon_colour("blue").rgb) - to_lab(COLORS["blue"])) > 70
     assert set(BASIC_TERMS) <= {c.name for c in colour_lexicon()}
     assert basic_term((0, 0, 0)) == "black" and basic_term_of(lexicon_colour("navy")) == "blue"
+
+
+def test_each_scene_colour_reads_as_one_basic_term():
+    """Families blur (the scene's red lies in pink's, its brown in gray's): the reading picks one term, by kind
+    (white, gray and black only for chroma <= 15) and focal colour. Cyan is no basic term; it reads as blue."""
+    reads = {name: basic_term(rgb) for name, rgb in COLORS.items()}
+    assert reads == {name: "blue" if name == "cyan" else name for name in COLORS}
+    assert is_achromatic(COLORS["gray"]) and not is_achromatic(COLORS["brown"])
+    # the lexicon's "brownish grey" and "greyish brown" have chroma 15.5 and 17.6: browns; "blue grey" (14.8) a gray
+    assert [basic_term(lexicon_colour(n).rgb) for n in ("brownish grey", "greyish brown", "blue grey")] == \
+        ["brown", "brown", "gray"]
+    assert float(hue_difference(lexicon_colour("cyan").rgb, COLORS["blue"])) > 60
+    assert float(hue_difference(lexicon_colour("cyan").rgb, COLORS["cyan"])) < 10
+    assert float(hue_difference((255, 0, 0), (255, 0, 0))) == 0.0
