@@ -332,7 +332,7 @@ def checks_table(episodes: int) -> None:
     print(f"(an object has the named colour when it reads as the name's basic term and lies within FAMILY_REACH = "
           f"{FAMILY_REACH} of the name's family or, for a name that is not a basic term, HUE_LIMIT = {HUE_LIMIT} "
           "degrees of its hue)")
-    lexicon_names_table()
+    off_palette_colour_tables()
 
     print(f"\n### Instruction vs nearest training phrasing (MiniLM cosine; {episodes} held-out scenes per task, "
           "seen and unseen colours)")
@@ -354,10 +354,10 @@ def checks_table(episodes: int) -> None:
     print(f"(threshold TASK_SIMILARITY = {TASK_SIMILARITY})")
 
 
-def lexicon_names_table() -> None:
-    """The colour check on names the scene palette does not choose: every lexicon name that stands nearest one
-    palette colour (within delta E 20, 5 nearer than to any other), checked against that colour alone (should be
-    found) and against each palette colour 10 farther from it than its own (should not)."""
+def off_palette_colour_tables() -> None:
+    """The colour check beyond the eleven palette colours: every lexicon name that stands nearest one palette colour
+    (within delta E 20, 5 nearer than to any other), checked against that colour alone (should be found) and
+    against each palette colour 10 farther from it than its own (should not); and the palette dimmed."""
     world = {name: to_lab(np.asarray(rgb, dtype=np.float64)) for name, rgb in COLORS.items()}
     found, names, wrong, pairs = 0, 0, 0, 0
     for entry in colour_lexicon():
@@ -374,6 +374,14 @@ def lexicon_names_table() -> None:
                 wrong += colour_present(entry, [COLORS[other]]).present
     print(f"\n### Lexicon names nearest one palette colour: found on it {found}/{names}; found on a clearly "
           f"different one (10 farther) {wrong}/{pairs}")
+    print("\n### The palette dimmed (every channel x k, as a darker light would): named colours found beside their own "
+          "object, and found beside another palette colour's")
+    for k in (1.0, 0.85, 0.7, 0.55):
+        dim = {name: tuple(round(v * k) for v in rgb) for name, rgb in COLORS.items()}
+        own = [n for n in COLORS if colour_present(lexicon_colour(n), [dim[n]]).present]
+        other = sum(colour_present(lexicon_colour(n), [dim[o]]).present for n in COLORS for o in COLORS if o != n)
+        print(f"- x{k}: found {len(own)}/{len(COLORS)} (missed: {', '.join(sorted(set(COLORS) - set(own))) or '-'}), "
+              f"beside another {other}/{len(COLORS) * (len(COLORS) - 1)}")
 
 
 def main() -> None:
