@@ -110,6 +110,32 @@ def diagnostics_table(checkpoint: str | None, tasks: list[str], episodes: int) -
 
 
 @torch.no_grad()
+def asked_colour_table(checkpoint: str | None, tasks: list[str], episodes: int) -> None:
+    """Does the colour the model reads from an instruction (its colour head, `model.asked_colour`) point at the named
+    object? Per task naming a colour, unseen colours, template against held-out phrasing: how often it lies nearer
+    (CIELAB) another object on the table, and the median margin to the nearest other object."""
+    model = load_planner(checkpoint).model.eval()
+    print(f"\n### The colour read from the instruction vs the objects (unseen colours, {episodes} held-out episodes)")
+    print("| task | phrasing | nearer another object | median margin (delta E) |")
+    print("|---|---|---|---|")
+    for task in tasks:
+        if "color" not in make_scene(task, HELD_OUT_SEED).words:
+            continue
+        for phrasing in ("template", "heldout"):
+            wrong, margins = 0, []
+            for i in range(episodes):
+                desc = make_scene(task, HELD_OUT_SEED + i, "unseen", phrasing)
+                lab = model.asked_colour(model.text_batch([desc.instruction])).lab[0].cpu().numpy() * 100.0
+                distance = {o.color: float(np.linalg.norm(lab - to_lab(np.asarray(COLORS[o.color], np.float64))))
+                            for o in desc.objects}
+                named = distance.pop(desc.words["color"])
+                if distance:
+                    margins.append(min(distance.values()) - named)
+                    wrong += margins[-1] < 0
+            print(f"| {task} | {phrasing} | {wrong}/{len(margins)} | {np.median(margins):.1f} |", flush=True)
+
+
+@torch.no_grad()
 def held_out_loss(checkpoint: Path, tasks: list[str], episodes: int) -> float:
     """Mean Stage II loss (flow + stop) on held-out demos, with fixed flow noise so runs compare fairly."""
     planner = load_planner(checkpoint)
@@ -415,6 +441,7 @@ def main() -> None:
     if args.part in ("all", "success"):
         success_table(args.checkpoint, tasks, args.episodes)
     if args.part in ("all", "diagnostics"):
+        asked_colour_table(args.checkpoint, tasks, args.episodes)
         diagnostics_table(args.checkpoint, tasks, args.episodes)
     if args.part in ("all", "steps"):
         steps_table(args.checkpoint, tasks, max(1, args.episodes // 2))

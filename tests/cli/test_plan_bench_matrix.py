@@ -74,3 +74,12 @@ def test_matrix_saves_cells_as_they_finish_and_resumes(bench, tmp_path, monkeypa
     resumed = bench.MatrixFile(out, "oracle.pt", 2, resume=True, overwrite=False)
     bench.matrix_table(planner, ["stack-blocks"], 2, resumed)
     assert "| stack-blocks | seen | template | 100% |" in capsys.readouterr().out
+
+
+def test_asked_colour_table_counts_instructions_read_as_another_object(bench, capsys):
+    """The diagnostic behind the held-out stack-blocks failures: with the packaged default, template instructions
+    of these scenes read their colour nearest the named object; each row counts every episode."""
+    bench.asked_colour_table(None, ["stack-blocks", "stack-blocks-of-same-color"], 4)
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| stack-blocks |")]
+    assert [r[1] for r in rows] == ["template", "heldout"]  # the same-colour task names no colour: no row
+    assert rows[0][2] == "0/4" and rows[1][2].endswith("/4")
