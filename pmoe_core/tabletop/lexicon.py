@@ -23,8 +23,9 @@ WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # Berlin & Kay's eleven basic colour terms of English: the words speakers use for a colour before any finer name.
 BASIC_TERMS = ("black", "white", "red", "green", "yellow", "blue", "brown", "purple", "pink", "orange", "gray")
 ACHROMATIC_TERMS = ("black", "white", "gray")
-# CIELAB chroma C*ab at or below which a colour is a white, gray or black rather than a hue: above the plain grays
-# of the lexicon ("gray" 2.5, "blue gray" 14.8, "brownish gray" 15.5), below a muted brown (the scene's, 21.8).
+# CIELAB chroma C*ab at or below which a colour is a white, gray or black rather than a hue: above the lexicon's
+# plain grays ("gray" 2.5, "blue gray" 14.8; "brownish gray", 15.5, reads as a brown), below a muted brown (the
+# scene's, 21.8).
 ACHROMATIC_CHROMA = 15.0
 FAMILY_REACH = 12.0  # CIE76 delta E within which a colour's family reaches a colour (planner/checks.py)
 FOCAL_MARGIN = 10.0  # how much nearer a focal colour must be to take a colour from the nearest family
