@@ -41,6 +41,7 @@ from pmoe_core.planner.checks import (
     match_task,
     object_colours,
 )
+from pmoe_core.planner.colour import world_colour_of
 from pmoe_core.planner.demos import HELD_OUT_SEED, canonical_steps
 from pmoe_core.planner.policy import ModelPolicy, cloud_input, load_planner, plan_cloud
 from pmoe_core.planner.pose_tokens import steps_to_tensor
@@ -381,21 +382,22 @@ def checks_table(episodes: int) -> None:
 
 
 def off_palette_colour_tables() -> None:
-    """The colour check beyond the eleven palette colours: every lexicon name that stands nearest one palette colour
-    (within delta E 20, 5 nearer than to any other), checked against that colour alone (should be found) and
-    against each palette colour 10 farther from it than its own (should not); and the palette dimmed."""
-    world = {name: to_lab(np.asarray(rgb, dtype=np.float64)) for name, rgb in COLORS.items()}
+    """The colour check beyond the eleven palette colours: every lexicon name that stands for one palette colour
+    (`colour.world_colour_of`: the nearest, within delta E 20 and 5 nearer than any other), checked against that
+    colour alone (should be found) and against each palette colour 10 farther from it than its own (should not);
+    and the palette dimmed."""
     found, names, wrong, pairs = 0, 0, 0, 0
     for entry in colour_lexicon():
         lab = to_lab(np.asarray(entry.rgb, dtype=np.float64))
-        distance = {name: float(np.linalg.norm(lab - v)) for name, v in world.items()}
-        (own_d, own), (second, _) = sorted((d, n) for n, d in distance.items())[:2]
-        if own_d > 20 or second - own_d < 5:
+        own = world_colour_of(lab)
+        if own is None:
             continue
         names += 1
         found += colour_present(entry, [COLORS[own]]).present
+        distance = {name: float(np.linalg.norm(lab - to_lab(np.asarray(rgb, dtype=np.float64))))
+                    for name, rgb in COLORS.items()}
         for other, d in distance.items():
-            if d > own_d + 10:
+            if d > distance[own] + 10:
                 pairs += 1
                 wrong += colour_present(entry, [COLORS[other]]).present
     print(f"\n### Lexicon names nearest one palette colour: found on it {found}/{names}; found on a clearly "

@@ -185,30 +185,34 @@ PARAPHRASE_DELTA_E = 20.0  # a name may stand for a world colour within this CIE
 PARAPHRASE_MARGIN = 5.0  # ...and this much nearer to it than to any other world colour
 
 
+def world_colour_of(lab: np.ndarray) -> str | None:
+    """The world colour (tabletop COLORS) a CIELAB colour (0-100 scale) stands for: the nearest, if it lies within
+    `PARAPHRASE_DELTA_E` and `PARAPHRASE_MARGIN` nearer than the next; None otherwise."""
+    from pmoe_core.tabletop.lexicon import to_lab
+    from pmoe_core.tabletop.world import COLORS
+
+    distance = sorted((float(np.linalg.norm(lab - to_lab(np.asarray(rgb, dtype=np.float64)))), name)
+                      for name, rgb in COLORS.items())
+    (nearest, name), (second, _) = distance[0], distance[1]
+    return name if nearest <= PARAPHRASE_DELTA_E and second - nearest >= PARAPHRASE_MARGIN else None
+
+
 @cache
 def colour_paraphrases(colour: str) -> tuple[str, ...]:
-    """Stage I lexicon names (never held-out ones) that can stand for the world colour `colour` in an instruction:
-    nearest to it of the world's colours, by a margin, and within `PARAPHRASE_DELTA_E`.
+    """Stage I lexicon names (never held-out ones) that can stand for the world colour `colour` in an instruction
+    (`world_colour_of`).
 
     Stage II reads every colour word through the frozen colour head (the asked colour against each object's); with
     only the seven demonstrated words, the trunk can instead learn each word's LM state by heart, and a word it never
     met ("purple", grounded right) then points nowhere. Names that word or stem an unseen-split colour ("pinkish
     red") are left out: unseen colours never appear in Stage II."""
-    from pmoe_core.tabletop.lexicon import to_lab, words_of
-    from pmoe_core.tabletop.world import COLORS, SPLITS
+    from pmoe_core.tabletop.lexicon import words_of
+    from pmoe_core.tabletop.world import SPLITS
 
-    world = {name: to_lab(np.asarray(rgb, dtype=np.float64)) for name, rgb in COLORS.items()}
     train, _ = lexicon_entries()
-    out = []
-    for entry in train:
-        if any(word.startswith(u[:4]) for word in words_of(entry.name) for u in SPLITS["unseen"]):
-            continue
-        lab = np.asarray(entry.lab) * 100.0
-        distance = sorted((float(np.linalg.norm(lab - v)), name) for name, v in world.items())
-        (nearest, name), (second, _) = distance[0], distance[1]
-        if name == colour and nearest <= PARAPHRASE_DELTA_E and second - nearest >= PARAPHRASE_MARGIN:
-            out.append(entry.name)
-    return tuple(out)
+    return tuple(entry.name for entry in train
+                 if not any(word.startswith(u[:4]) for word in words_of(entry.name) for u in SPLITS["unseen"])
+                 and world_colour_of(np.asarray(entry.lab) * 100.0) == colour)
 
 
 def swap_colour_word(instruction: str, colour: str, name: str) -> str:
