@@ -4,6 +4,7 @@ task x colours x phrasing matrix; the input checks' thresholds.
     OMP_NUM_THREADS=1 python bench/planner.py --part all --episodes 50
     OMP_NUM_THREADS=1 python bench/planner.py --part matrix [--checkpoint CKPT] --episodes 50 --json matrix.json
     OMP_NUM_THREADS=1 python bench/planner.py --part checks --episodes 30
+    OMP_NUM_THREADS=1 python bench/planner.py --part colour-layers --episodes 100
 
 Held-out episodes use seeds from HELD_OUT_SEED (100000) on, with seen and unseen colours; training used seeds
 0..episodes-1 with seen colours only. The expert ablation trains short runs of the *tiny* preset from scratch
@@ -14,6 +15,7 @@ Held-out episodes use seeds from HELD_OUT_SEED (100000) on, with seen and unseen
 and counts how often the input checks refuse or warn about an instruction naming a colour no object has. Rows print
 as they finish; with --json every finished cell is saved at once, and --resume skips the cells a file already holds.
 `--part checks` measures what the input checks' thresholds were chosen from (pmoe_core/planner/checks.py).
+`--part colour-layers` measures which LM hidden state the colour head should read (text_features.py; ~15 min).
 """
 
 from __future__ import annotations
@@ -110,30 +112,113 @@ def diagnostics_table(checkpoint: str | None, tasks: list[str], episodes: int) -
               flush=True)
 
 
+def colour_naming_tasks(tasks: list[str]) -> list[str]:
+    return [t for t in tasks if "color" in make_scene(t, HELD_OUT_SEED).words]
+
+
+def nearer_another(read_lab, task: str, phrasing: str, episodes: int) -> tuple[int, list[float]]:
+    """(how many of the unseen-colour held-out instructions read (`read_lab`: instruction -> CIELAB) nearer another
+    object on the table than the named one, each margin to the nearest other object in delta E)."""
+    wrong, margins = 0, []
+    for i in range(episodes):
+        desc = make_scene(task, HELD_OUT_SEED + i, "unseen", phrasing)
+        lab = read_lab(desc.instruction)
+        distance = {o.color: float(np.linalg.norm(lab - to_lab(np.asarray(COLORS[o.color], np.float64))))
+                    for o in desc.objects}
+        named = distance.pop(desc.words["color"])
+        if distance:
+            margins.append(min(distance.values()) - named)
+            wrong += margins[-1] < 0
+    return wrong, margins
+
+
 @torch.no_grad()
 def asked_colour_table(checkpoint: str | None, tasks: list[str], episodes: int) -> None:
     """Does the colour the model reads from an instruction (its colour head, `model.asked_colour`) point at the named
     object? Per task naming a colour, unseen colours, template against held-out phrasing: how often it lies nearer
     (CIELAB) another object on the table, and the median margin to the nearest other object."""
     model = load_planner(checkpoint).model.eval()
+
+    def read_lab(text: str) -> np.ndarray:
+        return model.asked_colour(model.text_batch([text])).lab[0].cpu().numpy() * 100.0
+
     print(f"\n### The colour read from the instruction vs the objects (unseen colours, {episodes} held-out episodes)")
     print("| task | phrasing | nearer another object | median margin (delta E) |")
     print("|---|---|---|---|")
-    for task in tasks:
-        if "color" not in make_scene(task, HELD_OUT_SEED).words:
-            continue
-        for phrasing in ("template", "heldout"):
-            wrong, margins = 0, []
-            for i in range(episodes):
-                desc = make_scene(task, HELD_OUT_SEED + i, "unseen", phrasing)
-                lab = model.asked_colour(model.text_batch([desc.instruction])).lab[0].cpu().numpy() * 100.0
-                distance = {o.color: float(np.linalg.norm(lab - to_lab(np.asarray(COLORS[o.color], np.float64))))
-                            for o in desc.objects}
-                named = distance.pop(desc.words["color"])
-                if distance:
-                    margins.append(min(distance.values()) - named)
-                    wrong += margins[-1] < 0
+    for task in colour_naming_tasks(tasks):
+        for phrasing in MATRIX_PHRASINGS:
+            wrong, margins = nearer_another(read_lab, task, phrasing, episodes)
             print(f"| {task} | {phrasing} | {wrong}/{len(margins)} | {np.median(margins):.1f} |", flush=True)
+
+
+def colour_layer_table(layers: list[int], episodes: int) -> None:
+    """Which of the frozen LM's hidden states should the colour head read? Per layer, a head of the default's size
+    trained as Stage I trains it (lexicon phrases alone, the same batches and schedule, seed 0), then the measure of
+    `asked_colour_table` over the tasks naming a colour: an unfamiliar frame must not move the colour read."""
+    from pmoe_core.planner.colour import ColourHead, colour_loss, lexicon_batch, lexicon_split, lexicon_texts
+    from pmoe_core.planner.model_lm import text_features
+    from pmoe_core.planner.train import default_model_config, learning_rate
+
+    model_cfg, cfg = default_model_config(), PlannerTrainConfig()
+    features = text_features(model_cfg.text)
+    lexicon, _ = lexicon_split(cfg.lexicon_names)
+    tasks = colour_naming_tasks(list(TASKS))
+    asked = {make_scene(t, HELD_OUT_SEED + i, "unseen", p).instruction
+             for t in tasks for p in MATRIX_PHRASINGS for i in range(episodes)}
+    states = layer_states(features, sorted(set(lexicon_texts(lexicon, framed=True)) | asked), layers)
+    print(f"\n### Which LM layer the colour head reads (Stage I's lexicon training alone; unseen colours, {episodes} "
+          f"held-out episodes per task and phrasing, {len(tasks)} tasks)")
+    print("| hidden state | final lexicon loss | template: nearer another object | held-out: nearer another object | "
+          "held-out median margin (delta E) |")
+    print("|---|---|---|---|---|")
+    for k, layer in enumerate(layers):
+        def batch(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            rows = [states[t][k] for t in texts]
+            out = torch.zeros(len(rows), max(len(r) for r in rows), rows[0].shape[-1])
+            mask = torch.zeros(out.shape[:2], dtype=torch.bool)
+            for row, r in enumerate(rows):
+                out[row, : len(r)], mask[row, : len(r)] = r.float(), True
+            return out, mask
+
+        torch.manual_seed(cfg.seed)
+        head = ColourHead(model_cfg.colour, features.dim)
+        opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        for step in range(cfg.steps_stage1):
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            texts, labs = lexicon_batch(lexicon, cfg.seed, step, cfg.lexicon_batch, framed=True)
+            loss = colour_loss(head(*batch(texts)), labs)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        @torch.no_grad()
+        def read_lab(text: str) -> np.ndarray:
+            return head(*batch([text])).lab[0].numpy() * 100.0
+
+        results = {p: [nearer_another(read_lab, t, p, episodes) for t in tasks] for p in MATRIX_PHRASINGS}
+        wrong = {p: sum(w for w, _ in results[p]) for p in MATRIX_PHRASINGS}
+        total = sum(len(m) for _, m in results["heldout"])
+        margin = np.median([m for _, ms in results["heldout"] for m in ms])
+        name = "final (after the norm)" if layer == -1 else "embeddings" if layer == 0 else f"block {layer}"
+        print(f"| {name} | {loss.item():.4f} | {wrong['template']}/{total} | {wrong['heldout']}/{total} | "
+              f"{margin:.1f} |", flush=True)
+
+
+@torch.no_grad()
+def layer_states(features, texts: list[str], layers: list[int]) -> dict[str, list[torch.Tensor]]:
+    """Each text's (L, H) float16 states at each of `layers` (-1: the final), from one LM pass per batch."""
+    llm, out = features.llm, {}
+    for start in range(0, len(texts), 64):
+        chunk = texts[start : start + 64]
+        ids = [torch.from_numpy(features.ids(t)) for t in chunk]
+        batch = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True)
+        mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(i) for i in ids], batch_first=True)
+        result = llm.model(input_ids=batch, attention_mask=mask, output_hidden_states=True, use_cache=False)
+        hidden = [result.last_hidden_state if k == -1 else result.hidden_states[k] for k in layers]
+        for row, text in enumerate(chunk):
+            out[text] = [h[row, : len(ids[row])].half() for h in hidden]
+    return out
 
 
 @torch.no_grad()
@@ -415,7 +500,8 @@ def off_palette_colour_tables() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all",
-                        choices=("all", "success", "diagnostics", "steps", "experts", "latency", "matrix", "checks"))
+                        choices=("all", "success", "diagnostics", "steps", "experts", "latency", "matrix", "checks",
+                                 "colour-layers"))
     parser.add_argument("--checkpoint", default=None, help="planner checkpoint (default: the packaged one)")
     parser.add_argument("--tasks", default=None,
                         help="comma-separated tasks (default: the matrix and checks all seven, the rest "
@@ -428,6 +514,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="--part matrix: save every finished cell here")
     parser.add_argument("--resume", action="store_true", help="--part matrix: skip the cells --json already holds")
     parser.add_argument("--overwrite", action="store_true", help="--part matrix: replace an existing --json file")
+    parser.add_argument("--layers", default="-1,0,1,2,3,4,8,16,24",
+                        help="--part colour-layers: the LM hidden states to compare (-1: the final, 0: embeddings)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     tasks = [t.strip() for t in (args.tasks or ",".join(DEFAULT_TASKS)).split(",")]
@@ -440,6 +528,8 @@ def main() -> None:
         matrix_table(planner, matrix_tasks, args.episodes, out)
     if args.part == "checks":
         checks_table(args.episodes)
+    if args.part == "colour-layers":
+        colour_layer_table([int(k) for k in args.layers.split(",")], args.episodes)
     if args.part in ("all", "success"):
         success_table(args.checkpoint, tasks, args.episodes)
     if args.part in ("all", "diagnostics"):

@@ -50,7 +50,7 @@ from pmoe_core.planner.pose_tokens import (
 from pmoe_core.planner.relations import ATTRIBUTE_DIM, attributes, pairwise
 from pmoe_core.planner.scene_encoder import SceneEncoder, SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig, fourier_xyz
-from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
+from pmoe_core.planner.text_features import TextBatch, TextFeatures, TextFeatureSpec
 from pmoe_core.planner.trunk import Trunk, TrunkConfig, TrunkOutput
 from pmoe_core.tabletop.oracle import Step
 from pmoe_core.tabletop.world import WORKSPACE
@@ -61,7 +61,7 @@ TABLE_BANDS = 8
 
 @dataclass
 class PlannerConfig:
-    text: TextFeatureSpec = field(default_factory=TextFeatureSpec)
+    text: TextFeatureSpec = field(default_factory=lambda: TextFeatureSpec(colour_layer=2))
     joint: JointConfig | None = None  # the paper's joint path instead of the trunk (see joint.py)
     encoder: SceneEncoderConfig = field(default_factory=SceneEncoderConfig)
     trunk: TrunkConfig = field(default_factory=lambda: TrunkConfig(relation_dim=12))
@@ -126,14 +126,6 @@ def table_anchors(step: float) -> torch.Tensor:
     return torch.cat([grid, torch.zeros(len(grid), 1)], -1)
 
 
-@dataclass
-class TextBatch:
-    """Frozen-LM states of a batch of texts, right-padded."""
-
-    states: torch.Tensor  # (B, T, H)
-    mask: torch.Tensor  # (B, T) bool
-
-
 class ThreeDMoEPlanner(nn.Module):
     """The planner. `text` may be passed in (a TextFeatures already holding states) to share its cache and LM."""
 
@@ -163,11 +155,10 @@ class ThreeDMoEPlanner(nn.Module):
     # --- inputs ---
 
     def text_batch(self, texts: list[str]) -> TextBatch:
-        states, mask = self.text.batch(texts)
-        return TextBatch(states.to(self.device), mask.to(self.device))
+        return self.text.batch(texts).to(self.device)
 
     def asked_colour(self, text: TextBatch) -> AskedColour:
-        return self.colour(text.states, text.mask)
+        return self.colour(text.colour_states, text.mask)
 
     def condition(self, points: torch.Tensor, texts: list[str]) -> tuple[Condition, torch.Tensor]:
         """(the Condition of B clouds (B, N, 7) and their instructions, the trunk's MoE balance loss)."""

@@ -7,6 +7,10 @@ a 135M-parameter forward over every batch would be ~28 s per batch-16 step on 2 
 
 The cache is in memory, keyed by the exact text; `save`/`load` keep a whole set on disk (a training run's
 instructions), tagged with the LM's identity so states of one LM are never read as another's.
+
+A colour head may read an earlier layer than the rest (`colour_layer`): a word's state in the final layer carries
+much of the words before it, so a colour word in a phrasing the head never saw reads as another colour; block 2's
+state of it holds the word itself (BENCHMARKS.md, "Planner model"; `bench/planner.py --part colour-layers`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,28 @@ class TextFeatureSpec:
     llm: str = "smollm2"  # "smollm2" (the packaged model) or a local Hugging Face LLaMA-family folder
     layer: int = -1  # which hidden state: -1 the final one (after the LM's final norm), k the output of block k
     max_tokens: int = 48  # longer texts are cut (a warning is the caller's to give)
+    colour_layer: int | None = None  # the hidden state a colour head reads; None: the same as `layer`
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """The hidden states kept per token, side by side: `layer`, then `colour_layer` when it differs."""
+        return (self.layer,) if self.colour_layer in (None, self.layer) else (self.layer, self.colour_layer)
+
+
+@dataclass
+class TextBatch:
+    """Frozen-LM states of a batch of texts, right-padded: what the trunk reads and what a colour head reads."""
+
+    states: torch.Tensor  # (B, T, H)
+    colour_states: torch.Tensor  # (B, T, H); the same tensor as `states` when the spec has one layer
+    mask: torch.Tensor  # (B, T) bool
+
+    def to(self, device: torch.device) -> TextBatch:
+        return TextBatch(self.states.to(device), self.colour_states.to(device), self.mask.to(device))
 
 
 class TextFeatures:
-    """Per-text states (L, H) float32 of a frozen LM, with the token ids they belong to."""
+    """Per-text states (L, H * len(spec.layers)) float32 of a frozen LM, with the token ids they belong to."""
 
     def __init__(self, spec: TextFeatureSpec | None = None, llm=None, tokenizer=None):
         self.spec = spec or TextFeatureSpec()
@@ -79,8 +101,12 @@ class TextFeatures:
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 64) -> list[np.ndarray]:
-        """(L_i, H) float32 states of each text; texts not yet cached go through the LM in batches."""
+        """(L_i, H * len(spec.layers)) float32 states of each text; texts not yet cached go through the LM in
+        batches."""
         todo = sorted({t for t in texts if t not in self._states}, key=lambda t: len(self.ids(t)))
+        layers, blocks = self.spec.layers, int(self.llm.config.num_hidden_layers)
+        if todo and any(not -1 <= k <= blocks for k in layers):
+            raise ValueError(f"text features read hidden states {layers} of an LM with {blocks} blocks")
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             ids = [self.ids(t) for t in chunk]
@@ -91,15 +117,15 @@ class TextFeatures:
             for row, i in enumerate(ids):  # right padding: a causal LM's real positions never see the pads
                 batch[row, : len(i)] = torch.from_numpy(i)
                 mask[row, : len(i)] = 1
-            out = self.llm.model(input_ids=batch, attention_mask=mask, output_hidden_states=self.spec.layer != -1,
+            out = self.llm.model(input_ids=batch, attention_mask=mask, output_hidden_states=layers != (-1,),
                                  use_cache=False)
-            states = out.last_hidden_state if self.spec.layer == -1 else out.hidden_states[self.spec.layer]
+            states = torch.cat([out.last_hidden_state if k == -1 else out.hidden_states[k] for k in layers], -1)
             for row, text in enumerate(chunk):
                 self._states[text] = states[row, : len(ids[row])].float().numpy().copy()
         return [self._states[t] for t in texts]
 
-    def batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded (B, L, H) float32 states and the (B, L) bool mask of real positions."""
+    def batch(self, texts: list[str]) -> TextBatch:
+        """The texts' states, right-padded, with the mask of real positions (on the CPU)."""
         states = self.encode(texts)
         longest = max(len(s) for s in states)
         out = torch.zeros(len(states), longest, states[0].shape[1])
@@ -107,7 +133,8 @@ class TextFeatures:
         for row, s in enumerate(states):
             out[row, : len(s)] = torch.from_numpy(s)
             mask[row, : len(s)] = True
-        return out, mask
+        h = out.shape[-1] // len(self.spec.layers)
+        return TextBatch(out[..., :h], out[..., -h:], mask)
 
     def retain(self, texts: set[str]) -> None:
         """Forget every cached text not in `texts`."""

@@ -65,7 +65,7 @@ from pmoe_core.planner.pose_dit import PoseDiTConfig
 from pmoe_core.planner.relations import RELATION_DIM
 from pmoe_core.planner.scene_encoder import SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
-from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
+from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.planner.trunk import TrunkConfig
 from pmoe_core.planner.upcycle import MoEConfig
 from pmoe_core.progress import Progress, silent
@@ -80,11 +80,10 @@ PRESETS = ("default", "tiny")
 
 
 def default_model_config() -> PlannerConfig:
-    """The shipped default: SmolLM2-135M's frozen states, a PointNet++ of 64/16 centres on 2048 points plus up to
-    10 object tokens, a 2-block trunk of width 128 upcycled to 4 experts (top-2) and a 2-block Pose-DiT; sized to
-    train in about an hour on one CPU thread (docs/planner.md)."""
+    """The shipped default: SmolLM2-135M's frozen states (the colour head reads block 2's), a PointNet++ of 64/16
+    centres on 2048 points plus up to 10 object tokens, a 2-block trunk of width 128 upcycled to 4 experts (top-2)
+    and a 2-block Pose-DiT; sized to train in about an hour on one CPU thread (docs/planner.md)."""
     return PlannerConfig(
-        text=TextFeatureSpec(llm="smollm2"),
         encoder=SceneEncoderConfig(
             pointnet=PointNet2Config(
                 layers=[SALayer(64, 0.06, 16, [32, 32, 64]), SALayer(16, 0.2, 16, [64, 96, 128])]
@@ -181,7 +180,7 @@ def cached_text_features(model_cfg: PlannerConfig, texts: list[str], lexicon: li
     thread) and cached; texts the group's newest earlier cache holds are taken from it (a new paraphrase set or
     Stage I carrier recomputed all ~23k texts before: ~20 min)."""
     features = text_features(model_cfg.text)
-    spec = [model_cfg.text.llm, model_cfg.text.layer, model_cfg.text.max_tokens]
+    spec = [model_cfg.text.llm, *model_cfg.text.layers, model_cfg.text.max_tokens]
     for folder, name, group in ((text_cache_dir(), "lexicon", lexicon), (demo_cache_dir(cache), "run", texts)):
         unique = sorted(set(group))
         if not unique:

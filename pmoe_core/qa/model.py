@@ -66,13 +66,13 @@ from pmoe_core.planner.colour import (
     colour_loss,
     rgb_to_lab,
 )
-from pmoe_core.planner.model import TextBatch, _build
+from pmoe_core.planner.model import _build
 from pmoe_core.planner.objects import ObjectTokenConfig
 from pmoe_core.planner.pointnet2 import PointNet2Config, SALayer
 from pmoe_core.planner.relations import RELATION_DIM, attributes, pairwise
 from pmoe_core.planner.scene_encoder import SceneEncoder, SceneEncoderConfig
 from pmoe_core.planner.spatial_transformer import SpatialTransformerConfig
-from pmoe_core.planner.text_features import TextFeatures, TextFeatureSpec
+from pmoe_core.planner.text_features import TextBatch, TextFeatures, TextFeatureSpec
 from pmoe_core.planner.trunk import Trunk, TrunkConfig
 from pmoe_core.qa.decoder import AnswerDecoder, DecoderConfig, Hypothesis, Memory
 from pmoe_core.qa.scene_input import QAScene
@@ -284,8 +284,7 @@ class QAModel(nn.Module):
     # --- colour grounding ---
 
     def text_batch(self, texts: list[str]) -> TextBatch:
-        states, mask = self.features.batch(texts)
-        return TextBatch(states.to(self.device), mask.to(self.device))
+        return self.features.batch(texts).to(self.device)
 
     @property
     def colour_frozen(self) -> bool:
@@ -296,7 +295,7 @@ class QAModel(nn.Module):
 
     def asked_colour(self, text: TextBatch) -> AskedColour:
         """The colour a text names (planner/colour.py); cut from the graph once the head is frozen."""
-        asked = self.colour(text.states, text.mask)
+        asked = self.colour(text.colour_states, text.mask)
         return AskedColour(asked.lab.detach(), asked.weights.detach()) if self.colour_frozen else asked
 
     def training_parameters(self) -> list[nn.Parameter]:

@@ -15,6 +15,8 @@ from pmoe_core.planner.colour import (
     nearest_colour_accuracy,
     rgb_to_lab,
 )
+from pmoe_core.planner.model import PlannerConfig
+from pmoe_core.planner.text_features import TextFeatures
 from pmoe_core.tabletop.world import COLORS, SPLITS
 
 
@@ -56,8 +58,13 @@ def test_the_lexicon_grounds_colour_words_it_never_trained_on(smollm2_text):
     unseen = set(SPLITS["unseen"])
     train = [e for e in train[::4] if e.name not in unseen]
     held = [e for e in held if e.name not in unseen]
-    texts = [f"the {e.name} block" for e in train]
-    states, mask = smollm2_text.batch(texts)
+    features = TextFeatures(PlannerConfig().text, smollm2_text.llm, smollm2_text.tokenizer)  # the shipped layers
+
+    def colour_states(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = features.batch(texts)
+        return batch.colour_states, batch.mask
+
+    states, mask = colour_states([f"the {e.name} block" for e in train])
     target = torch.tensor([e.lab for e in train])
     torch.manual_seed(0)
     head = ColourHead(ColourHeadConfig(), smollm2_text.dim)
@@ -70,10 +77,10 @@ def test_the_lexicon_grounds_colour_words_it_never_trained_on(smollm2_text):
     palette = rgb_to_lab(torch.tensor(list(COLORS.values()), dtype=torch.float32) / 255.0) / 100.0
     with torch.no_grad():
         words = [f"the {c} block" for c in SPLITS["unseen"]]
-        asked = head(*smollm2_text.batch(words)).lab
+        asked = head(*colour_states(words)).lab
         truth = palette[[list(COLORS).index(c) for c in SPLITS["unseen"]]]
         assert nearest_colour_accuracy(asked, truth, palette) >= 0.5
-        asked = head(*smollm2_text.batch([f"the {e.name} block" for e in held])).lab
+        asked = head(*colour_states([f"the {e.name} block" for e in held])).lab
         accuracy = nearest_colour_accuracy(asked, torch.tensor([e.lab for e in held]), palette)
     assert accuracy > 0.4, accuracy
 
