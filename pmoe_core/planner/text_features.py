@@ -43,7 +43,7 @@ class TextBatch:
     """Frozen-LM states of a batch of texts, right-padded: what the trunk reads and what a colour head reads."""
 
     states: torch.Tensor  # (B, T, H)
-    colour_states: torch.Tensor  # (B, T, H); the same tensor as `states` when the spec has one layer
+    colour_states: torch.Tensor  # (B, T, H); equal to `states` when the spec has one layer
     mask: torch.Tensor  # (B, T) bool
 
     def to(self, device: torch.device) -> TextBatch:
@@ -104,9 +104,10 @@ class TextFeatures:
         """(L_i, H * len(spec.layers)) float32 states of each text; texts not yet cached go through the LM in
         batches."""
         todo = sorted({t for t in texts if t not in self._states}, key=lambda t: len(self.ids(t)))
-        layers, blocks = self.spec.layers, int(self.llm.config.num_hidden_layers)
-        if todo and any(not -1 <= k <= blocks for k in layers):
-            raise ValueError(f"text features read hidden states {layers} of an LM with {blocks} blocks")
+        layers = self.spec.layers
+        if todo and any(not -1 <= k <= self.llm.config.num_hidden_layers for k in layers):  # cached: no LM load
+            raise ValueError(f"text features read hidden states {layers} of an LM with "
+                             f"{self.llm.config.num_hidden_layers} blocks")
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             ids = [self.ids(t) for t in chunk]
